@@ -1,0 +1,27 @@
+# Every target does its own set-up: a virtual environment in .venv, installed from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench bench-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/trueup demo build/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: bench-check
+
+bench-check: $(STAMP)
+	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,118 @@
+"""What every command shares: error handling, consoles, the database session, output files."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import Connection
+
+from trueup.config import Config
+from trueup.db import connect, open_engine
+from trueup.errors import TrueupError
+from trueup.reconcile.drift import RuleResult
+
+log = logging.getLogger("trueup")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    traceback: bool = False
+
+
+STATE = State()
+
+
+def stdout() -> Console:
+    return Console(soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def handles_errors(function: F) -> F:
+    """Turn a TrueupError into one line on stderr and its exit code (1 or 2)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except TrueupError as error:
+            if STATE.traceback:
+                raise
+            stderr().print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def session(config: Config, database: str | None) -> Iterator[Connection]:
+    """A connection to the config's database (or `database`), disposed of afterwards."""
+    engine = open_engine(config.database_url(database))
+    try:
+        with connect(engine) as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def output(path: Path | None) -> Iterator[TextIO]:
+    """stdout, or `path` written only if the command completes."""
+    if path is None:
+        yield sys.stdout
+        return
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            yield handle
+        partial.replace(path)
+    except OSError as error:
+        raise TrueupError(f"{path}: cannot write: {error.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def interactive(quiet: bool) -> bool:
+    """Progress displays only for a person watching: terminals on both streams, not --quiet."""
+    return not quiet and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+class RuleProgress:
+    """A Rich progress display over rules (spinner, rule name, elapsed time) on stderr."""
+
+    def __init__(self, enabled: bool):
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=stderr(),
+            transient=True,
+            disable=not enabled,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> RuleProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def rule_started(self, name: str, index: int, total: int) -> None:
+        self._task = self._progress.add_task(f"rule {index + 1}/{total}: {name}", total=None)
+
+    def rule_finished(self, result: RuleResult) -> None:
+        self._progress.remove_task(self._task)

@@ -1,0 +1,44 @@
+"""Options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    markdown = "markdown"
+    html = "html"
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Config file.", show_default="trueup.toml", envvar="TRUEUP_CONFIG"),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database", "-d", help="Database URL, overriding the config and $TRUEUP_DATABASE_URL."),
+]
+RuleOption = Annotated[
+    list[str] | None, typer.Option("--rule", "-r", help="Only this rule (repeatable).", show_default="all rules")
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report to this file.", show_default="stdout")
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        "-n",
+        min=0,
+        help="Show only the worst N drifted keys per rule.",
+        show_default="20 in tables, all in JSON",
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or notes.")]

@@ -1,0 +1,69 @@
+"""`trueup demo` and `trueup init`: getting started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trueup.cli import common
+from trueup.cli.app import app
+from trueup.cli.options import DatabaseOption, QuietOption
+from trueup.config import DEFAULT_CONFIG, load_config
+from trueup.db import connect, open_engine
+from trueup.demo import build_demo
+from trueup.errors import UsageError
+from trueup.reconcile.check import CheckRun
+from trueup.report import write_check
+from trueup.starter import starter_config
+
+
+@app.command()
+@common.handles_errors
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to build the demo shop.")] = Path("trueup-demo"),
+    items: Annotated[int, typer.Option(min=10, help="Items per incident shape.")] = 200,
+    quiet: QuietOption = False,
+) -> None:
+    """Build a small SQLite shop with drift of four real-world kinds, then check it.
+
+    Example: trueup demo /tmp/shop && trueup check --config /tmp/shop/trueup.toml
+    """
+    config_path = build_demo(directory, items=items)
+    config = load_config(config_path)
+    with common.session(config, None) as connection:
+        run = CheckRun(connection, config, observer=common.RuleProgress(False))
+        write_check(run, "table", common.stdout().file)
+    if not quiet:
+        common.stderr().print(
+            f"\nThe demo shop is {directory / 'shop.db'}; its config is {config_path}.\n"
+            f"Try: trueup check --config {config_path} --format html --output drift.html",
+            highlight=False,
+        )
+
+
+@app.command()
+@common.handles_errors
+def init(
+    database: DatabaseOption = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Where to write the config.")] = DEFAULT_CONFIG,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter trueup.toml, listing the tables of --database if given.
+
+    Example: trueup init --database postgresql://app@localhost/shop
+    """
+    if config.exists() and not force:
+        raise UsageError(f"{config} already exists (use --force to overwrite it)")
+    if database:
+        engine = open_engine(database)
+        try:
+            with connect(engine) as connection:
+                text = starter_config(database, connection)
+        finally:
+            engine.dispose()
+    else:
+        text = starter_config()
+    config.write_text(text, encoding="utf-8")
+    common.stderr().print(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}", highlight=False)

@@ -1,0 +1,255 @@
+"""`trueup.toml` -> validated, frozen models, with errors that name the place.
+
+A config is a `[database]` table and one or more `[[rules]]`; each rule names
+the *recorded* figure (a table, its key columns, its quantity column) and the
+*expected* sources whose signed sums should equal it:
+
+    [[rules]]
+    name = "batches"
+    [rules.recorded]
+    table = "warehouse_inventory"
+    key = ["product_id"]
+    quantity = "packs"
+    [[rules.expected]]
+    table = "batches"
+    key = ["product_id"]
+    quantity = "quantity_remaining"
+
+Two kinds of text live in a config and are treated differently:
+
+* identifiers (`table`, `key`, `quantity`, `unit_value`, `group`, `time`) are
+  validated here (letters, digits, `_`, `$`, at most one `.` qualifier) and
+  quoted by `trueup.db` when SQL is built, so they can never inject SQL;
+* SQL fragments (`from`, `where`, `[[checks]].sql`) are the user's own SQL,
+  passed to the database as written.
+
+`load_config()` raises `ConfigError` with one line such as
+`trueup.toml: rule 'batches': expected[0].key: ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from trueup.errors import ConfigError
+
+DEFAULT_CONFIG = Path("trueup.toml")
+DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
+_IDENTIFIER = re.compile(rf"{_NAME}(\.{_NAME})?")
+_RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a plain identifier (letters, digits, _ and one optional "
+            "'qualifier.' prefix); put expressions in a `from` subquery"
+        )
+    return value
+
+
+def _rule_name(value: str) -> str:
+    if not _RULE_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+    return value
+
+
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Scalar = str | int | float | bool | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Recorded(_Model):
+    """The cached figure that may have drifted."""
+
+    table: Identifier
+    key: list[Identifier] = Field(min_length=1)
+    quantity: Identifier
+    unit_value: Identifier | None = None
+    group: Identifier | None = None
+    where: str | None = None
+    insert_missing: bool = False
+    insert_defaults: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Source(_Model):
+    """One set of records adding to (sign 1) or taking from (sign -1) the expected figure."""
+
+    table: Identifier | None = None
+    from_: str | None = Field(default=None, alias="from")
+    key: list[Identifier] = Field(min_length=1)
+    quantity: Identifier | Decimal
+    sign: Literal[1, -1] = 1
+    where: str | None = None
+    time: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> Source:
+        if (self.table is None) == (self.from_ is None):
+            raise ValueError("give exactly one of `table` or `from`")
+        return self
+
+
+class Rule(_Model):
+    name: Annotated[str, AfterValidator(_rule_name)]
+    recorded: Recorded
+    expected: list[Source] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _keys_line_up(self) -> Rule:
+        width = len(self.recorded.key)
+        for index, source in enumerate(self.expected):
+            if len(source.key) != width:
+                raise ValueError(
+                    f"expected[{index}].key lists {len(source.key)} expression(s) but "
+                    f"recorded.key has {width}; list one per recorded key column, in the same order"
+                )
+        return self
+
+
+class Check(_Model):
+    """A query returning the rows that break an invariant: no rows means it holds."""
+
+    name: str = Field(min_length=1)
+    severity: Literal["error", "warning", "info"] = "error"
+    sql: str = Field(min_length=1)
+
+
+class Database(_Model):
+    url: str | None = None
+
+
+class Config(_Model):
+    database: Database = Database()
+    rules: list[Rule] = Field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
+    path: Path | None = Field(default=None, exclude=True)
+    sha256: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for kind, names in (("rule", [r.name for r in self.rules]), ("check", [c.name for c in self.checks])):
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"two {kind}s are named {name!r}; names must be unique")
+                seen.add(name)
+        return self
+
+    def rule(self, name: str) -> Rule:
+        for rule in self.rules:
+            if rule.name == name:
+                return rule
+        known = ", ".join(r.name for r in self.rules) or "none"
+        raise ConfigError(f"{self._label()}: no rule named {name!r} (rules: {known})")
+
+    def select_rules(self, names: list[str] | None) -> list[Rule]:
+        """The named rules in the order given, or every rule when `names` is empty."""
+        return [self.rule(n) for n in names] if names else list(self.rules)
+
+    def database_url(self, override: str | None = None) -> str:
+        """The URL to connect to: `override`, then $TRUEUP_DATABASE_URL, then [database].url."""
+        url = override or os.environ.get(DATABASE_URL_ENV) or self.database.url
+        if not url:
+            raise ConfigError(f"{self._label()}: no database: set [database].url, ${DATABASE_URL_ENV} or --database")
+        return expand_env(url, self._label())
+
+    def _label(self) -> str:
+        return str(self.path) if self.path else "config"
+
+
+def expand_env(text: str, where: str = "config") -> str:
+    """Replace each `${VAR}` with the environment's value; an unset variable is an error."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{where}: [database].url uses ${{{name}}} but it is not set")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(value, text)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file (default `./trueup.toml`)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        hint = " (run `trueup init` to write a starter config)" if path == DEFAULT_CONFIG else ""
+        raise ConfigError(f"{path}: config file not found{hint}") from None
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config: {error.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: config is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    return parse_config(data, label=str(path), sha256=hashlib.sha256(raw).hexdigest(), path=path)
+
+
+def parse_config(
+    data: dict[str, Any], *, label: str = "config", sha256: str | None = None, path: Path | None = None
+) -> Config:
+    """Validate already-parsed TOML data (a dict), naming `label` in errors."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, data, label)) from None
+    return config.model_copy(update={"path": path, "sha256": sha256})
+
+
+def _describe(error: ValidationError, data: dict[str, Any], label: str) -> str:
+    """One line naming the file, the rule (by name) and the field of the first problem."""
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    place = _place(first["loc"], data)
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field (check its spelling)"
+    elif first["type"] == "missing":
+        message = "required field is missing"
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"{label}: {place}{message}{more}"
+
+
+def _place(loc: tuple[Any, ...], data: dict[str, Any]) -> str:
+    parts = [p for p in loc if not (isinstance(p, str) and "[" in p)]  # drop union-branch labels
+    if len(parts) >= 2 and parts[0] in ("rules", "checks") and isinstance(parts[1], int):
+        section, index = parts[0], parts[1]
+        entries = data.get(section) or []
+        name = entries[index].get("name") if index < len(entries) and isinstance(entries[index], dict) else None
+        head = f"{section[:-1]} {name!r}" if name else f"{section}[{index}]"
+        rest = _dotted(parts[2:])
+        return f"{head}: {rest}: " if rest else f"{head}: "
+    rest = _dotted(parts)
+    return f"{rest}: " if rest else ""
+
+
+def _dotted(parts: list[Any]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text

@@ -1,0 +1,31 @@
+"""The one user-facing exception tree.
+
+Every error a user can cause or meet (bad config, unreachable database, a
+refused plan) derives from `TrueupError`. The CLI catches it in one place and
+prints `str(error)` as one line on stderr with `error.exit_code`: 2 when the
+command could not run, 1 when it ran and refused something.
+"""
+
+
+class TrueupError(Exception):
+    """Base class: the message is complete and safe to show (no passwords)."""
+
+    exit_code = 2
+
+
+class ConfigError(TrueupError):
+    """The config file (or an argument standing in for it) is unusable."""
+
+
+class UsageError(TrueupError):
+    """An argument or API call is invalid."""
+
+
+class DatabaseError(TrueupError):
+    """The database could not be reached, or refused a statement we built."""
+
+
+class ConflictError(TrueupError):
+    """The command ran but refused to act because the data moved underneath it."""
+
+    exit_code = 1

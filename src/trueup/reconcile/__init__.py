@@ -1,0 +1,1 @@
+"""Reconciliation: rules -> SQL -> drift and findings (check), and later repair and sync."""

@@ -1,0 +1,156 @@
+"""`check`: measure each rule's drift in the database and stream it out.
+
+A `CheckRun` resolves every selected rule against the schema first (so a
+config mistake stops the run before any output), then hands out one
+`RuleScan` per rule. Iterating a scan runs the rule's comparison query with a
+streaming cursor and yields its `DriftRow`s worst first; `scan.result()`
+gives the rule's totals and findings once the stream is drained. Renderers
+drive the stream, so the JSON writer can emit every drifted key while memory
+stays flat.
+
+    with trueup.db.connect(engine) as connection:
+        run = CheckRun(connection, config)
+        for scan in run.scans():
+            for drift in scan:
+                ...
+        report = run.report()          # -> CheckReport, exit_code 0 or 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from trueup.config import Config, Rule
+from trueup.db import dialect_for, driver_message
+from trueup.errors import DatabaseError
+from trueup.reconcile import query
+from trueup.reconcile.checks import CheckResult, run_check
+from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
+from trueup.reconcile.resolve import resolve_rule
+
+
+class CheckReport(NamedTuple):
+    rules: tuple[RuleResult, ...]
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any rule drifted or an error-severity check failed, else 0."""
+        found = any(r.drifted for r in self.rules) or any(c.fails_run for c in self.checks)
+        return 1 if found else 0
+
+
+class Observer(Protocol):
+    """Progress hooks; the CLI draws a progress display from them, the library never prints."""
+
+    def rule_started(self, name: str, index: int, total: int) -> None: ...
+
+    def rule_finished(self, result: RuleResult) -> None: ...
+
+
+class _Silent:
+    def rule_started(self, name: str, index: int, total: int) -> None:
+        pass
+
+    def rule_finished(self, result: RuleResult) -> None:
+        pass
+
+
+class RuleScan:
+    """One rule's drift, streamed worst first; `result()` drains the rest and totals it."""
+
+    def __init__(
+        self, connection: Connection, rule: Rule, *, scope: query.Scope = query.EVERYTHING, keep: int | None = 20
+    ):
+        self.rule = rule
+        self._connection = connection
+        self._scope = scope
+        self._keep = keep
+        self._result: RuleResult | None = None
+        self._rows = self._stream()
+
+    def __iter__(self) -> Iterator[DriftRow]:
+        return self._rows
+
+    def result(self) -> RuleResult:
+        for _ in self._rows:
+            pass
+        assert self._result is not None
+        return self._result
+
+    def _stream(self) -> Iterator[DriftRow]:
+        connection, rule = self._connection, self.rule
+        dialect = dialect_for(connection)
+        width = len(rule.recorded.key)
+        try:
+            items = connection.execute(query.recorded_count(rule, connection.dialect, self._scope)).scalar_one()
+            tally = Tally(
+                rule.name,
+                tuple(rule.recorded.key),
+                recorded_items=items,
+                insert_missing=rule.recorded.insert_missing,
+                keep=self._keep,
+            )
+            comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
+            for values in connection.execution_options(**dialect.stream_options()).execute(comparison):
+                drift = tally.add(to_comparison_row(values, width))
+                if drift is not None:
+                    yield drift
+        except DBAPIError as error:
+            raise DatabaseError(f"rule {rule.name!r}: the comparison query failed: {driver_message(error)}") from None
+        self._result = tally.result()
+
+
+class CheckRun:
+    """Checks the selected rules and custom checks of a config over one connection."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        config: Config,
+        *,
+        rules: list[str] | None = None,
+        scope: query.Scope = query.EVERYTHING,
+        keep: int | None = 20,
+        observer: Observer | None = None,
+        with_checks: bool = True,
+    ):
+        label = str(config.path) if config.path else "config"
+        self.connection = connection
+        self.rules = [resolve_rule(connection, rule, label) for rule in config.select_rules(rules)]
+        self.custom_checks = list(config.checks) if with_checks else []
+        self._label = label
+        self._scope = scope
+        self._keep = keep
+        self._observer = observer or _Silent()
+        self._results: list[RuleResult] = []
+        self._check_results: list[CheckResult] | None = None
+        self._scans = self._scan_all()
+
+    def scans(self) -> Iterator[RuleScan]:
+        """One scan per rule, in config order; each is drained before the next is made."""
+        return self._scans
+
+    def checks(self) -> list[CheckResult]:
+        if self._check_results is None:
+            self._check_results = [run_check(self.connection, c, self._label) for c in self.custom_checks]
+        return self._check_results
+
+    def report(self) -> CheckReport:
+        """Everything, running whatever has not run yet."""
+        for _ in self._scans:
+            pass
+        return CheckReport(tuple(self._results), tuple(self.checks()))
+
+    def _scan_all(self) -> Iterator[RuleScan]:
+        for index, rule in enumerate(self.rules):
+            self._observer.rule_started(rule.name, index, len(self.rules))
+            scan = RuleScan(self.connection, rule, scope=self._scope, keep=self._keep)
+            yield scan
+            result = scan.result()
+            self._results.append(result)
+            self._observer.rule_finished(result)

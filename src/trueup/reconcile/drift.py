@@ -1,0 +1,285 @@
+"""Drift arithmetic: comparison rows in, drift rows, findings and totals out.
+
+Pure functions and plain records; no database here. `classify()` decides
+what one comparison row (one key, see `trueup.reconcile.query`) means, and a
+`Tally` folds a stream of them into a `RuleResult` in constant memory: it keeps
+counts, sums, a bounded sample per finding and the first `keep` drift rows
+(the worst ones, since the query orders them worst first).
+
+Example: a key with recorded 524, expected 480 and 3 future-dated records is
+drift (delta -44) *and* a `future_dated` finding counting 3 records; a key
+with expected -5 and no recorded row is a `missing_row` finding (and
+`negative_expected`), or drift with recorded 0 if the rule says
+`insert_missing = true`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+SAMPLE_SIZE = 5
+
+
+class ComparisonRow(NamedTuple):
+    """One key's figures, as the comparison query returns them."""
+
+    key: tuple[Any, ...]
+    recorded: Decimal
+    rec_rows: int
+    rec_nulls: int
+    unit_value: Decimal | None
+    group: Any
+    expected: Decimal
+    records: int
+    future: int
+    null_qty: int
+
+
+class DriftRow(NamedTuple):
+    """A key whose recorded figure differs from the expected one; `delta` is the correction."""
+
+    key: tuple[Any, ...]
+    recorded: Decimal
+    expected: Decimal
+    delta: Decimal
+    unit_value: Decimal | None = None
+    group: Any = None
+    missing: bool = False  # no recorded row exists yet (insert_missing rules)
+
+    @property
+    def value(self) -> Decimal | None:
+        return None if self.unit_value is None else self.delta * self.unit_value
+
+
+class Finding(NamedTuple):
+    """An integrity problem met while checking: a kind, how many, a few examples."""
+
+    kind: str
+    severity: str
+    count: int
+    sample: tuple[dict[str, Any], ...]
+    message: str
+
+
+class GroupSummary(NamedTuple):
+    group: Any
+    drifted: int
+    abs_drift: Decimal
+    value_impact: Decimal | None
+
+
+class RuleResult(NamedTuple):
+    name: str
+    key_columns: tuple[str, ...]
+    items: int
+    drifted: int
+    abs_drift: Decimal
+    value_impact: Decimal | None  # Σ delta × unit_value: the stock-value change a repair books
+    abs_value_impact: Decimal | None  # Σ |delta| × unit_value: how much value is misstated
+    worst: tuple[DriftRow, ...]
+    groups: tuple[GroupSummary, ...]
+    findings: tuple[Finding, ...]
+    distribution: tuple[tuple[str, int], ...]  # (bucket label, drifted keys), see delta_bucket()
+
+    @property
+    def clean(self) -> bool:
+        return self.drifted == 0
+
+
+# kind -> (severity, what is counted, explanation)
+FINDING_KINDS: dict[str, tuple[str, str, str]] = {
+    "missing_row": (
+        "warning",
+        "keys",
+        "key(s) appear in the sources but have no recorded row (orphan records); "
+        "set insert_missing = true on the rule to create the rows",
+    ),
+    "duplicate_key": ("error", "keys", "key(s) have more than one recorded row; a key must identify one row"),
+    "null_key": ("warning", "records", "record(s) have a NULL key and were left out of the comparison"),
+    "null_recorded": ("warning", "keys", "recorded row(s) hold NULL; counted as 0"),
+    "null_quantity": ("warning", "records", "source record(s) have a NULL quantity; counted as 0"),
+    "future_dated": ("warning", "records", "source record(s) are dated in the future"),
+    "negative_expected": (
+        "error",
+        "keys",
+        "key(s) have a negative expected figure: the opening figure or the sources are wrong",
+    ),
+    "negative_recorded": ("warning", "keys", "recorded figure(s) are negative"),
+}
+
+
+def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | None, list[tuple[str, int]]]:
+    """What one key means: a drift row (or None) and its findings as (kind, count) pairs."""
+    findings: list[tuple[str, int]] = []
+    if any(part is None for part in row.key):
+        return None, [("null_key", row.records + row.rec_rows)]
+    if row.rec_rows > 1:
+        findings.append(("duplicate_key", 1))
+    if row.rec_nulls:
+        findings.append(("null_recorded", 1))
+    if row.future:
+        findings.append(("future_dated", row.future))
+    if row.null_qty:
+        findings.append(("null_quantity", row.null_qty))
+    if row.expected < 0:
+        findings.append(("negative_expected", 1))
+    if row.recorded < 0:
+        findings.append(("negative_recorded", 1))
+
+    missing = row.rec_rows == 0
+    if missing and not insert_missing:
+        return None, [("missing_row", 1), *findings]
+    if row.rec_rows > 1:
+        return None, findings
+    delta = row.expected - row.recorded
+    if delta == 0:
+        return None, findings
+    drift = DriftRow(row.key, row.recorded, row.expected, delta, row.unit_value, row.group, missing)
+    return drift, findings
+
+
+def delta_bucket(delta: Decimal) -> str:
+    """Order-of-magnitude bucket for the distribution chart: '-99..-10', '-9..-1', '+1..+9', ..."""
+    magnitude = abs(delta)
+    if magnitude < 1:
+        return "-<1" if delta < 0 else "+<1"
+    decade = magnitude.adjusted()  # exponent of the leading digit: 7 -> 0, 42 -> 1, 850 -> 2
+    low, high = 10**decade, 10 ** (decade + 1) - 1
+    return f"-{high}..-{low}" if delta < 0 else f"+{low}..+{high}"
+
+
+def bucket_order(label: str) -> float:
+    """Sort key placing buckets from most negative to most positive."""
+    sign = -1 if label.startswith("-") else 1
+    body = label[1:].split("..")[0].lstrip("-+")
+    magnitude = 0.5 if body == "<1" else float(body)
+    return sign * magnitude
+
+
+class Tally:
+    """Folds the comparison rows of one rule into a `RuleResult`, in constant memory."""
+
+    def __init__(
+        self,
+        name: str,
+        key_columns: tuple[str, ...],
+        *,
+        recorded_items: int,
+        insert_missing: bool,
+        keep: int | None = 20,
+    ):
+        self.name = name
+        self.key_columns = key_columns
+        self.insert_missing = insert_missing
+        self.keep = keep
+        self.items = recorded_items
+        self.drifted = 0
+        self.abs_drift = Decimal(0)
+        self.value_impact: Decimal | None = None
+        self.abs_value_impact: Decimal | None = None
+        self.worst: list[DriftRow] = []
+        self.groups: dict[Any, list[Any]] = {}
+        self.finding_counts: Counter[str] = Counter()
+        self.finding_samples: dict[str, list[dict[str, Any]]] = {}
+        self.distribution: Counter[str] = Counter()
+
+    def add(self, row: ComparisonRow) -> DriftRow | None:
+        """Account for one comparison row; return its drift row, if it drifted."""
+        drift, findings = classify(row, insert_missing=self.insert_missing)
+        if row.rec_rows == 0 and not any(p is None for p in row.key):
+            self.items += 1  # a key only the sources know is an item too
+        for kind, count in findings:
+            self._note(kind, count, row)
+        if drift is not None:
+            self._count(drift)
+        return drift
+
+    def _note(self, kind: str, count: int, row: ComparisonRow) -> None:
+        self.finding_counts[kind] += count
+        sample = self.finding_samples.setdefault(kind, [])
+        if len(sample) < SAMPLE_SIZE:
+            sample.append(
+                {
+                    "key": list(row.key),
+                    "recorded": None if row.rec_rows == 0 else row.recorded,
+                    "expected": row.expected,
+                    "records": row.records,
+                }
+            )
+
+    def _count(self, drift: DriftRow) -> None:
+        self.drifted += 1
+        self.abs_drift += abs(drift.delta)
+        self.distribution[delta_bucket(drift.delta)] += 1
+        value = drift.value
+        if value is not None:
+            self.value_impact = (self.value_impact or Decimal(0)) + value
+            self.abs_value_impact = (self.abs_value_impact or Decimal(0)) + abs(value)
+        if self.keep is None or len(self.worst) < self.keep:
+            self.worst.append(drift)
+        group = self.groups.setdefault(drift.group, [0, Decimal(0), None])
+        group[0] += 1
+        group[1] += abs(drift.delta)
+        if value is not None:
+            group[2] = (group[2] or Decimal(0)) + value
+
+    def result(self) -> RuleResult:
+        findings = tuple(
+            Finding(
+                kind, FINDING_KINDS[kind][0], count, tuple(self.finding_samples[kind]), _finding_message(kind, count)
+            )
+            for kind, count in sorted(self.finding_counts.items(), key=lambda kv: list(FINDING_KINDS).index(kv[0]))
+        )
+        groups = tuple(
+            GroupSummary(g, n, abs_drift, value)
+            for g, (n, abs_drift, value) in sorted(self.groups.items(), key=lambda kv: (-kv[1][1], str(kv[0])))
+        )
+        distribution = tuple(sorted(self.distribution.items(), key=lambda kv: bucket_order(kv[0])))
+        return RuleResult(
+            self.name,
+            self.key_columns,
+            self.items,
+            self.drifted,
+            self.abs_drift,
+            self.value_impact,
+            self.abs_value_impact,
+            tuple(self.worst),
+            groups if any(g.group is not None for g in groups) else (),
+            findings,
+            distribution,
+        )
+
+
+def _finding_message(kind: str, count: int) -> str:
+    return f"{count} {FINDING_KINDS[kind][2]}"
+
+
+def to_comparison_row(values: Sequence[Any], width: int) -> ComparisonRow:
+    """A database row (k0..kn followed by the FIGURES columns) as a ComparisonRow."""
+    recorded, rec_rows, rec_nulls, unit_value, group, expected, records, future, null_qty = values[width:]
+    return ComparisonRow(
+        tuple(values[:width]),
+        as_decimal(recorded) or Decimal(0),
+        int(rec_rows),
+        int(rec_nulls or 0),
+        as_decimal(unit_value),
+        group,
+        as_decimal(expected) or Decimal(0),
+        int(records or 0),
+        int(future or 0),
+        int(null_qty or 0),
+    )
+
+
+def as_decimal(value: Any) -> Decimal | None:
+    """Exact Decimal for any numeric a driver returns (floats through their shortest repr)."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return Decimal(value)

@@ -1,0 +1,215 @@
+"""A rule as one set-based SQL query: the comparison of recorded and expected per key.
+
+The query is built in three layers, all inside the database:
+
+1. one branch per side, each already aggregated where it can be:
+
+       recorded:  SELECT key AS k0, quantity AS recorded, 1 AS rec_rows, ...   FROM recorded
+       source i:  SELECT key AS k0, ±SUM(quantity) AS expected, COUNT(*) AS records, ...
+                  FROM source WHERE ... GROUP BY key
+
+2. `UNION ALL` of the branches, then `GROUP BY k0..kn` to fold each key's
+   recorded row and source aggregates into one row (a FULL OUTER JOIN would
+   do the same, but MySQL has none, and this folds any number of sources);
+
+3. `HAVING` keeps only the keys worth reporting: drift, and the integrity
+   findings (a key no recorded row has, duplicated or NULL keys, NULL or
+   negative figures, future-dated or NULL-quantity records), ordered worst
+   first (`ABS(expected - recorded) DESC`).
+
+Worked example: recorded `inventory_items(id=1, quantity_remaining=524)`,
+source A (sign 1) `inventory_items.quantity_total` = 600 for id 1, source B
+(sign -1) usage logs summing 120 for id 1 and 5 for id 9 (an orphan). The
+union holds (1, rec 524), (1, exp 600), (1, exp -120), (9, exp -5); grouping
+gives id 1: recorded 524, expected 480 -> delta -44, and id 9: no recorded
+row, expected -5 -> a missing row (and a negative expected figure).
+
+Every interesting key costs one output row; everything else stays in the
+database. `Scope` narrows a run to some keys or a `where` on the recorded
+table, pushed into every branch so indexes are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from trueup.config import Rule, Source
+from trueup.db import Dialect, column_ref, table_ref, user_sql
+
+# Output columns besides the keys k0..kn, in order.
+FIGURES = (
+    "recorded",  # SUM of the recorded quantity (NULL counts as 0)
+    "rec_rows",  # how many recorded rows carry this key: 1 is healthy
+    "rec_nulls",  # recorded rows whose quantity is NULL
+    "unit_value",
+    "grp",
+    "expected",  # signed sum over all sources
+    "records",  # source records behind the expected figure
+    "future",  # source records dated after now
+    "null_qty",  # source records with a NULL quantity
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which part of a rule to look at: some keys, and/or a filter on the recorded table."""
+
+    keys: Sequence[tuple[Any, ...]] = field(default_factory=tuple)
+    where: str | None = None
+
+    @property
+    def is_everything(self) -> bool:
+        return not self.keys and self.where is None
+
+
+EVERYTHING = Scope()
+
+
+def key_names(rule: Rule) -> list[str]:
+    return [f"k{i}" for i in range(len(rule.recorded.key))]
+
+
+def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope = EVERYTHING) -> sa.Select:
+    """The per-key comparison for `rule`, only interesting keys, worst first."""
+    prep = sa_dialect.identifier_preparer
+    branches = [recorded_branch(rule, prep, scope)]
+    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected]
+    union = sa.union_all(*branches).subquery("u")
+
+    keys = [union.c[name] for name in key_names(rule)]
+    recorded = sa.func.coalesce(sa.func.sum(union.c.recorded), 0)
+    expected = sa.func.sum(union.c.expected)
+    rec_rows = sa.func.sum(union.c.rec_rows)
+    delta = expected - recorded
+    interesting = sa.or_(
+        delta != 0,
+        rec_rows != 1,
+        sa.func.sum(union.c.rec_nulls) > 0,
+        sa.func.sum(union.c.future) > 0,
+        sa.func.sum(union.c.null_qty) > 0,
+        expected < 0,
+        recorded < 0,
+        *[k.is_(None) for k in keys],
+    )
+    return (
+        sa.select(
+            *keys,
+            recorded.label("recorded"),
+            rec_rows.label("rec_rows"),
+            sa.func.sum(union.c.rec_nulls).label("rec_nulls"),
+            sa.func.max(union.c.unit_value).label("unit_value"),
+            sa.func.max(union.c.grp).label("grp"),
+            expected.label("expected"),
+            sa.func.sum(union.c.records).label("records"),
+            sa.func.sum(union.c.future).label("future"),
+            sa.func.sum(union.c.null_qty).label("null_qty"),
+        )
+        .group_by(*keys)
+        .having(interesting)
+        .order_by(sa.func.abs(delta).desc(), *keys)
+    )
+
+
+def recorded_count(rule: Rule, sa_dialect: sa.Dialect, scope: Scope = EVERYTHING) -> sa.Select:
+    """How many recorded rows the rule covers (items checked, before missing rows)."""
+    prep = sa_dialect.identifier_preparer
+    table = table_ref(rule.recorded.table)
+    query = sa.select(sa.func.count()).select_from(table)
+    return query.where(*_recorded_filters(rule, prep, scope))
+
+
+def recorded_branch(rule: Rule, prep: Any, scope: Scope) -> sa.Select:
+    rec = rule.recorded
+    quantity = column_ref(prep, rec.quantity)
+    columns = [column_ref(prep, k).label(n) for k, n in zip(rec.key, key_names(rule), strict=True)]
+    columns += [
+        quantity.label("recorded"),
+        sa.literal_column("1").label("rec_rows"),
+        _flag(quantity.is_(None)).label("rec_nulls"),
+        (column_ref(prep, rec.unit_value) if rec.unit_value else sa.null()).label("unit_value"),
+        (column_ref(prep, rec.group) if rec.group else sa.null()).label("grp"),
+        sa.literal_column("0").label("expected"),
+        sa.literal_column("0").label("records"),
+        sa.literal_column("0").label("future"),
+        sa.literal_column("0").label("null_qty"),
+    ]
+    query = sa.select(*columns).select_from(table_ref(rec.table))
+    return query.where(*_recorded_filters(rule, prep, scope))
+
+
+def source_branch(rule: Rule, source: Source, prep: Any, dialect: Dialect, scope: Scope) -> sa.Select:
+    keys = [column_ref(prep, k) for k in source.key]
+    if isinstance(source.quantity, str):
+        quantity: sa.ColumnElement[Any] = column_ref(prep, source.quantity)
+        null_qty = sa.func.sum(_flag(quantity.is_(None)))
+    else:
+        quantity = sa.literal_column(str(source.quantity))
+        null_qty = sa.literal_column("0")
+    total = sa.func.coalesce(sa.func.sum(quantity), 0)
+    future = (
+        sa.func.sum(_flag(dialect.is_future(column_ref(prep, source.time)))) if source.time else sa.literal_column("0")
+    )
+    columns = [k.label(n) for k, n in zip(keys, key_names(rule), strict=True)]
+    columns += [
+        sa.null().label("recorded"),
+        sa.literal_column("0").label("rec_rows"),
+        sa.literal_column("0").label("rec_nulls"),
+        sa.null().label("unit_value"),
+        sa.null().label("grp"),
+        (total if source.sign == 1 else -total).label("expected"),
+        sa.func.count().label("records"),
+        future.label("future"),
+        null_qty.label("null_qty"),
+    ]
+    origin = table_ref(source.table) if source.table else user_sql(source.from_ or "")
+    query = sa.select(*columns).select_from(origin)
+    if source.where:
+        query = query.where(user_sql(source.where))
+    query = query.where(*_source_scope(rule, keys, prep, scope))
+    return query.group_by(*keys)
+
+
+def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElement[bool]]:
+    filters: list[sa.ColumnElement[bool]] = []
+    if rule.recorded.where:
+        filters.append(user_sql(rule.recorded.where))
+    if scope.where:
+        filters.append(user_sql(scope.where))
+    if scope.keys:
+        filters.append(_key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
+    return filters
+
+
+def _source_scope(
+    rule: Rule, keys: list[sa.ColumnElement[Any]], prep: Any, scope: Scope
+) -> list[sa.ColumnElement[bool]]:
+    filters: list[sa.ColumnElement[bool]] = []
+    if scope.keys:
+        filters.append(_key_in(keys, scope.keys))
+    if scope.where:
+        # Only keys whose recorded row matches: a semi-join on the recorded table.
+        recorded_keys = (
+            sa.select(*[column_ref(prep, k) for k in rule.recorded.key])
+            .select_from(table_ref(rule.recorded.table))
+            .where(user_sql(scope.where))
+        )
+        filters.append(_key_tuple(keys).in_(recorded_keys))
+    return filters
+
+
+def _key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    if len(columns) == 1:
+        return columns[0].in_([k[0] for k in keys])
+    return sa.tuple_(*columns).in_([tuple(k) for k in keys])
+
+
+def _key_tuple(columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
+    return columns[0] if len(columns) == 1 else sa.tuple_(*columns)
+
+
+def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.case((condition, 1), else_=0)

@@ -1,0 +1,38 @@
+"""Renderers: check results as a terminal table, JSON, Markdown or a self-contained HTML page.
+
+`write_check()` is the one entry point; JSON is streamed straight from the
+database cursor, the other formats render a finished `CheckReport` that holds
+only the worst `limit` keys per rule.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from rich.console import Console
+
+from trueup.reconcile.check import CheckReport, CheckRun
+from trueup.report import json, table
+
+FORMATS = ("table", "json", "markdown", "html")
+DEFAULT_LIMIT = 20
+
+
+def keep_for(fmt: str, limit: int | None) -> int | None:
+    """How many worst drift rows a `CheckRun` must hold for `fmt` (JSON streams, so none)."""
+    if fmt == "json":
+        return 0
+    return DEFAULT_LIMIT if limit is None else limit
+
+
+def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None) -> CheckReport:
+    if fmt == "json":
+        return json.write_check(run, out, limit)
+    report = run.report()
+    if fmt == "table":
+        table.print_check(report, Console(file=out, soft_wrap=False))
+    else:
+        from trueup.report import html, markdown  # only loaded when asked for
+
+        out.write(markdown.render_check(report) if fmt == "markdown" else html.render_check(report))
+    return report

@@ -1,0 +1,47 @@
+"""Value formatting shared by the renderers: exact JSON, and numbers and keys for people."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+
+def to_json(value: Any) -> str:
+    """JSON text for plain data; Decimals are written as exact numbers, never through float."""
+    if isinstance(value, Decimal):
+        return _decimal_text(value)
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {to_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(to_json(v) for v in value) + "]"
+    if isinstance(value, (datetime, date, time)):
+        return json.dumps(value.isoformat())
+    if isinstance(value, (uuid.UUID, bytes)):
+        return json.dumps(value.hex() if isinstance(value, bytes) else str(value))
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _decimal_text(value: Decimal) -> str:
+    if not value.is_finite():
+        return json.dumps(str(value))
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def number(value: Decimal | int | None, *, signed: bool = False) -> str:
+    """1234.50 -> '1,234.5'; None -> '—'."""
+    if value is None:
+        return "—"
+    value = Decimal(value)
+    text = f"{value.normalize():,f}" if value != value.to_integral_value() else f"{int(value):,}"
+    return f"+{text}" if signed and value > 0 else text
+
+
+def key_text(key: tuple[Any, ...] | list[Any]) -> str:
+    return ", ".join("NULL" if part is None else str(part) for part in key)

@@ -1,0 +1,79 @@
+"""Check results as one JSON document, streamed: every drifted key is written as it arrives.
+
+Shape (PRODUCT.md): {"rules": [{"name", "drift": [{"key", "recorded",
+"expected", "delta", ...}], "items", "drifted", "abs_drift", "value_impact",
+"abs_value_impact", "groups", "findings", "distribution"}], "checks": [...]}.
+The summary fields follow the drift list because they are known only once it
+has been streamed; JSON objects are unordered, so readers see no difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from trueup.reconcile.check import CheckReport, CheckRun
+from trueup.reconcile.checks import CheckResult
+from trueup.reconcile.drift import DriftRow, RuleResult
+from trueup.report.format import to_json
+
+
+def write_check(run: CheckRun, out: TextIO, limit: int | None = None) -> CheckReport:
+    """Stream `run` to `out` as JSON, listing at most `limit` drifted keys per rule (all if None)."""
+    out.write('{"rules": [')
+    for index, scan in enumerate(run.scans()):
+        out.write(("," if index else "") + "\n  {" + f'"name": {to_json(scan.rule.name)}, "drift": [')
+        for count, drift in enumerate(scan):
+            if limit is not None and count >= limit:
+                continue
+            out.write(("," if count else "") + "\n    " + to_json(drift_dict(drift)))
+        summary = rule_summary(scan.result())
+        out.write("\n  ], " + to_json(summary)[1:-1] + "}")
+    out.write("\n], " + f'"checks": {to_json([check_dict(c) for c in run.checks()])}' + "}\n")
+    return run.report()
+
+
+def drift_dict(drift: DriftRow) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "key": list(drift.key),
+        "recorded": drift.recorded,
+        "expected": drift.expected,
+        "delta": drift.delta,
+    }
+    if drift.unit_value is not None:
+        row["value"] = drift.value
+    if drift.group is not None:
+        row["group"] = drift.group
+    if drift.missing:
+        row["missing"] = True
+    return row
+
+
+def rule_summary(result: RuleResult) -> dict[str, Any]:
+    return {
+        "items": result.items,
+        "drifted": result.drifted,
+        "abs_drift": result.abs_drift,
+        "value_impact": result.value_impact,
+        "abs_value_impact": result.abs_value_impact,
+        "groups": [
+            {"group": g.group, "drifted": g.drifted, "abs_drift": g.abs_drift, "value_impact": g.value_impact}
+            for g in result.groups
+        ],
+        "findings": [
+            {"kind": f.kind, "severity": f.severity, "count": f.count, "message": f.message, "sample": list(f.sample)}
+            for f in result.findings
+        ],
+        "distribution": [{"bucket": label, "keys": n} for label, n in result.distribution],
+    }
+
+
+def check_dict(check: CheckResult) -> dict[str, Any]:
+    return {"name": check.name, "severity": check.severity, "failing": check.failing, "sample": list(check.sample)}
+
+
+def report_dict(report: CheckReport) -> dict[str, Any]:
+    """A finished report as plain data (the same shape write_check streams)."""
+    return {
+        "rules": [{"name": r.name, "drift": [drift_dict(d) for d in r.worst], **rule_summary(r)} for r in report.rules],
+        "checks": [check_dict(c) for c in report.checks],
+    }

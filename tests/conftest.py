@@ -1,0 +1,36 @@
+"""Shared fixtures: `db` runs a test once per database kind (SQLite, PostgreSQL, MariaDB)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.databases import KINDS, Database, make_database
+
+
+@pytest.fixture(params=KINDS)
+def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
+    database, drop = make_database(request.param, tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
+
+
+@pytest.fixture(params=("postgresql", "mariadb"))
+def server_db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
+    database, drop = make_database(request.param, tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> Iterator[Database]:
+    database, drop = make_database("sqlite", tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
