@@ -18,18 +18,24 @@ class Format(StrEnum):
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file.", show_default="trueup.toml", envvar="TRUEUP_CONFIG"),
+    typer.Option(
+        "--config", "-c", metavar="FILE", help="Config file.", show_default="trueup.toml", envvar="TRUEUP_CONFIG"
+    ),
 ]
 DatabaseOption = Annotated[
     str | None,
-    typer.Option("--database", "-d", help="Database URL, overriding the config and $TRUEUP_DATABASE_URL."),
+    typer.Option(
+        "--database", "-d", metavar="URL", help="Database URL, overriding the config and $TRUEUP_DATABASE_URL."
+    ),
 ]
 RuleOption = Annotated[
-    list[str] | None, typer.Option("--rule", "-r", help="Only this rule (repeatable).", show_default="all rules")
+    list[str] | None,
+    typer.Option("--rule", "-r", metavar="NAME", help="Only this rule (repeatable).", show_default="all rules"),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write the report to this file.", show_default="stdout")
+    Path | None,
+    typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.", show_default="stdout"),
 ]
 LimitOption = Annotated[
     int | None,
@@ -37,6 +43,7 @@ LimitOption = Annotated[
         "--limit",
         "-n",
         min=0,
+        metavar="N",
         help="Show only the worst N drifted keys per rule.",
         show_default="20 in tables, all in JSON",
     ),
