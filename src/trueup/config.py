@@ -138,6 +138,9 @@ class Check(_Model):
 
 class Database(_Model):
     url: str | None = None
+    # A regular expression matched against the URL's host and database name: a match
+    # makes `apply` and `undo` ask for confirmation (or --yes) before writing.
+    production_pattern: str = r"(?<![a-z])(prod|production|live)(?![a-z])"
 
 
 class Config(_Model):

@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -68,8 +73,9 @@ def redact(url: str | URL) -> str:
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a missing driver or bad URL becomes a `TrueupError`."""
     parsed = parse_url(url)
+    dialect = dialect_for_name(parsed.get_backend_name())
     try:
-        engine = sa.create_engine(parsed, **dialect_for_name(parsed.get_backend_name()).engine_options(parsed))
+        engine = sa.create_engine(parsed, **dialect.engine_options(parsed))
     except NoSuchModuleError:
         raise ConfigError(f"unknown database kind in URL {redact(parsed)!r}") from None
     except ModuleNotFoundError as error:
@@ -78,6 +84,7 @@ def open_engine(url: str) -> Engine:
         raise DatabaseError(
             f"the {driver} driver for {parsed.get_backend_name()} is not installed: pip install '{package}'"
         ) from None
+    dialect.configure(engine)
     return engine
 
 
@@ -127,6 +134,28 @@ def table_ref(path: str) -> sa.TableClause:
     return sa.table(name, schema=schema or None)
 
 
+def coerce(value: Any, python_type: type | None) -> Any:
+    """A key value read from text (CLI, JSON plan) as the column's Python type, so it binds correctly."""
+    if value is None or python_type is None or isinstance(value, python_type):
+        return value
+    try:
+        if python_type is uuid.UUID:
+            return uuid.UUID(str(value))
+        if python_type is datetime:
+            return datetime.fromisoformat(str(value))
+        if python_type is date:
+            return date.fromisoformat(str(value))
+        if python_type is Decimal:
+            return Decimal(str(value))
+        if python_type is int and isinstance(value, str):
+            return int(value)
+        if python_type is str:
+            return str(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid {python_type.__name__}") from None
+    return value
+
+
 def user_sql(text: str) -> sa.TextClause:
     """The user's SQL as written; colons are escaped so `'10:00'` is not a bind parameter."""
     return sa.text(text.replace(":", r"\:"))
@@ -140,9 +169,14 @@ class Dialect:
     """Base behaviour (standard SQL); subclasses override what their database does differently."""
 
     name: str = "default"
+    ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
+    retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         return {}
+
+    def configure(self, engine: Engine) -> None:
+        """Hook to install engine events."""
 
     def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """True where a timestamp column lies after the database's current time."""
@@ -151,10 +185,59 @@ class Dialect:
     def stream_options(self) -> dict[str, Any]:
         return {"stream_results": True, "yield_per": 2000}
 
+    @contextmanager
+    def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
+        """A transaction for writing: READ COMMITTED, so each statement sees the latest commits."""
+        _end_reads(connection)
+        connection.execution_options(isolation_level="READ COMMITTED")  # sets the connection's level
+        try:
+            with connection.begin():
+                self.set_lock_timeout(connection, lock_timeout)
+                yield connection
+        finally:
+            connection.execution_options(isolation_level=connection.default_isolation_level)
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        pass
+
+    def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A key's values as JSON text, e.g. `[42, "A-1"]`."""
+        return sa.cast(sa.func.json_array(*columns), sa.Text)
+
+    def drop_temporary(self, name: str) -> str:
+        """DROP for a temporary table that can never reach a real table of the same name."""
+        return f"DROP TABLE IF EXISTS {name}"
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        """Take row locks on what `query` selects, held until the transaction ends."""
+        for _ in connection.execute(query.with_for_update(), execution_options=self.stream_options()):
+            pass
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        """A deadlock or serialization failure: the whole transaction may simply be run again."""
+        code = getattr(error.orig, "sqlstate", None) or (error.orig.args[0] if error.orig.args else None)
+        return str(code) in self.retryable_codes
+
 
 @dataclass(frozen=True)
 class SQLiteDialect(Dialect):
     name: str = "sqlite"
+
+    def configure(self, engine: Engine) -> None:
+        # sqlite3 cannot bind Decimal; its text keeps every digit, and a column of numeric
+        # affinity stores it as a number (the adapter registry is global to the module).
+        sqlite3.register_adapter(Decimal, str)
+
+        # pysqlite's own transaction handling delays BEGIN; take it over, as SQLAlchemy's docs
+        # recommend, so that writes can BEGIN IMMEDIATE and hold the write lock from the start.
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
     def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         # SQLite stores times as text in several layouts; julianday() reads them all.
@@ -163,15 +246,61 @@ class SQLiteDialect(Dialect):
     def stream_options(self) -> dict[str, Any]:
         return {"yield_per": 2000}  # sqlite3 cursors already fetch lazily
 
+    @contextmanager
+    def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE: no other writer can slip in between reading and writing."""
+        _end_reads(connection)
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+        connection.commit()
+        connection.execution_options(sqlite_begin="IMMEDIATE")  # sets it on the connection itself
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            connection.execution_options(sqlite_begin="DEFERRED")
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        return "database is locked" in str(error.orig)
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS temp.{name}"
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        pass  # BEGIN IMMEDIATE already holds the database's write lock
+
 
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
+    retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        connection.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{int(seconds * 1000)}"})
+
+    def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.cast(sa.func.json_build_array(*columns), sa.Text)
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS pg_temp.{name}"
 
 
 @dataclass(frozen=True)
 class MySQLDialect(Dialect):
     name: str = "mysql"
+    ddl_commits: bool = True
+    retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        connection.execute(sa.text("SET SESSION innodb_lock_wait_timeout = :s"), {"s": max(1, int(seconds))})
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TEMPORARY TABLE IF EXISTS {name}"
+
+
+def _end_reads(connection: Connection) -> None:
+    """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
+    if connection.in_transaction():
+        connection.commit()
 
 
 _DIALECTS: dict[str, Dialect] = {

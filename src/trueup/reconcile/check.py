@@ -96,7 +96,7 @@ class RuleScan:
                 keep=self._keep,
             )
             comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            for values in connection.execution_options(**dialect.stream_options()).execute(comparison):
+            for values in connection.execute(comparison, execution_options=dialect.stream_options()):
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift

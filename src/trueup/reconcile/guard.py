@@ -1,0 +1,46 @@
+"""Guard rails for writes: size limits on a plan, and knowing when a database looks like production."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.engine import URL
+
+from trueup.errors import RefusedError
+from trueup.reconcile.plan import Plan
+
+PRODUCTION_ENV = "TRUEUP_ENV"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Refuse plans that write more rows, or correct any one row by more, than this."""
+
+    max_changes: int | None = None
+    max_abs_delta: Decimal | None = None
+
+    def check(self, plan: Plan) -> None:
+        if self.max_changes is not None and plan.changes > self.max_changes:
+            raise RefusedError(
+                f"refused: the plan changes {plan.changes} rows, more than --max-changes {self.max_changes}; "
+                "narrow it with --rule, --key or --limit, or raise the limit"
+            )
+        if self.max_abs_delta is not None and plan.max_abs_delta > self.max_abs_delta:
+            worst = max(((r.rule, c) for r in plan.rules for c in r.corrections), key=lambda rc: abs(rc[1].delta))
+            raise RefusedError(
+                f"refused: rule {worst[0]!r} would correct key {list(worst[1].key)} by {worst[1].delta}, "
+                f"beyond --max-abs-delta {self.max_abs_delta}"
+            )
+
+
+def production_reason(url: URL, pattern: str) -> str | None:
+    """Why this database looks like production (None if it does not)."""
+    if os.environ.get(PRODUCTION_ENV, "").lower() == "production":
+        return f"${PRODUCTION_ENV} is 'production'"
+    for part, value in (("host", url.host), ("database", url.database)):
+        if value and re.search(pattern, value, re.IGNORECASE):
+            return f"its {part} {value!r} matches the production pattern {pattern!r}"
+    return None
