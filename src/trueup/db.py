@@ -208,6 +208,10 @@ class Dialect:
         """DROP for a temporary table that can never reach a real table of the same name."""
         return f"DROP TABLE IF EXISTS {name}"
 
+    def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """`column` for CREATE TABLE … AS SELECT, keeping its type but not its NOT NULL."""
+        return column
+
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         """Take row locks on what `query` selects, held until the transaction ends."""
         for _ in connection.execute(query.with_for_update(), execution_options=self.stream_options()):
@@ -295,6 +299,9 @@ class MySQLDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {name}"
+
+    def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.case((sa.literal_column("1") == sa.literal_column("0"), sa.null()), else_=column)
 
 
 def _end_reads(connection: Connection) -> None:

@@ -82,9 +82,10 @@ class WorkTable:
         prep = self.connection.dialect.identifier_preparer
         target = self.target
         shape = [column_ref(prep, k).label(n) for k, n in zip(target.key, self.key_names, strict=True)]
+        dialect = dialect_for(self.connection)
         for name, kind in self.columns.items():
-            value = column_ref(prep, target.quantity) if kind == QUANTITY else sa.literal_column("0")
-            shape.append(value.label(name))
+            quantity = dialect.nullable_copy(column_ref(prep, target.quantity))
+            shape.append((quantity if kind == QUANTITY else sa.literal_column("0")).label(name))
         select = sa.select(*shape).select_from(table_ref(target.table)).limit(0)
         compiled = select.compile(dialect=self.connection.dialect, compile_kwargs={"literal_binds": True})
         self.drop()
