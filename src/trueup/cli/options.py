@@ -9,6 +9,13 @@ from typing import Annotated
 import typer
 
 
+class Output(StrEnum):
+    """For commands whose results are a table for people or a JSON document for machines."""
+
+    table = "table"
+    json = "json"
+
+
 class Format(StrEnum):
     table = "table"
     json = "json"
@@ -33,6 +40,7 @@ RuleOption = Annotated[
     typer.Option("--rule", "-r", metavar="NAME", help="Only this rule (repeatable).", show_default="all rules"),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputFormatOption = Annotated[Output, typer.Option("--format", "-f", help="Output format.")]
 OutputOption = Annotated[
     Path | None,
     typer.Option("--output", "-o", metavar="FILE", help="Write the report to this file.", show_default="stdout"),
@@ -49,3 +57,23 @@ LimitOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display or notes.")]
+KeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--key", "-k", metavar="VALUE[,VALUE]", help="Only this item (repeatable); commas separate a composite key."
+    ),
+]
+WhereOption = Annotated[
+    str | None, typer.Option("--where", metavar="SQL", help="Only recorded rows matching this SQL condition.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Write without asking, even on production.")]
+BackupDirOption = Annotated[
+    Path,
+    typer.Option("--backup-dir", metavar="DIR", envvar="TRUEUP_BACKUP_DIR", help="Where file backups go."),
+]
+LockTimeoutOption = Annotated[
+    float, typer.Option("--lock-timeout", metavar="SECONDS", help="Give up if rows stay locked this long.")
+]
+TriggeredByOption = Annotated[
+    str, typer.Option("--triggered-by", metavar="NAME", help="Recorded on the run: what asked for it.")
+]

@@ -36,20 +36,22 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config, Rule
-from trueup.db import dialect_for, driver_message
+from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import audit
+from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan
 from trueup.reconcile.drift import as_decimal
-from trueup.reconcile.guard import Limits
-from trueup.reconcile.plan import Plan, RulePlan
-from trueup.reconcile.query import Scope, comparison
+from trueup.reconcile.guard import Limits, confirm_writes
+from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
+from trueup.reconcile.query import EVERYTHING, Scope, comparison
 from trueup.reconcile.resolve import resolve_rule
-from trueup.reconcile.worktable import FLAG, QUANTITY, Target, WorkTable
+from trueup.reconcile.target import Target
+from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
 from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class ApplyResult(NamedTuple):
     rules: tuple[RuleApplied, ...]
     status: str  # nothing to do | refused | verified | residual
     backup: Path | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def changed(self) -> int:
@@ -97,6 +100,49 @@ class ApplyResult(NamedTuple):
 Phase = Callable[[str], None]
 
 
+def apply(
+    connection: Connection,
+    config: Config,
+    url: URL,
+    *,
+    plan: Plan | None = None,
+    rules: list[str] | None = None,
+    scope: Scope = EVERYTHING,
+    limit: int | None = None,
+    limits: Limits = NO_LIMITS,
+    backup_dir: Path | None = DEFAULT_DIRECTORY,
+    yes: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+    triggered_by: str = "cli",
+    lock_timeout: float = 30,
+    phase: Phase = lambda name: None,
+) -> tuple[Plan, ApplyResult]:
+    """Plan (or take a saved `plan`), pass the guard rails, back up, write, verify.
+
+    `backup_dir=None` skips the file backup; row pre-images are always kept.
+    On a database that looks like production, `yes` or `confirm(question)` must agree.
+    """
+    database = redact(url)
+    saved = plan is not None
+    if plan is None:
+        phase("planning")
+        plan = make_plan(connection, config, database=database, rules=rules, scope=scope, limit=limit)
+    else:
+        check_plan_fits(plan, config, database, "plan")
+    limits.check(plan)
+    if plan.changes:
+        confirm_writes(
+            url, config.database.production_pattern, f"write {plan.changes} correction(s)", yes=yes, confirm=confirm
+        )
+
+    def file_backup(tables: list[str]) -> Backup:
+        phase("backing up")
+        return backup_tables(connection, url, tables, backup_dir) if backup_dir else Backup(None, None)
+
+    options = {"limits": limits, "triggered_by": triggered_by, "lock_timeout": lock_timeout, "phase": phase}
+    return plan, apply_plan(connection, config, plan, saved=saved, backup=file_backup, **options)
+
+
 def apply_plan(
     connection: Connection,
     config: Config,
@@ -105,7 +151,7 @@ def apply_plan(
     saved: bool = False,
     limits: Limits = NO_LIMITS,
     triggered_by: str = "cli",
-    backup: Callable[[list[Rule]], Path | None] | None = None,
+    backup: Callable[[list[str]], Backup] | None = None,
     lock_timeout: float = 30,
     phase: Phase = lambda name: None,
 ) -> ApplyResult:
@@ -115,7 +161,8 @@ def apply_plan(
     if not work:
         return ApplyResult(None, (), "nothing to do")
     audit.ensure_tables(connection)
-    backup_path = backup([rule for rule, _ in work]) if backup else None
+    made = backup([rule.recorded.table for rule, _ in work]) if backup else Backup(None, None)
+    backup_path, warnings = made.path, tuple(w for w in [made.warning] if w)
     dialect = dialect_for(connection)
     for attempt in range(1, ATTEMPTS + 1):
         try:
@@ -124,7 +171,7 @@ def apply_plan(
             break
         except _NothingWritten as nothing:
             _drop_all(connection, nothing.tables)
-            return ApplyResult(None, nothing.outcomes, "refused", backup_path)
+            return ApplyResult(None, nothing.outcomes, "refused", backup_path, warnings)
         except DBAPIError as error:
             if attempt < ATTEMPTS and dialect.is_retryable(error):
                 log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
@@ -140,7 +187,7 @@ def apply_plan(
     with connection.begin():
         audit.set_status(connection, run_id, status=status, residual=str(residual))
     _drop_all(connection, tables)
-    return ApplyResult(run_id, tuple(outcomes), status, backup_path)
+    return ApplyResult(run_id, tuple(outcomes), status, backup_path, warnings)
 
 
 class _NothingWritten(Exception):

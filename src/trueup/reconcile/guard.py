@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 from sqlalchemy.engine import URL
 
-from trueup.errors import RefusedError
+from trueup.errors import RefusedError, UsageError
 from trueup.reconcile.plan import Plan
 
 PRODUCTION_ENV = "TRUEUP_ENV"
@@ -44,3 +45,15 @@ def production_reason(url: URL, pattern: str) -> str | None:
         if value and re.search(pattern, value, re.IGNORECASE):
             return f"its {part} {value!r} matches the production pattern {pattern!r}"
     return None
+
+
+def confirm_writes(url: URL, pattern: str, what: str, *, yes: bool, confirm: Callable[[str], bool] | None) -> None:
+    """On a database that looks like production, writing needs `yes` or a confirmation."""
+    reason = production_reason(url, pattern)
+    if reason is None or yes:
+        return
+    question = f"{what} on a database that looks like production ({reason})"
+    if confirm is None:
+        raise UsageError(f"refusing to write without confirmation: {question}; pass --yes to confirm")
+    if not confirm(question):
+        raise RefusedError("not confirmed; nothing was written")

@@ -33,7 +33,8 @@ from trueup.db import coerce, dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict, change_row
-from trueup.reconcile.worktable import FLAG, QUANTITY, Target, WorkTable
+from trueup.reconcile.target import Target
+from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
 from trueup.report.format import to_json
 
 UPDATE, INSERT, DELETE = 1, 2, 3
