@@ -81,13 +81,12 @@ def backup_tables(connection: Connection, url: URL, tables: list[str], directory
     backend = url.get_backend_name()
     tables = list(dict.fromkeys(tables))
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = now().strftime("%Y%m%dT%H%M%S%fZ")
     database = Path(url.database or "memory").stem if backend == "sqlite" else (url.database or "db")
     if backend == "sqlite":
-        path = directory / f"{stamp}-{database}.sqlite"
+        path = _new_file(directory, database, ".sqlite")
         tool, counts = "sqlite3 backup API", _sqlite_backup(connection, path, tables)
     elif backend == "postgresql":
-        path, tool = directory / f"{stamp}-{database}.dump", "pg_dump"
+        path, tool = _new_file(directory, database, ".dump"), "pg_dump"
         if shutil.which(tool) is None:
             return Backup(None, None, _missing(tool, "postgresql-client"))
         counts = _pg_dump(connection, url, path, tables)
@@ -95,7 +94,7 @@ def backup_tables(connection: Connection, url: URL, tables: list[str], directory
         tool = _first_on_path("mysqldump", "mariadb-dump")
         if tool is None:
             return Backup(None, None, _missing("mysqldump", "mariadb-client"))
-        path = directory / f"{stamp}-{database}.sql"
+        path = _new_file(directory, database, ".sql")
         counts = _mysqldump(connection, url, path, tables, tool)
     else:
         return Backup(None, None, f"no backup tool known for {backend}; only row pre-images were kept")
@@ -111,6 +110,16 @@ def backup_tables(connection: Connection, url: URL, tables: list[str], directory
     )
     manifest_path(path).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return Backup(path, manifest)
+
+
+def _new_file(directory: Path, database: str, suffix: str) -> Path:
+    """`20261121T101500Z-shop.dump`, numbered if two backups land in the same second."""
+    stem = f"{now():%Y%m%dT%H%M%SZ}-{database}"
+    path, n = directory / f"{stem}{suffix}", 1
+    while path.exists() or manifest_path(path).exists():
+        n += 1
+        path = directory / f"{stem}-{n}{suffix}"
+    return path
 
 
 def list_backups(directory: Path = DEFAULT_DIRECTORY) -> list[tuple[Path, Manifest]]:

@@ -185,15 +185,14 @@ def print_backups(backups: list[tuple[Path, Manifest]], console: Console) -> Non
     if not backups:
         console.print("No backups here.")
         return
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("file", "created (UTC)", "database", "tables (rows)", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for path, manifest in backups:
+    table = Table(title=f"Backups in {backups[0][0].parent}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("file", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("tables (rows)", overflow="fold")
+    table.add_column("bytes", justify="right", no_wrap=True)
+    for _, manifest in backups:
         tables = ", ".join(f"{t.name} ({number(t.rows)})" for t in manifest.tables)
-        table.add_row(
-            str(path.with_name(manifest.file)), f"{manifest.created_at:%Y-%m-%d %H:%M:%S}", manifest.database, tables,
-            number(manifest.size),
-        )  # fmt: skip
+        table.add_row(manifest.file, f"{manifest.created_at:%Y-%m-%d %H:%M}", tables, number(manifest.size))
     console.print(table)
 
 
