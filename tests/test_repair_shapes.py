@@ -26,7 +26,7 @@ def test_plan_apply_again_undo(db: Database, shape: str, tmp_path: Path) -> None
     [rule_plan] = plan.rules
     assert {plain(c.key): (c.recorded, c.expected, c.delta) for c in rule_plan.corrections} == truth
 
-    plan, result = trueup.apply(config, backup_dir=tmp_path)
+    result = trueup.apply(config, backup_dir=tmp_path)
     assert (result.status, result.changed, result.conflicts, result.residual) == ("verified", len(truth), (), 0)
     assert trueup.check(config, rules=[rule_plan.rule]).rules[0].drifted == 0
     after = dump(db, table)
@@ -38,7 +38,7 @@ def test_plan_apply_again_undo(db: Database, shape: str, tmp_path: Path) -> None
     assert (run.kind, run.status, run.updated, run.inserted) == ("apply", "verified", len(truth), 0)
     assert {plain(c.key): (c.before, c.after) for c in changes} == {k: (r, e) for k, (r, e, _) in truth.items()}
 
-    _, again = trueup.apply(config, backup_dir=tmp_path)
+    again = trueup.apply(config, backup_dir=tmp_path)
     assert (again.run_id, again.status, again.changed) == (None, "nothing to do", 0)
     assert dump(db, table) == after
 
@@ -52,7 +52,7 @@ def test_insert_missing_rows_and_undo_deletes_them(db: Database, tmp_path: Path)
     config = shapes.config_for(db, shapes.batches, insert_missing=True, insert_defaults={"pack_price": "9.99"})
     original = dump(db, "warehouse_inventory")
 
-    _, result = trueup.apply(config, backup_dir=None)
+    result = trueup.apply(config, backup_dir=None)
     assert [(r.updated, r.inserted) for r in result.rules] == [(1, 1)]
     row = db.rows("SELECT packs, pack_price FROM warehouse_inventory WHERE product_code = 'D-4'")
     assert [(int(p), str(price)) for p, price in row] == [(8, "9.99")]

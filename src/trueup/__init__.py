@@ -7,7 +7,7 @@ The Python API mirrors the CLI:
     for rule in report.rules:
         print(rule.name, rule.drifted, rule.abs_drift)
     plan = trueup.plan("trueup.toml", rules=["diapers"])
-    plan, result = trueup.apply("trueup.toml", yes=True)   # -> (Plan, ApplyResult); result.run_id
+    result = trueup.apply("trueup.toml", yes=True)   # -> ApplyResult; result.run_id
     trueup.undo(result.run_id, "trueup.toml")
 """
 
@@ -66,10 +66,8 @@ def plan(
         return make_plan(connection, cfg, database=redact(connection.engine.url), rules=rules, scope=scope, limit=limit)
 
 
-def apply(
-    config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any
-) -> tuple[Plan, ApplyResult]:
-    """Plan (or take `plan=`), back up, write in one transaction with an audit trail, verify.
+def apply(config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any) -> ApplyResult:
+    """Correct the drift (or apply a saved `plan=`), back up, write in one transaction with an audit trail, verify.
 
     Keyword options are those of `trueup.reconcile.apply.apply`: rules, scope, limit, plan,
     limits, backup_dir, yes, confirm, triggered_by, lock_timeout.

@@ -35,6 +35,9 @@ from trueup.errors import ConfigError, DatabaseError
 log = logging.getLogger(__name__)
 
 # The drivers trueup ships with, used when a URL names only the database kind.
+# Memory for the hash aggregate of a repair, per operation, for trueup's own transactions only.
+WORK_MEM = "64MB"
+
 _DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 _DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary]",
@@ -212,6 +215,9 @@ class Dialect:
         """`column` for CREATE TABLE … AS SELECT, keeping its type but not its NOT NULL."""
         return column
 
+    def analyze(self, connection: Connection, table: str) -> None:
+        """Give the planner statistics for a freshly filled work table."""
+
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         """Take row locks on what `query` selects, held until the transaction ends."""
         for _ in connection.execute(query.with_for_update(), execution_options=self.stream_options()):
@@ -226,6 +232,9 @@ class Dialect:
 @dataclass(frozen=True)
 class SQLiteDialect(Dialect):
     name: str = "sqlite"
+
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        return {"connect_args": {"timeout": 30}}  # wait this long for another writer's lock
 
     def configure(self, engine: Engine) -> None:
         # sqlite3 cannot bind Decimal; its text keeps every digit, and a column of numeric
@@ -279,7 +288,19 @@ class PostgreSQLDialect(Dialect):
     retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
-        connection.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{int(seconds * 1000)}"})
+        settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
+        for name, value in settings.items():  # for this transaction only
+            connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+    def analyze(self, connection: Connection, table: str) -> None:
+        # PostgreSQL never analyzes temporary tables by itself; without statistics it
+        # plans the joins against a 100,000-key work table as if it held a few rows.
+        connection.exec_driver_sql(f"ANALYZE {table}")
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        # Lock inside a subquery and count, so the locked rows never travel to the client.
+        locked = query.with_for_update().subquery("locked")
+        connection.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one()
 
     def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         return sa.cast(sa.func.json_build_array(*columns), sa.Text)

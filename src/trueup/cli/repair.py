@@ -113,7 +113,7 @@ def apply(
     if saved and (rule or key or where or limit):
         raise UsageError("--plan applies a saved plan as it is; --rule, --key, --where and --limit make a new one")
     with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as activity:
-        _, result = apply_repair(
+        result = apply_repair(
             connection,
             cfg,
             connection.engine.url,

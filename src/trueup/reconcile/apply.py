@@ -1,28 +1,30 @@
-"""Apply a plan: every correction of every rule in one transaction, with its audit, then verify.
+"""Apply: correct every drifted key of the chosen rules in one transaction, with its audit, then verify.
 
-For each rule, inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE):
+Inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE), per rule:
 
-1. the plan's keys go into a temporary table `trueup_keys_N`;
-2. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
-   order), so no writer can change them until commit;
-3. the comparison is recomputed for those keys only, *after* the lock, into
-   `trueup_now_N` (`INSERT … SELECT`): what is written is the expected figure
-   as of now, not as of planning;
-4. for a saved plan, keys whose recorded or expected figure moved since the
-   plan are refused and listed (the user reviewed other numbers);
-5. one `UPDATE … JOIN trueup_now_N` sets recorded = expected (absolute, so a
+1. the corrections are computed by the comparison query straight into a
+   temporary table `trueup_now_N` (`INSERT … SELECT`: observed recorded
+   figure, expected figure, whether a row must be inserted). For a saved plan
+   the comparison is narrowed to the plan's keys, and keys whose figures
+   moved since the plan are refused and listed: the user reviewed other numbers;
+2. the guard rails (`--max-changes`, `--max-abs-delta`) are checked on that
+   table, and the file backup is taken, before any lock is held;
+3. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
+   order) and compared with the figure observed in step 1. A row that moved in
+   between was written by someone else: it is recomputed now that it is
+   locked (or, for a saved plan, refused);
+4. one `UPDATE … JOIN trueup_now_N` sets recorded = expected (absolute, so a
    second apply finds nothing to do), missing rows are inserted where the rule
    allows it, and the pre/post images are copied to `trueup_changes` in one
    `INSERT … SELECT`, beside the `trueup_runs` row.
 
-Why this is safe beside live writers: a sale that updates the cached figure
-either committed before our lock (and our recompute sees both its record and
-its update), or waits for our commit and then applies its own
-`quantity = quantity - n` on top of our corrected figure. Either way nothing
-is lost. A deadlock with a writer aborts our transaction cleanly and it is
-retried from the start.
+Why nothing is lost beside live writers: a sale that updates the cached
+figure either committed before our lock (then the row moved and is recomputed
+under the lock, seeing the sale), or waits for our commit and then applies its
+own `quantity = quantity - n` on top of the corrected figure. A deadlock
+aborts our transaction cleanly and it is retried from the start.
 
-After commit the applied keys are checked again (`verify`); a residual is
+After commit the applied keys are checked again (verify); a residual is
 recorded on the run and reported.
 """
 
@@ -30,7 +32,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,9 +47,9 @@ from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import audit
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
-from trueup.reconcile.check import RuleScan
+from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import as_decimal
-from trueup.reconcile.guard import Limits, confirm_writes
+from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
 from trueup.reconcile.query import EVERYTHING, Scope, comparison
 from trueup.reconcile.resolve import resolve_rule
@@ -100,6 +103,21 @@ class ApplyResult(NamedTuple):
 Phase = Callable[[str], None]
 
 
+class _Job(NamedTuple):
+    """One rule to correct: everything in `scope` (worst `limit` first), or a saved plan's keys."""
+
+    rule: Rule
+    target: Target
+    scope: Scope
+    saved: RulePlan | None
+
+
+class _Written(NamedTuple):
+    run_id: int
+    outcomes: list[RuleApplied]
+    backup: Backup
+
+
 def apply(
     connection: Connection,
     config: Config,
@@ -116,113 +134,139 @@ def apply(
     triggered_by: str = "cli",
     lock_timeout: float = 30,
     phase: Phase = lambda name: None,
-) -> tuple[Plan, ApplyResult]:
-    """Plan (or take a saved `plan`), pass the guard rails, back up, write, verify.
+) -> ApplyResult:
+    """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
-    `backup_dir=None` skips the file backup; row pre-images are always kept.
-    On a database that looks like production, `yes` or `confirm(question)` must agree.
+    `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
+    On a database that looks like production, `yes` or `confirm(question)` must agree first.
     """
-    database = redact(url)
-    saved = plan is not None
-    if plan is None:
-        phase("planning")
-        plan = make_plan(connection, config, database=database, rules=rules, scope=scope, limit=limit)
+    if plan is not None:
+        check_plan_fits(plan, config, redact(url), "plan")
+        limits.check_plan(plan)
+    pattern = config.database.production_pattern
+    if production_reason(url, pattern) and not yes:
+        if confirm is not None:  # someone can answer: show them how much would be written
+            phase("planning")
+            preview = plan or make_plan(connection, config, database=redact(url), rules=rules, scope=scope, limit=limit)
+            if not preview.changes:
+                return ApplyResult(None, (), "nothing to do")
+        what = f"write {preview.changes} correction(s)" if confirm is not None else "write corrections"
+        confirm_writes(url, pattern, what, yes=yes, confirm=confirm)
+    if plan is not None:
+        selected = [(config.rule(r.rule), r) for r in plan.rules if r.corrections]
     else:
-        check_plan_fits(plan, config, database, "plan")
-    limits.check(plan)
-    if plan.changes:
-        confirm_writes(
-            url, config.database.production_pattern, f"write {plan.changes} correction(s)", yes=yes, confirm=confirm
-        )
-
-    def file_backup(tables: list[str]) -> Backup:
-        phase("backing up")
-        return backup_tables(connection, url, tables, backup_dir) if backup_dir else Backup(None, None)
-
-    options = {"limits": limits, "triggered_by": triggered_by, "lock_timeout": lock_timeout, "phase": phase}
-    return plan, apply_plan(connection, config, plan, saved=saved, backup=file_backup, **options)
+        selected = [(rule, None) for rule in config.select_rules(rules)]
+    if not selected:
+        return ApplyResult(None, (), "nothing to do")
+    jobs = []
+    for rule, saved in selected:
+        resolved = resolve_rule(connection, rule)
+        jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
+    audit.ensure_tables(connection)
+    return _apply(connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase)
 
 
-def apply_plan(
+def _apply(
     connection: Connection,
     config: Config,
-    plan: Plan,
-    *,
-    saved: bool = False,
-    limits: Limits = NO_LIMITS,
-    triggered_by: str = "cli",
-    backup: Callable[[list[str]], Backup] | None = None,
-    lock_timeout: float = 30,
-    phase: Phase = lambda name: None,
+    url: URL,
+    jobs: list[_Job],
+    plan: Plan | None,
+    limit: int | None,
+    limits: Limits,
+    backup_dir: Path | None,
+    triggered_by: str,
+    lock_timeout: float,
+    phase: Phase,
 ) -> ApplyResult:
-    """Write `plan`; `saved` plans refuse keys that moved since, fresh ones take today's figures."""
-    limits.check(plan)
-    work = [(resolve_rule(connection, config.rule(r.rule)), r) for r in plan.rules if r.corrections]
-    if not work:
-        return ApplyResult(None, (), "nothing to do")
-    audit.ensure_tables(connection)
-    made = backup([rule.recorded.table for rule, _ in work]) if backup else Backup(None, None)
-    backup_path, warnings = made.path, tuple(w for w in [made.warning] if w)
     dialect = dialect_for(connection)
+
+    def file_backup() -> Backup:
+        if backup_dir is None:
+            return Backup(None, None)
+        phase("backing up")
+        return backup_tables(connection, url, [job.rule.recorded.table for job in jobs], backup_dir)
+
     for attempt in range(1, ATTEMPTS + 1):
+        nows: list[WorkTable] = []
         try:
-            with dialect.write_transaction(connection, lock_timeout) as tx:
-                run_id, outcomes, tables = _write(tx, config, plan, work, saved, limits, triggered_by, phase)
+            with _dropping(connection, nows), dialect.write_transaction(connection, lock_timeout) as tx:
+                written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows)
             break
         except _NothingWritten as nothing:
-            _drop_all(connection, nothing.tables)
-            return ApplyResult(None, nothing.outcomes, "refused", backup_path, warnings)
+            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
         except DBAPIError as error:
             if attempt < ATTEMPTS and dialect.is_retryable(error):
                 log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
                 continue
             raise DatabaseError(f"apply failed and was rolled back: {driver_message(error)}") from None
-    phase("verifying")
-    outcomes = [
-        _verify(connection, rule, outcome, now)
-        for (rule, _), outcome, (_, now) in zip(work, outcomes, tables, strict=True)
-    ]
-    residual = sum((o.residual for o in outcomes), Decimal(0))
-    status = "residual" if residual else "verified"
-    with connection.begin():
-        audit.set_status(connection, run_id, status=status, residual=str(residual))
-    _drop_all(connection, tables)
-    return ApplyResult(run_id, tuple(outcomes), status, backup_path, warnings)
+    return _verified(connection, jobs, written, phase)
+
+
+@contextmanager
+def _dropping(connection: Connection, tables: list[WorkTable]) -> Iterator[None]:
+    """Drop the work tables on the way out (MySQL keeps temporary tables across a rollback)."""
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        _drop(connection, tables)
+        raise
 
 
 class _NothingWritten(Exception):
-    """Every correction was refused: roll back instead of recording an empty run."""
+    """Nothing to correct, or every correction refused: roll back instead of recording an empty run."""
 
-    def __init__(self, outcomes: tuple[RuleApplied, ...], tables: list[tuple[WorkTable, WorkTable]]):
-        self.outcomes, self.tables = outcomes, tables
+    def __init__(self, outcomes: tuple[RuleApplied, ...], status: str, backup: Backup):
+        self.outcomes, self.status, self.backup = outcomes, status, backup
 
 
 def _write(
     tx: Connection,
     config: Config,
-    plan: Plan,
-    work: list[tuple[Rule, RulePlan]],
-    saved: bool,
+    jobs: list[_Job],
+    plan: Plan | None,
+    limit: int | None,
     limits: Limits,
     triggered_by: str,
+    file_backup: Callable[[], Backup],
     phase: Phase,
-) -> tuple[int, list[RuleApplied], list[tuple[WorkTable, WorkTable]]]:
+    nows: list[WorkTable],
+) -> _Written:
     run_id = audit.start_run(
         tx,
         kind="apply",
-        rule=",".join(rule.name for rule, _ in work),
+        rule=",".join(job.rule.name for job in jobs),
         triggered_by=triggered_by,
         config_sha256=config.sha256,
-        plan_sha256=plan.sha256,
+        plan_sha256=plan.sha256 if plan else None,
     )
-    outcomes, tables = [], []
-    for index, (rule, rule_plan) in enumerate(work):
-        phase(f"applying {rule.name}")
-        outcome, keys, now = _apply_rule(tx, rule, rule_plan, run_id, index, saved)
-        outcomes.append(outcome)
-        tables.append((keys, now))
+    refused: list[tuple[Conflict, ...]] = []
+    for index, job in enumerate(jobs):
+        phase(f"computing {job.rule.name}")
+        now = WorkTable(
+            tx, f"trueup_now_{index}", job.target, {"observed": QUANTITY, "expected": QUANTITY, "missing": FLAG}
+        )
+        nows.append(now.create())
+        refused.append(_candidates(tx, job, now, limit, index))
+    changes, worst = _size(tx, jobs, nows)
+    if not changes:
+        outcomes = tuple(RuleApplied(job.rule.name, 0, 0, c) for job, c in zip(jobs, refused, strict=True))
+        raise _NothingWritten(outcomes, "refused" if any(refused) else "nothing to do", Backup(None, None))
+    limits.check(changes, worst)
+    made = file_backup()
+    outcomes = []
+    for job, now, conflicts in zip(jobs, nows, refused, strict=True):
+        phase(f"applying {job.rule.name}")
+        now.lock_targets()
+        conflicts += _settle_moved(tx, job, now)
+        updated = _update(tx, job.rule, job.target, now)
+        inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
+        _record_updates(tx, job.rule, job.target, now, run_id)
+        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
     if not any(o.updated or o.inserted for o in outcomes):
-        raise _NothingWritten(tuple(outcomes), tables)
+        raise _NothingWritten(tuple(outcomes), "refused", made)
     audit.finish_run(
         tx,
         run_id,
@@ -231,27 +275,111 @@ def _write(
         conflicts=sum(len(o.conflicts) for o in outcomes),
         status="applied",
     )
-    return run_id, outcomes, tables
+    return _Written(run_id, outcomes, made)
 
 
-def _apply_rule(
-    tx: Connection, rule: Rule, rule_plan: RulePlan, run_id: int, index: int, saved: bool
-) -> tuple[RuleApplied, WorkTable, WorkTable]:
-    target = Target.of(rule)
-    keys = WorkTable(tx, f"trueup_keys_{index}", target, {"planned_recorded": QUANTITY, "planned_expected": QUANTITY})
-    keys.create().fill(_planned_rows(tx, rule, target, rule_plan))
-    keys.lock_targets()
-    now = WorkTable(tx, f"trueup_now_{index}", target, {"observed": QUANTITY, "expected": QUANTITY, "missing": FLAG})
-    now.create()
-    tx.execute(sa.insert(now.table).from_select([c.name for c in now.table.c], _recompute(tx, rule, keys)))
-    conflicts = _refuse_moved(tx, rule, keys, now) if saved else ()
-    updated = _update(tx, rule, target, now)
-    inserted = _insert_missing(tx, rule, target, now, run_id) if rule.recorded.insert_missing else 0
-    _record_updates(tx, rule, target, now, run_id)
-    return RuleApplied(rule.name, updated, inserted, conflicts), keys, now
+def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
+    """Fill `now` with the corrections to make; for a saved plan, return the keys refused as moved."""
+    columns = [c.name for c in now.table.c]
+    if job.saved is None:
+        tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, job.scope, limit)))
+        now.analyze()
+        return ()
+    keys = WorkTable(
+        tx, f"trueup_keys_{index}", job.target, {"planned_recorded": QUANTITY, "planned_expected": QUANTITY}
+    )
+    keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    try:
+        tx.execute(
+            sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(key_table=keys.table), None))
+        )
+        return _refuse_moved(tx, job.rule, keys, now)
+    finally:
+        keys.drop()
 
 
-def _planned_rows(tx: Connection, rule: Rule, target: Target, rule_plan: RulePlan) -> Any:
+def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) -> sa.Select:
+    """Keys of `scope` that need a correction: key, observed, expected, missing (worst first if limited)."""
+    scoped = comparison(rule, tx.dialect, dialect_for(tx), scope).order_by(None).subquery("c")
+    keys = [scoped.c[f"k{i}"] for i in range(len(rule.recorded.key))]
+    writable = scoped.c.rec_rows <= 1 if rule.recorded.insert_missing else scoped.c.rec_rows == 1
+    query = sa.select(*keys, scoped.c.recorded, scoped.c.expected, sa.case((scoped.c.rec_rows == 0, 1), else_=0)).where(
+        scoped.c.expected != scoped.c.recorded, writable, *[k.is_not(None) for k in keys]
+    )
+    if limit is not None:
+        query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)
+    return query
+
+
+def _size(tx: Connection, jobs: list[_Job], nows: list[WorkTable]) -> tuple[int, tuple[str, tuple, Decimal] | None]:
+    """How many corrections, and the largest one (rule, key, delta), for the guard rails."""
+    changes, worst = 0, None
+    for job, now in zip(jobs, nows, strict=True):
+        changes += tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one()
+        delta = now.table.c.expected - now.table.c.observed
+        top = tx.execute(sa.select(*now.keys, delta).order_by(sa.func.abs(delta).desc()).limit(1)).first()
+        if top is not None and (worst is None or abs(as_decimal(top[-1])) > abs(worst[2])):
+            worst = (job.rule.name, tuple(top[:-1]), as_decimal(top[-1]))
+    return changes, worst
+
+
+def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, ...]:
+    """Rows someone changed between computing and locking: recompute them (now locked), or refuse them."""
+    table = job.target.clause()
+    n, t = now.table.c, table.c
+    first = t[job.target.key[0]]
+    moved = sa.or_(
+        sa.and_(n.missing == 0, sa.or_(first.is_(None), t[job.target.quantity].is_distinct_from(n.observed))),
+        sa.and_(n.missing == 1, first.is_not(None)),
+    )
+    joined = now.table.outerjoin(table, sa.and_(*now.joins([t[k] for k in job.target.key])))
+    keys = [tuple(row) for row in tx.execute(sa.select(*now.keys).select_from(joined).where(moved))]
+    if not keys:
+        return ()
+    columns = [c.name for c in now.table.c]
+    tx.execute(sa.delete(now.table).where(_key_in(now.keys, keys)))
+    if job.saved is not None:
+        return tuple(Conflict(job.rule.name, key, "changed while the plan was being applied") for key in keys)
+    log.info("rule %s: %d row(s) changed while applying; recomputed under lock", job.rule.name, len(keys))
+    tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(keys=keys), None)))
+    return ()
+
+
+def _key_in(columns: list[sa.ColumnElement[Any]], keys: list[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
+
+
+def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase) -> ApplyResult:
+    phase("verifying")
+    tables = [WorkTable(connection, f"trueup_now_{i}", job.target, {}) for i, job in enumerate(jobs)]
+    outcomes = [
+        outcome._replace(residual=_residual(connection, job.rule, now.table))
+        for job, outcome, now in zip(jobs, written.outcomes, tables, strict=True)
+    ]
+    residual = sum((o.residual for o in outcomes), Decimal(0))
+    status = "residual" if residual else "verified"
+    with dialect_for(connection).write_transaction(connection):
+        audit.set_status(connection, written.run_id, status=status, residual=str(residual))
+    _drop(connection, tables)
+    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, written.backup.warnings)
+
+
+def _residual(connection: Connection, rule: Rule, keys: sa.TableClause) -> Decimal:
+    residual = RuleScan(connection, rule, scope=Scope(key_table=keys), keep=0).result().abs_drift
+    if connection.in_transaction():
+        connection.rollback()
+    return residual
+
+
+def _drop(connection: Connection, tables: list[WorkTable]) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+    with connection.begin():
+        for table in tables:
+            table.drop()
+
+
+def _planned_rows(tx: Connection, rule: Rule, target: Target, rule_plan: RulePlan) -> Iterator[dict[str, Any]]:
     keys = (c.key for c in rule_plan.corrections)
     try:
         for key, correction in zip(target.coerce_keys(tx, keys), rule_plan.corrections, strict=True):
@@ -259,19 +387,6 @@ def _planned_rows(tx: Connection, rule: Rule, target: Target, rule_plan: RulePla
             yield row | {"planned_recorded": correction.recorded, "planned_expected": correction.expected}
     except ValueError as error:
         raise UsageError(f"rule {rule.name!r}: a key in the plan does not fit its column: {error}") from None
-
-
-def _recompute(tx: Connection, rule: Rule, keys: WorkTable) -> sa.Select:
-    """Today's figures for the plan's keys that still need a correction."""
-    scoped = comparison(rule, tx.dialect, dialect_for(tx), Scope(key_table=keys.table)).order_by(None).subquery("c")
-    key_columns = [scoped.c[f"k{i}"] for i in range(len(rule.recorded.key))]
-    writable = [scoped.c.rec_rows == 1] if not rule.recorded.insert_missing else [scoped.c.rec_rows <= 1]
-    return sa.select(
-        *key_columns,
-        scoped.c.recorded,
-        scoped.c.expected,
-        sa.case((scoped.c.rec_rows == 0, 1), else_=0),
-    ).where(scoped.c.expected != scoped.c.recorded, *writable, *[k.is_not(None) for k in key_columns])
 
 
 def _refuse_moved(tx: Connection, rule: Rule, keys: WorkTable, now: WorkTable) -> tuple[Conflict, ...]:
@@ -288,11 +403,10 @@ def _refuse_moved(tx: Connection, rule: Rule, keys: WorkTable, now: WorkTable) -
         .where(moved)
     )
     conflicts = []
-    width = keys.width
     for row in tx.execute(query):
-        key, planned_recorded, planned_expected, found, observed, expected = (
-            tuple(row[:width]),
-            *row[width:],
+        key, (planned_recorded, planned_expected, found, observed, expected) = (
+            tuple(row[: keys.width]),
+            row[keys.width :],
         )
         if not found:
             reason = "no longer needs a correction"
@@ -366,21 +480,6 @@ def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op
         "op": op,
     }
     return row | ({"key": to_json(key)} if key is not None else {})
-
-
-def _verify(connection: Connection, rule: Rule, outcome: RuleApplied, now: WorkTable) -> RuleApplied:
-    scan = RuleScan(connection, rule, scope=Scope(key_table=now.table), keep=0)
-    residual = scan.result().abs_drift
-    if connection.in_transaction():
-        connection.rollback()
-    return outcome._replace(residual=residual)
-
-
-def _drop_all(connection: Connection, tables: list[tuple[WorkTable, WorkTable]]) -> None:
-    with connection.begin():
-        for pair in tables:
-            for table in pair:
-                table.drop()
 
 
 def _text(value: Any) -> str:

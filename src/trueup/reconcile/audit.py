@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup import __version__
+from trueup.db import dialect_for
 from trueup.errors import UsageError
 
 metadata = sa.MetaData()
@@ -109,14 +110,13 @@ class Change(NamedTuple):
 
 
 def ensure_tables(connection: Connection) -> None:
-    """Create the audit tables if they are missing, in a transaction of their own."""
-    if connection.in_transaction():
-        connection.commit()
+    """Create the audit tables if they are missing, in a (writing) transaction of their own."""
+    dialect = dialect_for(connection)
     try:
-        with connection.begin():
+        with dialect.write_transaction(connection):
             metadata.create_all(connection, checkfirst=True)
     except DBAPIError:  # another process created them at the same moment
-        with connection.begin():
+        with dialect.write_transaction(connection):
             metadata.create_all(connection, checkfirst=True)
 
 

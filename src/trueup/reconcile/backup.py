@@ -66,6 +66,10 @@ class Backup(NamedTuple):
     manifest: Manifest | None
     warning: str | None = None
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (self.warning,) if self.warning else ()
+
 
 class Verification(NamedTuple):
     path: Path
@@ -194,13 +198,23 @@ def manifest_path(file: Path) -> Path:
 
 
 def _sqlite_backup(connection: Connection, path: Path, tables: list[str]) -> dict[str, int]:
+    """Copy the database file with the online backup API, through a connection of its own.
+
+    A separate reader sees the last committed state even while `connection`
+    holds the write lock of an apply (which has not written yet), and the
+    backup API cannot read from a connection in the middle of a write.
+    """
     counts = _counts(connection, tables)
-    source = connection.connection.driver_connection
+    database = connection.engine.url.database
+    in_memory = not database or database == ":memory:"
+    source = connection.connection.driver_connection if in_memory else sqlite3.connect(database)
     target = sqlite3.connect(path)
     try:
         source.backup(target)
     finally:
         target.close()
+        if not in_memory:
+            source.close()
     return counts
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.engine import URL
 
@@ -23,18 +24,23 @@ class Limits:
     max_changes: int | None = None
     max_abs_delta: Decimal | None = None
 
-    def check(self, plan: Plan) -> None:
-        if self.max_changes is not None and plan.changes > self.max_changes:
+    def check(self, changes: int, worst: tuple[str, tuple[Any, ...], Decimal] | None) -> None:
+        """Refuse `changes` corrections whose largest is `worst` = (rule, key, delta), if over a limit."""
+        if self.max_changes is not None and changes > self.max_changes:
             raise RefusedError(
-                f"refused: the plan changes {plan.changes} rows, more than --max-changes {self.max_changes}; "
+                f"refused: the plan changes {changes} rows, more than --max-changes {self.max_changes}; "
                 "narrow it with --rule, --key or --limit, or raise the limit"
             )
-        if self.max_abs_delta is not None and plan.max_abs_delta > self.max_abs_delta:
-            worst = max(((r.rule, c) for r in plan.rules for c in r.corrections), key=lambda rc: abs(rc[1].delta))
+        if self.max_abs_delta is not None and worst is not None and abs(worst[2]) > self.max_abs_delta:
+            rule, key, delta = worst
             raise RefusedError(
-                f"refused: rule {worst[0]!r} would correct key {list(worst[1].key)} by {worst[1].delta}, "
+                f"refused: rule {rule!r} would correct key {list(key)} by {delta}, "
                 f"beyond --max-abs-delta {self.max_abs_delta}"
             )
+
+    def check_plan(self, plan: Plan) -> None:
+        corrections = [(r.rule, c.key, c.delta) for r in plan.rules for c in r.corrections]
+        self.check(plan.changes, max(corrections, key=lambda c: abs(c[2]), default=None))
 
 
 def production_reason(url: URL, pattern: str) -> str | None:

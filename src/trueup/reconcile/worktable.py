@@ -21,7 +21,7 @@ from trueup.reconcile.target import Target
 
 QUANTITY = "quantity"  # a column typed like the recorded quantity
 FLAG = "flag"  # a small integer
-BATCH = 5000
+BATCH = 1000  # rows per INSERT: well under PostgreSQL's 65,535 bind parameters for wide keys
 
 
 class WorkTable:
@@ -52,15 +52,23 @@ class WorkTable:
         self.connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {prep.quote(self.name)} AS {compiled}")
         return self
 
-    def fill(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert rows (dicts keyed k0.. and the extra column names) in batches."""
-        count, batch = 0, []
+    def fill(self, rows: Iterable[Mapping[str, Any]]) -> WorkTable:
+        """Insert rows (dicts keyed k0.. and the extra column names) in multi-row batches, then analyze."""
+        batch: list[Mapping[str, Any]] = []
         for row in rows:
             batch.append(row)
             if len(batch) == BATCH:
-                count += self._insert(batch)
+                self._insert(batch)
                 batch = []
-        return count + (self._insert(batch) if batch else 0)
+        if batch:
+            self._insert(batch)
+        return self.analyze()
+
+    def analyze(self) -> WorkTable:
+        dialect_for(self.connection).analyze(
+            self.connection, self.connection.dialect.identifier_preparer.quote(self.name)
+        )
+        return self
 
     def drop(self) -> None:
         self.connection.exec_driver_sql(dialect_for(self.connection).drop_temporary(self.name))
@@ -81,6 +89,6 @@ class WorkTable:
         query = sa.select(*columns).where(self.contains(columns)).order_by(*columns)
         dialect_for(self.connection).lock_rows(self.connection, query)
 
-    def _insert(self, batch: list[Mapping[str, Any]]) -> int:
-        self.connection.execute(sa.insert(self.table), batch)
-        return len(batch)
+    def _insert(self, batch: list[Mapping[str, Any]]) -> None:
+        # One INSERT … VALUES (…), (…) per batch: drivers' executemany sends a statement per row.
+        self.connection.execute(sa.insert(self.table).values(list(batch)))
