@@ -101,6 +101,7 @@ class ApplyResult(NamedTuple):
 
 
 Phase = Callable[[str], None]
+BeforeCommit = Callable[[Connection, int, list[RuleApplied]], None]
 
 
 class _Job(NamedTuple):
@@ -134,11 +135,13 @@ def apply(
     triggered_by: str = "cli",
     lock_timeout: float = 30,
     phase: Phase = lambda name: None,
+    before_commit: BeforeCommit | None = None,
 ) -> ApplyResult:
     """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
     `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
     On a database that looks like production, `yes` or `confirm(question)` must agree first.
+    `before_commit(transaction, run_id, outcomes)` may write more in the same transaction.
     """
     if plan is not None:
         check_plan_fits(plan, config, redact(url), "plan")
@@ -163,7 +166,9 @@ def apply(
         resolved = resolve_rule(connection, rule)
         jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
     audit.ensure_tables(connection)
-    return _apply(connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase)
+    return _apply(
+        connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
+    )
 
 
 def _apply(
@@ -178,6 +183,7 @@ def _apply(
     triggered_by: str,
     lock_timeout: float,
     phase: Phase,
+    before_commit: BeforeCommit | None,
 ) -> ApplyResult:
     dialect = dialect_for(connection)
 
@@ -192,6 +198,8 @@ def _apply(
         try:
             with _dropping(connection, nows), dialect.write_transaction(connection, lock_timeout) as tx:
                 written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows)
+                if before_commit is not None:
+                    before_commit(tx, written.run_id, written.outcomes)
             break
         except _NothingWritten as nothing:
             return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
