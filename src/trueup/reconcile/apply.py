@@ -51,7 +51,7 @@ from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.query import EVERYTHING, Scope, comparison
+from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -345,16 +345,12 @@ def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, 
     if not keys:
         return ()
     columns = [c.name for c in now.table.c]
-    tx.execute(sa.delete(now.table).where(_key_in(now.keys, keys)))
+    tx.execute(sa.delete(now.table).where(key_in(now.keys, keys)))
     if job.saved is not None:
         return tuple(Conflict(job.rule.name, key, "changed while the plan was being applied") for key in keys)
     log.info("rule %s: %d row(s) changed while applying; recomputed under lock", job.rule.name, len(keys))
     tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(keys=keys), None)))
     return ()
-
-
-def _key_in(columns: list[sa.ColumnElement[Any]], keys: list[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
 
 
 def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase) -> ApplyResult:

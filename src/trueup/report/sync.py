@@ -14,6 +14,9 @@ from rich.table import Table
 from trueup.reconcile.history import Sighting
 from trueup.reconcile.sync import RoundResult
 from trueup.report.format import key_text, number, to_json
+from trueup.report.json import drift_dict
+
+LOGGED = 100  # drifted keys listed per round in JSON logs (counts are always complete)
 
 
 def round_line(result: RoundResult) -> str:
@@ -46,10 +49,7 @@ def round_document(result: RoundResult) -> dict[str, Any]:
         "corrected": result.corrected,
         "run_id": result.run_id,
         "duration": round(result.duration, 4),
-        "drift": [
-            {"key": list(d.key), "recorded": d.recorded, "expected": d.expected, "delta": d.delta}
-            for d in result.drift[:100]
-        ],
+        "drift": [drift_dict(d) for d in result.drift[:LOGGED]],
         "recurring": [
             {
                 "key": list(r.key),
