@@ -1,0 +1,380 @@
+"""Normalising messy exports: text cells in, exact values and per-cell problems out.
+
+All parsing is columnar (polars expressions), and the expensive parts (dates,
+numbers) run once per distinct text, which real exports repeat a lot.
+
+* SKU: trimmed, then upper-cased by default (`sku_case="lower"` or `"keep"`).
+* Quantities and money: `1,234`, `1 234`, `1.234,50`, `$1,234.50`, `USD 12.00`,
+  `12,50 €`, `(5)` (negative). Costs in a currency other than the file's most
+  common one are problems (`$` counts as USD, `€` as EUR, `£` as GBP). A comma followed by exactly three digits is a
+  thousands separator, another lone comma is a decimal comma; a single dot is
+  always a decimal point. Values become integers in units of 10^-scale, the
+  scale being the most decimals any value of that kind has (at most 6), so
+  arithmetic on them is exact: `2.50` at scale 2 is 250.
+* Dates: ISO with or without time (`2026-01-11`, `2026-01-11T09:15:00Z`),
+  `20260111`, `2026/01/11`, `Jan 11, 2026`, `11 Jan 2026`, and `11/01/2026`
+  style dates when the day and month cannot be confused (13/01/2026, or
+  05/05/2026). An ambiguous one (03/04/2026) is never guessed: it is a problem
+  of its row until `date_format` (e.g. `%d/%m/%Y`) says which is which. A UTC
+  offset is dropped: times compare as written, on the shop's own clock.
+
+A cell that cannot be read makes its row a `parse_error` finding quoting the
+raw text; the row is left out of costing, and every other row goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import polars as pl
+
+from trueup.cost.columns import ColumnMap
+from trueup.cost.findings import Finding, Source, finding
+from trueup.cost.read import LINE, PROBLEM, Table
+
+MAX_SCALE = 6
+SKU_CASES = ("upper", "lower", "keep")
+
+_SYMBOL = r"[A-Z]{3}|[$€£¥₹]"
+_SYMBOL_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
+_NUMBER = (
+    rf"^(?P<open>\()?\s*(?P<sign>[-+−])?\s*(?P<cur1>{_SYMBOL})?\s*(?P<sign2>[-+−])?\s*"
+    rf"(?P<body>[0-9][0-9.,'\s]*?)\s*(?P<cur2>{_SYMBOL})?\s*(?P<close>\))?(?P<trail>-)?$"
+)
+_CANONICAL = (  # (pattern of the digits, how to turn them into `1234.5`)
+    (r"^\d+(\.\d+)?$", lambda b: b),
+    (r"^\d{1,3}(,\d{3})+(\.\d+)?$", lambda b: b.str.replace_all(",", "")),
+    (r"^\d{1,3}(\.\d{3})+,\d+$", lambda b: b.str.replace_all(".", "", literal=True).str.replace(",", ".")),
+    (r"^\d{1,3}(\.\d{3}){2,}$", lambda b: b.str.replace_all(".", "", literal=True)),
+    (r"^\d+,\d+$", lambda b: b.str.replace(",", ".")),
+)
+_TIME = (
+    r"(?:[ T]+(?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,9}))?)?\s*(?P<ampm>[AaPp]\.?[Mm]\.?)?)?"
+    r"\s*(?:Z|UTC|[+-]\d{2}:?\d{2})?"
+)
+_DATES = (
+    rf"^(?P<y>\d{{4}})[-/.](?P<m>\d{{1,2}})[-/.](?P<d>\d{{1,2}}){_TIME}$",
+    r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$",
+    rf"^(?P<a>\d{{1,2}})[-/.](?P<b>\d{{1,2}})[-/.](?P<y>\d{{4}}){_TIME}$",
+    rf"^(?P<mon>[A-Za-z]{{3,9}})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}}){_TIME}$",
+    rf"^(?P<d>\d{{1,2}})(?:st|nd|rd|th)?[\s-]+(?P<mon>[A-Za-z]{{3,9}})\.?,?[\s-]+(?P<y>\d{{4}}){_TIME}$",
+)
+_DATE_PARTS = ("y", "m", "d", "a", "b", "mon", "H", "M", "S", "f", "ampm")
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+FIELD_LABELS = {"id": "id", "sku": "SKU", "date": "date", "quantity": "quantity", "unit_cost": "unit cost"}
+
+
+class Entries(NamedTuple):
+    """One input's readable rows, parsed: the frame the engines cost."""
+
+    role: str
+    table: Table
+    columns: ColumnMap
+    frame: pl.DataFrame  # row, id, sku, at, quantity, [unit_cost]; quantity/unit_cost scaled by `scales`
+    scales: Mapping[str, int]
+
+    @property
+    def usable(self) -> pl.DataFrame:
+        """The rows with a SKU and every cell readable: the ones that are costed."""
+        problems = [pl.col(c).is_null() for c in self.frame.columns if c.endswith("problem")]
+        return self.frame.filter(pl.col("sku").is_not_null(), *problems)
+
+
+class Scales(NamedTuple):
+    quantity: int
+    unit_cost: int
+
+
+def normalise(
+    sales: Table,
+    lots: Table,
+    columns: Mapping[str, ColumnMap],
+    *,
+    sku_case: str = "upper",
+    date_format: str | None = None,
+) -> tuple[Entries, Entries, list[Finding]]:
+    """Parse both inputs; return their readable rows (scaled to shared scales) and the problems found."""
+    parsed = {
+        role: _parse(table, role, columns[role], sku_case, date_format)
+        for role, table in (("sales", sales), ("lots", lots))
+    }
+    scales = Scales(
+        quantity=max(_scale_of(parsed["sales"], "quantity"), _scale_of(parsed["lots"], "quantity")),
+        unit_cost=_scale_of(parsed["lots"], "unit_cost"),
+    )
+    parsed["lots"] = _flag_currencies(parsed["lots"])
+    findings: list[Finding] = []
+    entries = []
+    for role, table in (("sales", sales), ("lots", lots)):
+        frame = parsed[role]
+        findings += _problems(frame, table, columns[role])
+        entries.append(Entries(role, table, columns[role], _scaled(frame, scales), scales._asdict()))
+    return entries[0], entries[1], findings
+
+
+def _parse(table: Table, role: str, columns: ColumnMap, sku_case: str, date_format: str | None) -> pl.DataFrame:
+    source = table.frame
+    frame = pl.DataFrame(
+        {
+            "row": pl.int_range(source.height, dtype=pl.Int64, eager=True),
+            "sku": _sku(source[columns.columns["sku"]], sku_case),
+            "problem": source[PROBLEM],
+        }
+    )
+    id_column = columns.get("id")
+    where = table.label_expr()
+    ids = source.select(where.alias("id") if id_column is None else _blank_to_null(id_column).fill_null(where))
+    frame = frame.with_columns(ids["id"])
+    frame = frame.hstack(_dates(source[columns.columns["date"]], date_format))
+    frame = frame.hstack(_numbers(source[columns.columns["quantity"]], "quantity", negative_ok=role == "sales"))
+    if role == "lots":
+        frame = frame.hstack(_numbers(source[columns.columns["unit_cost"]], "unit_cost", negative_ok=True))
+    return frame
+
+
+def _sku(raw: pl.Series, case: str) -> pl.Series:
+    text = raw.str.strip_chars()
+    text = text.str.to_uppercase() if case == "upper" else text.str.to_lowercase() if case == "lower" else text
+    return pl.select(pl.when(text != "").then(text).alias("sku")).to_series()
+
+
+def _blank_to_null(column: str) -> pl.Expr:
+    text = pl.col(column).str.strip_chars()
+    return pl.when(text != "").then(text).alias("id")
+
+
+# -- numbers -----------------------------------------------------------------------------------
+
+
+def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
+    """Per row: `{field}_neg`, `_whole`, `_frac` digit strings, `_currency` and `_problem` (null when fine)."""
+    values = pl.DataFrame({"raw": raw.unique().drop_nulls()})
+    parts = pl.col("raw").str.strip_chars().str.extract_groups(_NUMBER)
+    body = parts.struct["body"].str.replace_all(r"[\s']", "")
+    canonical = pl.lit(None, pl.String)
+    for pattern, rewrite in reversed(_CANONICAL):
+        canonical = pl.when(body.str.contains(pattern)).then(rewrite(body)).otherwise(canonical)
+    opened, closed = parts.struct["open"].is_not_null(), parts.struct["close"].is_not_null()
+    signs = pl.concat_str(parts.struct["sign"], parts.struct["sign2"], parts.struct["trail"], ignore_nulls=True)
+    negative = signs.str.contains("[-−]").fill_null(False) | opened
+    currency = pl.coalesce(parts.struct["cur1"], parts.struct["cur2"]).replace(_SYMBOL_CODES)
+    values = values.with_columns(
+        negative.alias("neg"),
+        canonical.str.extract(r"^(\d+)").alias("whole"),
+        canonical.str.extract(r"\.(\d+)$").fill_null("").alias("frac"),
+        currency.alias("currency"),
+        pl.when(canonical.is_null() | (opened != closed) | (signs.str.len_chars() > 1))
+        .then(pl.lit("not_a_number"))
+        .when(parts.struct["cur1"].is_not_null() & parts.struct["cur2"].is_not_null())
+        .then(pl.lit("not_a_number"))
+        .alias("problem"),
+    )
+    checks = pl.col("problem")
+    if field == "quantity":
+        checks = checks.fill_null(pl.when(pl.col("currency").is_not_null()).then(pl.lit("currency_in_quantity")))
+    if not negative_ok:
+        checks = checks.fill_null(
+            pl.when(
+                pl.col("neg") & (pl.col("whole").str.contains("[1-9]") | pl.col("frac").str.contains("[1-9]"))
+            ).then(pl.lit("negative"))
+        )
+    checks = checks.fill_null(pl.when(pl.col("frac").str.len_chars() > MAX_SCALE).then(pl.lit("too_precise")))
+    values = values.with_columns(checks.alias("problem"))
+    joined = pl.DataFrame({"raw": raw}).join(values, on="raw", how="left", maintain_order="left")
+    blank = raw.str.strip_chars().fill_null("") == ""
+    return joined.select(
+        pl.col("neg").alias(f"{field}_neg"),
+        pl.col("whole").alias(f"{field}_whole"),
+        pl.col("frac").alias(f"{field}_frac"),
+        pl.col("currency").alias(f"{field}_currency"),
+        pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("problem")).alias(f"{field}_problem"),
+    )
+
+
+def _scale_of(frame: pl.DataFrame, field: str) -> int:
+    if f"{field}_frac" not in frame.columns:
+        return 0
+    ok = frame.filter(pl.col(f"{field}_problem").is_null())
+    longest = ok[f"{field}_frac"].str.len_chars().max()
+    return int(longest or 0)
+
+
+def scaled(field: str, scale: int) -> pl.Expr:
+    """The parsed parts of `field` as an integer in units of 10^-scale (null where unreadable)."""
+    digits = pl.col(f"{field}_whole") + pl.col(f"{field}_frac").str.pad_end(scale, "0")
+    magnitude = digits.cast(pl.Int64, strict=False)
+    return pl.when(pl.col(f"{field}_neg")).then(-magnitude).otherwise(magnitude)
+
+
+def _scaled(frame: pl.DataFrame, scales: Scales) -> pl.DataFrame:
+    fields = [f for f in ("quantity", "unit_cost") if f"{f}_whole" in frame.columns]
+    return frame.with_columns(
+        scaled(f, getattr(scales, f)).alias(f) for f in fields
+    ).with_columns(  # a value too large for 64 bits is a problem of its row, not an overflow
+        pl.col(f"{f}_problem").fill_null(pl.when(pl.col(f).is_null()).then(pl.lit("too_large"))) for f in fields
+    )
+
+
+def _flag_currencies(frame: pl.DataFrame) -> pl.DataFrame:
+    """Unit costs in a currency other than the most common one are problems: trueup converts no money."""
+    counts = frame["unit_cost_currency"].drop_nulls().value_counts(sort=True)
+    if counts.height <= 1:
+        return frame
+    main = counts["unit_cost_currency"][0]
+    other = (pl.col("unit_cost_currency") != main).fill_null(False)
+    return frame.with_columns(pl.col("unit_cost_problem").fill_null(pl.when(other).then(pl.lit(f"currency:{main}"))))
+
+
+# -- dates -------------------------------------------------------------------------------------
+
+
+def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
+    """Per row: `at` (a naive datetime) and `date_problem` (null, `missing`, `ambiguous` or `not_a_date`)."""
+    values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
+    given = (
+        pl.col("text").str.to_datetime(date_format, strict=False, time_unit="us")
+        if date_format
+        else pl.lit(None, pl.Datetime("us"))
+    )
+    groups = [pl.col("text").str.extract_groups(pattern) for pattern in _DATES]
+    parts = {
+        name: pl.coalesce([g.struct[name] for g, pattern in zip(groups, _DATES, strict=True) if f"<{name}>" in pattern])
+        for name in _DATE_PARTS
+    }
+    values = values.with_columns(given.alias("given"), **parts)
+    a, b = pl.col("a").cast(pl.Int32), pl.col("b").cast(pl.Int32)
+    month_name = pl.col("mon").str.to_lowercase().str.slice(0, 3).replace_strict(_MONTHS, default=None)
+    values = values.with_columns(
+        pl.coalesce(
+            pl.col("m").cast(pl.Int32),
+            month_name.cast(pl.Int32),
+            pl.when((a > 12) | (a == b)).then(b).when(b > 12).then(a),
+        ).alias("month"),
+        pl.coalesce(pl.col("d").cast(pl.Int32), pl.when((a > 12) | (a == b)).then(a).when(b > 12).then(b)).alias("day"),
+        ((a <= 12) & (b <= 12) & (a != b)).fill_null(False).alias("ambiguous"),
+    )
+    hour = pl.col("H").cast(pl.Int32).fill_null(0)
+    pm = pl.col("ampm").str.to_lowercase().str.starts_with("p")
+    hour = pl.when(pl.col("ampm").is_null()).then(hour).when(pm).then(hour % 12 + 12).otherwise(hour % 12)
+    text = pl.format(
+        "{}-{}-{} {}:{}:{}.{}",
+        pl.col("y"),
+        pl.col("month").cast(pl.String).str.zfill(2),
+        pl.col("day").cast(pl.String).str.zfill(2),
+        hour.cast(pl.String).str.zfill(2),
+        pl.col("M").fill_null("00"),
+        pl.col("S").fill_null("00"),
+        pl.col("f").fill_null("").str.pad_end(6, "0").str.slice(0, 6),
+    )
+    parsed = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
+    values = values.with_columns(pl.coalesce(pl.col("given"), parsed).alias("at"))
+    values = values.with_columns(
+        pl.when(pl.col("at").is_not_null())
+        .then(pl.lit(None, pl.String))
+        .when(pl.col("ambiguous"))
+        .then(pl.lit("ambiguous"))
+        .otherwise(pl.lit("not_a_date"))
+        .alias("date_problem")
+    )
+    joined = pl.DataFrame({"raw": raw}).join(
+        values.select("raw", "at", "date_problem"), on="raw", how="left", maintain_order="left"
+    )
+    blank = raw.str.strip_chars().fill_null("") == ""
+    return joined.select(
+        "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
+    )
+
+
+# -- problems as findings ----------------------------------------------------------------------
+
+
+def _problems(frame: pl.DataFrame, table: Table, columns: ColumnMap) -> list[Finding]:
+    """One parse_error per unreadable cell, quoting it; rows without a SKU are findings too."""
+    fields = [f for f in ("date", "quantity", "unit_cost") if f"{f}_problem" in frame.columns]
+    bad = frame.with_columns(
+        pl.any_horizontal(
+            pl.col("problem").is_not_null(),
+            pl.col("sku").is_null(),
+            *(pl.col(f"{f}_problem").is_not_null() for f in fields),
+        ).alias("bad")
+    )
+    rows = bad.filter("bad")
+    if rows.height == 0:
+        return []
+    raw = table.frame[rows["row"].to_list()]
+    findings = []
+    for index, row in enumerate(rows.iter_rows(named=True)):
+        where = table.label(raw[LINE][index])
+        sku = row["sku"]
+        if row["problem"] is not None:
+            findings.append(
+                finding(
+                    "parse_error",
+                    sku,
+                    f"{where}: {row['problem']}",
+                    f"Quote values that contain the separator, or fix the line in {table.name}",
+                    [Source(where)],
+                )
+            )
+        if sku is None:
+            column = columns.columns["sku"]
+            findings.append(
+                finding(
+                    "parse_error",
+                    None,
+                    f"{where}: no SKU (column {column!r} is empty); the row is left out",
+                    f"Fill in the SKU on {where}",
+                    [Source(where, column, raw[column][index])],
+                )
+            )
+        for field in fields:
+            problem = row[f"{field}_problem"]
+            if problem is not None:
+                column = columns.columns[field]
+                text = raw[column][index]
+                message, action = describe(problem, field, text)
+                findings.append(
+                    finding("parse_error", sku, f"{where}: {message}", action, [Source(where, column, text)])
+                )
+    return findings
+
+
+def describe(problem: str, field: str, raw: str | None) -> tuple[str, str]:
+    """(message, action) for a cell problem code."""
+    label = FIELD_LABELS[field]
+    if problem == "missing":
+        return f"no {label}", f"Fill in the {label}"
+    if problem == "ambiguous":
+        return (
+            f"date {raw!r} could be day/month or month/day",
+            "Re-run with --date-format %d/%m/%Y if days come first, or --date-format %m/%d/%Y if months do",
+        )
+    if problem == "not_a_date":
+        return (
+            f"{raw!r} is not a date trueup can read",
+            "Write it as YYYY-MM-DD (optionally with a time), or give its layout with --date-format",
+        )
+    if problem == "currency_in_quantity":
+        return f"quantity {raw!r} is not a plain number", "Write the quantity as a number, without units or currency"
+    if problem == "negative":
+        return (
+            f"lot quantity {raw!r} is negative",
+            "A purchase lot's quantity must be positive; record returns to the supplier separately",
+        )
+    if problem == "too_precise":
+        return f"{label} {raw!r} has more than {MAX_SCALE} decimal places", f"Round the {label} to {MAX_SCALE} places"
+    if problem == "too_large":
+        return f"{label} {raw!r} is too large", f"Check the {label}"
+    if problem.startswith("currency:"):
+        main = problem.split(":", 1)[1]
+        return (
+            f"unit cost {raw!r} is not in {main}, the currency of the other lots",
+            f"Convert the cost to {main}; trueup does not convert currencies",
+        )
+    return f"{label} {raw!r} is not a number", f"Correct the {label} to a number such as 12 or 1,234.50"
