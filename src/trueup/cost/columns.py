@@ -45,8 +45,8 @@ _IDS = {
 }
 _SKUS = ("SKU", "Item Code", "Item", "Item ID", "Product Code", "Product", "Product ID", "Part Number", "Article")
 _DATES = {
-    "sales": ("Sold At", "Sale Date", "Date Sold", "Order Date", "Date", "Timestamp", "Created At"),
-    "lots": ("Received", "Received At", "Received Date", "Date Received", "Receipt Date", "Purchase Date", "Date"),
+    "sales": ("Date", "Sold At", "Sale Date", "Date Sold", "Order Date", "Timestamp", "Created At"),
+    "lots": ("Received", "Date", "Received At", "Received Date", "Date Received", "Receipt Date", "Purchase Date"),
 }
 _QUANTITIES = {
     "sales": ("Qty", "Quantity", "Units", "Qty Sold", "Quantity Sold", "Units Sold"),

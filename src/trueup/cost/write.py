@@ -121,6 +121,18 @@ def summary_dict(result: CostResult) -> dict[str, Any]:
     return summary
 
 
+def result_dict(result: CostResult, directory: str | Path | None = None) -> dict[str, Any]:
+    """The summary, every finding and (if written) the output directory, as one JSON-ready document."""
+    document: dict[str, Any] = {"summary": summary_dict(result)}
+    document["findings"] = [
+        {**f._asdict(), "status": status(result, f), "sources": [s._asdict() for s in f.sources]}
+        for f in result.findings
+    ]
+    if directory is not None:
+        document["out"] = str(directory)
+    return document
+
+
 @contextmanager
 def _staged(directory: Path) -> Iterator[Any]:
     """Yield `stage(name)` -> a temporary path; on success every staged file replaces its final name."""
