@@ -110,7 +110,7 @@ def stock(allocation: Allocation, sales: Entries, lots: Entries, skip: set[str])
     lines = lines.filter(~pl.col("sku").is_in(list(skip)))
     bought = lots.usable.filter(pl.col("quantity") > 0)["sku"].unique()
     scale = sales.scales["quantity"]
-    missing = lines.filter(~pl.col("sku").is_in(bought.implode()) & (pl.col("quantity") > 0))
+    missing = lines.filter(~pl.col("sku").is_in(bought.implode()) & (pl.col("short") > 0))
     findings = [_missing_lots(sku, rows, sales, scale) for sku, rows in _by_sku(missing)]
     short = lines.filter(pl.col("sku").is_in(bought.implode()) & (pl.col("short") > 0))
     findings += [_negative_inventory(sku, rows, sales, lots, scale) for sku, rows in _by_sku(short)]
@@ -134,7 +134,7 @@ def _by_sku(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
 
 
 def _missing_lots(sku: str, rows: pl.DataFrame, sales: Entries, scale: int) -> Finding:
-    units = _decimal(rows["quantity"].sum(), scale)
+    units = _decimal(rows["short"].sum(), scale)
     first, last = rows["at"].min(), rows["at"].max()
     when = f"on {_day(first)}" if _day(first) == _day(last) else f"from {_day(first)} to {_day(last)}"
     return finding(

@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from trueup.cost import checks
-from trueup.cost.columns import parse_overrides, resolve
+from trueup.cost.columns import FIELDS, parse_overrides, resolve
 from trueup.cost.engines import METHODS, Allocation, Books, allocate
 from trueup.cost.findings import SEVERITIES, Finding, Policy
 from trueup.cost.normalise import SKU_CASES, Entries, Scales, normalise
@@ -87,7 +87,8 @@ def as_table(source: Input, role: str) -> Table:
         return read_file(source)
     if isinstance(source, pl.DataFrame):
         return read_frame(role, source)
-    return read_frame(role, pl.DataFrame(list(source)))
+    rows = list(source)
+    return read_frame(role, pl.DataFrame(rows) if rows else pl.DataFrame(schema=dict.fromkeys(FIELDS[role], pl.String)))
 
 
 def _books(sales: Entries, lots: Entries) -> tuple[Books, pl.DataFrame]:
