@@ -26,11 +26,12 @@ def random_books(seed: int, *, skus: int = 8, days: int = 30, returns: bool = Fa
         sku = f"SKU{number:03d}"
         on_hand = 0
         sold_so_far = 0
+        typical = rng.randint(100, 50_000)  # cents; each lot within ±30% of it, like real purchase prices
         for day in range(days):
             when = (start + timedelta(days=day)).isoformat()
             for _ in range(rng.choice((0, 0, 1, 2))):
                 quantity = rng.randint(1, 40)
-                cost = Decimal(rng.randint(1, 99_999)).scaleb(-2)
+                cost = Decimal(rng.randint(typical * 7 // 10, typical * 13 // 10)).scaleb(-2)
                 lots.append(
                     {
                         "lot_id": f"L{len(lots) + 1}",
