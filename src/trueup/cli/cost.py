@@ -12,7 +12,7 @@ import typer
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, QuietOption
-from trueup.config import load_config
+from trueup.config import DEFAULT_CONFIG, Config, load_config
 from trueup.cost import METHODS, compute, write_outputs
 from trueup.cost.compute import Input
 from trueup.cost.read import read_query
@@ -84,7 +84,8 @@ def _inputs(
             raise UsageError(f"give exactly one of --{role} FILE or --{role}-sql QUERY")
     if sales_sql is None and lots_sql is None:
         return sales, lots  # type: ignore[return-value]
-    connection = stack.enter_context(common.session(load_config(config), database))
+    settings = Config() if config is None and database and not DEFAULT_CONFIG.exists() else load_config(config)
+    connection = stack.enter_context(common.session(settings, database))
     return (
         read_query("sales query", connection, sales_sql) if sales_sql else sales,  # type: ignore[return-value]
         read_query("lots query", connection, lots_sql) if lots_sql else lots,

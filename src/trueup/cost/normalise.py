@@ -112,9 +112,9 @@ def normalise(
     findings: list[Finding] = []
     entries = []
     for role, table in (("sales", sales), ("lots", lots)):
-        frame = parsed[role]
+        frame = _scaled(parsed[role], scales)
         findings += _problems(frame, table, columns[role])
-        entries.append(Entries(role, table, columns[role], _scaled(frame, scales), scales._asdict()))
+        entries.append(Entries(role, table, columns[role], frame, scales._asdict()))
     return entries[0], entries[1], findings
 
 
