@@ -38,7 +38,7 @@ def duplicates(entries: Entries) -> list[Finding]:
     kind = "sale" if entries.role == "sales" else "lot"
     fields = [c for c in ("at", "quantity", "unit_cost") if c in entries.frame.columns]
     groups = (
-        entries.frame.filter(pl.col("sku").is_not_null())
+        entries.frame.filter(pl.col("sku").is_not_null() & (pl.len().over("id", "sku") > 1))
         .group_by("id", "sku")
         .agg(pl.col("row"), pl.len().alias("rows"), *(pl.col(f).n_unique().alias(f) for f in fields))
         .filter(pl.col("rows") > 1)

@@ -33,7 +33,7 @@ from trueup.cost.columns import FIELDS, parse_overrides, resolve
 from trueup.cost.engines import METHODS, Allocation, Books, allocate
 from trueup.cost.findings import SEVERITIES, Finding, Policy
 from trueup.cost.normalise import SKU_CASES, Entries, Scales, normalise
-from trueup.cost.read import Table, read_file, read_frame
+from trueup.cost.read import LINE, Table, read_file, read_frame
 from trueup.cost.result import CostResult, InputSummary, Summary, date_text, decimal, decimal_text
 from trueup.errors import UsageError
 
@@ -142,7 +142,7 @@ def _result(
         "quantity",
         pl.col("cogs").fill_null(0).cast(pl.Int128),
         (pl.col("quantity").abs() - pl.col("covered")).alias("uncosted"),
-        sales.table.labels(lines["row"]).alias("source"),
+        sales.table.frame[LINE].gather(lines["row"]).alias("line"),
     )
 
     lot_info = bought.select(pl.col("row").alias("lot"), pl.col("id").alias("lot_id"), "sku", "at", "unit_cost")
@@ -176,6 +176,8 @@ def _result(
     if stopped:
         lines, pieces, remaining = lines.clear(), pieces.clear(), remaining.clear()
     return CostResult(
+        sales.table,
+        lots.table,
         summary,
         tuple(sorted(findings, key=_finding_order)),
         quarantined,
@@ -198,15 +200,15 @@ def _remaining(allocation: Allocation, codes: pl.DataFrame, table: Table, lot_in
         )
         .sort("sku", "at", "lot", nulls_last=True)
     )
-    sources = table.labels(remaining["lot"].fill_null(0))  # the average pool (no lot) has no source row
-    return remaining.with_columns(source=sources).select(
+    lines = table.frame[LINE].gather(remaining["lot"].fill_null(0))  # the average pool has no source row
+    return remaining.with_columns(line=lines).select(
         "lot_id",
         "sku",
         pl.col("at").alias("received"),
         "quantity",
         "unit_cost",
         "value",
-        pl.when(pl.col("lot").is_not_null()).then(pl.col("source")).alias("source"),
+        pl.when(pl.col("lot").is_not_null()).then(pl.col("line")).alias("line"),
     )
 
 

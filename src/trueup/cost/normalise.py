@@ -38,9 +38,8 @@ SKU_CASES = ("upper", "lower", "keep")
 
 _SYMBOL = r"[A-Z]{3}|[$€£¥₹]"
 _SYMBOL_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
-_NUMBER = (
-    rf"^(?P<open>\()?\s*(?P<sign>[-+−])?\s*(?P<cur1>{_SYMBOL})?\s*(?P<sign2>[-+−])?\s*"
-    rf"(?P<body>[0-9][0-9.,'\s]*?)\s*(?P<cur2>{_SYMBOL})?\s*(?P<close>\))?(?P<trail>-)?$"
+_NUMBER = (  # the whole shape: optional parentheses, one sign, a currency before or after, the digits
+    rf"^\(?\s*[-+−]?\s*(?:{_SYMBOL})?\s*[-+−]?\s*[0-9][0-9.,'\s]*(?:{_SYMBOL})?\s*\)?-?$"
 )
 _CANONICAL = (  # (pattern of the digits, how to turn them into `1234.5`)
     (r"^\d+(\.\d+)?$", lambda b: b),
@@ -60,6 +59,7 @@ _DATES = (
     rf"^(?P<mon>[A-Za-z]{{3,9}})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}}){_TIME}$",
     rf"^(?P<d>\d{{1,2}})(?:st|nd|rd|th)?[\s-]+(?P<mon>[A-Za-z]{{3,9}})\.?,?[\s-]+(?P<y>\d{{4}}){_TIME}$",
 )
+_PLAIN_LAYOUTS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y%m%d", "%Y/%m/%d")
 _DATE_PARTS = ("y", "m", "d", "a", "b", "mon", "H", "M", "S", "f", "ampm")
 _MONTHS = {
     name: number
@@ -154,24 +154,34 @@ def _blank_to_null(column: str) -> pl.Expr:
 
 def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
     """Per row: `{field}_neg`, `_whole`, `_frac` digit strings, `_currency` and `_problem` (null when fine)."""
-    values = pl.DataFrame({"raw": raw.unique().drop_nulls()})
-    parts = pl.col("raw").str.strip_chars().str.extract_groups(_NUMBER)
-    body = parts.struct["body"].str.replace_all(r"[\s']", "")
+    text = pl.col("text")
+    values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
+    values = values.with_columns(  # materialised column by column: polars would re-run a shared regex per use
+        text.str.contains(_NUMBER).alias("shaped"),
+        text.str.extract(f"({_SYMBOL})", 1).replace(_SYMBOL_CODES).alias("currency"),
+        text.str.count_matches(_SYMBOL).alias("currencies"),
+        text.str.count_matches("[-+−]").alias("signs"),
+        text.str.contains(r"^\(").alias("opened"),
+        text.str.contains(r"\)-?$").alias("closed"),
+        text.str.replace_all(r"[^0-9.,]", "").alias("body"),
+    )
+    body = pl.col("body")
     canonical = pl.lit(None, pl.String)
     for pattern, rewrite in reversed(_CANONICAL):
         canonical = pl.when(body.str.contains(pattern)).then(rewrite(body)).otherwise(canonical)
-    opened, closed = parts.struct["open"].is_not_null(), parts.struct["close"].is_not_null()
-    signs = pl.concat_str(parts.struct["sign"], parts.struct["sign2"], parts.struct["trail"], ignore_nulls=True)
-    negative = signs.str.contains("[-−]").fill_null(False) | opened
-    currency = pl.coalesce(parts.struct["cur1"], parts.struct["cur2"]).replace(_SYMBOL_CODES)
     values = values.with_columns(
-        negative.alias("neg"),
-        canonical.str.extract(r"^(\d+)").alias("whole"),
-        canonical.str.extract(r"\.(\d+)$").fill_null("").alias("frac"),
-        currency.alias("currency"),
-        pl.when(canonical.is_null() | (opened != closed) | (signs.str.len_chars() > 1))
-        .then(pl.lit("not_a_number"))
-        .when(parts.struct["cur1"].is_not_null() & parts.struct["cur2"].is_not_null())
+        canonical.alias("canonical"),
+        (text.str.contains("[-−]") | pl.col("opened")).alias("neg"),
+    ).with_columns(
+        pl.col("canonical").str.extract(r"^(\d+)").alias("whole"),
+        pl.col("canonical").str.extract(r"\.(\d+)$").fill_null("").alias("frac"),
+        pl.when(
+            ~pl.col("shaped")
+            | pl.col("canonical").is_null()
+            | (pl.col("opened") != pl.col("closed"))
+            | (pl.col("signs") > 1)
+            | (pl.col("currencies") > 1)
+        )
         .then(pl.lit("not_a_number"))
         .alias("problem"),
     )
@@ -237,17 +247,19 @@ def _flag_currencies(frame: pl.DataFrame) -> pl.DataFrame:
 def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
     """Per row: `at` (a naive datetime) and `date_problem` (null, `missing`, `ambiguous` or `not_a_date`)."""
     values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
-    given = (
-        pl.col("text").str.to_datetime(date_format, strict=False, time_unit="us")
-        if date_format
-        else pl.lit(None, pl.Datetime("us"))
+    layouts = [date_format] if date_format else []
+    quick = pl.coalesce(  # the common layouts parse without regular expressions; the rest go through _DATES
+        [pl.col("text").str.to_datetime(f, strict=False, time_unit="us") for f in (*layouts, *_PLAIN_LAYOUTS)]
     )
-    groups = [pl.col("text").str.extract_groups(pattern) for pattern in _DATES]
-    parts = {
-        name: pl.coalesce([g.struct[name] for g, pattern in zip(groups, _DATES, strict=True) if f"<{name}>" in pattern])
+    values = values.with_columns(quick.alias("given"))
+    known = values.filter(pl.col("given").is_not_null())
+    values = values.filter(pl.col("given").is_null())
+    for index, pattern in enumerate(_DATES):
+        values = values.with_columns(pl.col("text").str.extract_groups(pattern).alias(f"g{index}"))
+    values = values.with_columns(
+        pl.coalesce([pl.col(f"g{i}").struct[name] for i, p in enumerate(_DATES) if f"<{name}>" in p]).alias(name)
         for name in _DATE_PARTS
-    }
-    values = values.with_columns(given.alias("given"), **parts)
+    )
     a, b = pl.col("a").cast(pl.Int32), pl.col("b").cast(pl.Int32)
     month_name = pl.col("mon").str.to_lowercase().str.slice(0, 3).replace_strict(_MONTHS, default=None)
     values = values.with_columns(
@@ -273,7 +285,9 @@ def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
         pl.col("f").fill_null("").str.pad_end(6, "0").str.slice(0, 6),
     )
     parsed = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
-    values = values.with_columns(pl.coalesce(pl.col("given"), parsed).alias("at"))
+    values = pl.concat(
+        [known.with_columns(at=pl.col("given")), values.with_columns(parsed.alias("at"))], how="diagonal"
+    )
     values = values.with_columns(
         pl.when(pl.col("at").is_not_null())
         .then(pl.lit(None, pl.String))

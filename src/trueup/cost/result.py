@@ -24,6 +24,7 @@ import polars as pl
 
 from trueup.cost.findings import Finding
 from trueup.cost.normalise import Scales
+from trueup.cost.read import Table
 
 
 class Consumed(NamedTuple):
@@ -84,13 +85,15 @@ class Summary(NamedTuple):
 
 @dataclass(frozen=True)
 class CostResult:
+    sales: Table
+    lots: Table
     summary: Summary
     findings: tuple[Finding, ...]
     quarantined: frozenset[str]
     scales: Scales
-    lines: pl.DataFrame  # sale, sale_id, sku, at, quantity, cogs, uncosted, source
+    lines: pl.DataFrame  # sale, sale_id, sku, at, quantity, cogs, uncosted, line (where in the sales input)
     pieces: pl.DataFrame  # sale, lot_id, quantity, unit_cost, value
-    remaining: pl.DataFrame  # lot_id, sku, received, quantity, unit_cost, value, source
+    remaining: pl.DataFrame  # lot_id, sku, received, quantity, unit_cost, value, line (null: average pool)
     held: pl.DataFrame  # the rows not costed, raw beside parsed (see trueup.cost.compute.held_rows)
 
     @property
@@ -123,7 +126,7 @@ class CostResult:
                 decimal(line["cogs"], v),
                 decimal(line["uncosted"], q),
                 tuple(consumed.get(line["sale"], ())),
-                line["source"],
+                self.sales.label(line["line"]),
             )
 
     def lots_remaining(self) -> Iterator[LotRemaining]:
@@ -137,7 +140,7 @@ class CostResult:
                 decimal(lot["quantity"], q),
                 decimal(lot["unit_cost"], c),
                 decimal(lot["value"], v),
-                lot["source"],
+                None if lot["line"] is None else self.lots.label(lot["line"]),
             )
 
 
