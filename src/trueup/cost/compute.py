@@ -120,38 +120,33 @@ def _result(
     scales: Scales,
 ) -> CostResult:
     stopped = any(f.severity == "critical" for f in findings)
-    sold, bought = sales.usable, lots.usable
     every_sku = set(codes["sku"].to_list())
     every_sku |= {f.sku for f in findings if f.sku is not None}
     quarantined = frozenset(every_sku if stopped else {f.sku for f in findings if f.quarantines and f.sku})
     held = pl.col("sku").is_in(list(quarantined))
 
-    totals = allocation.pieces.group_by("sale").agg(pl.col("value").sum().alias("cogs")).rename({"sale": "row"})
-    lines = (
-        sold.filter(~held)
-        .select("row", "id", "sku", "at", "quantity")
-        .join(allocation.sales.rename({"sale": "row"}), on="row")
-        .join(totals, on="row", how="left")
-        .sort("sku", "at", "row")
-    )
+    # Engines return sales and remaining lots in Books order (SKU, then time): rows are fetched by position.
+    totals = allocation.pieces.group_by("sale").agg(pl.col("value").sum().alias("cogs"))
+    costed = allocation.sales.join(totals, on="sale", how="left", maintain_order="left")
+    lines = pl.concat(
+        [costed, sales.frame.select(pl.col("id", "sku", "at", "quantity").gather(costed["sale"]))], how="horizontal"
+    ).filter(~held)
     lines = lines.select(
-        pl.col("row").alias("sale"),
+        "sale",
         pl.col("id").alias("sale_id"),
         "sku",
         "at",
         "quantity",
         pl.col("cogs").fill_null(0).cast(pl.Int128),
         (pl.col("quantity").abs() - pl.col("covered")).alias("uncosted"),
-        sales.table.frame[LINE].gather(lines["row"]).alias("line"),
+        sales.table.frame[LINE].gather(lines["sale"]).alias("line"),
     )
-
-    lot_info = bought.select(pl.col("row").alias("lot"), pl.col("id").alias("lot_id"), "sku", "at", "unit_cost")
-    pieces = (
-        allocation.pieces.filter(pl.col("sale").is_in(lines["sale"].implode()))
-        .join(lot_info.select("lot", "lot_id", "unit_cost"), on="lot", how="left")
-        .select("sale", "lot_id", "quantity", "unit_cost", "value")
-    )
-    remaining = _remaining(allocation, codes, lots.table, lot_info).filter(~held)
+    lot_of = lots.frame.select(pl.col("id").alias("lot_id"), "at", "unit_cost")
+    pieces = allocation.pieces.filter(pl.col("sale").is_in(lines["sale"].implode()))
+    pieces = pl.concat(
+        [pieces, lot_of.select(pl.col("lot_id", "unit_cost").gather(pieces["lot"]))], how="horizontal"
+    ).select("sale", "lot_id", "quantity", "unit_cost", "value")
+    remaining = _remaining(allocation, codes, lots.table, lot_of).filter(~held)
     counts = Counter(f.severity for f in findings)
     summary = Summary(
         method=method,
@@ -189,26 +184,22 @@ def _result(
     )
 
 
-def _remaining(allocation: Allocation, codes: pl.DataFrame, table: Table, lot_info: pl.DataFrame) -> pl.DataFrame:
-    remaining = (
-        allocation.remaining.join(codes, on="code")
-        .join(lot_info.drop("sku"), on="lot", how="left")
-        .with_columns(  # the average pool's unit cost: its value over its quantity, rounded half-up
-            pl.col("unit_cost")
-            .fill_null((pl.col("value") * 2 + pl.col("quantity")) // (pl.col("quantity").cast(pl.Int128) * 2))
-            .cast(pl.Int64)
-        )
-        .sort("sku", "at", "lot", nulls_last=True)
-    )
-    lines = table.frame[LINE].gather(remaining["lot"].fill_null(0))  # the average pool has no source row
-    return remaining.with_columns(line=lines).select(
+def _remaining(allocation: Allocation, codes: pl.DataFrame, table: Table, lot_of: pl.DataFrame) -> pl.DataFrame:
+    remaining = allocation.remaining
+    lot = remaining["lot"]
+    return pl.concat(
+        [remaining, codes.select(pl.col("sku").gather(remaining["code"])), lot_of.select(pl.all().gather(lot))],
+        how="horizontal",
+    ).select(
         "lot_id",
         "sku",
         pl.col("at").alias("received"),
         "quantity",
-        "unit_cost",
+        pl.col("unit_cost")  # the average pool's unit cost: its value over its quantity, rounded half-up
+        .fill_null((pl.col("value") * 2 + pl.col("quantity")) // (pl.col("quantity").cast(pl.Int128) * 2))
+        .cast(pl.Int64),
         "value",
-        pl.when(pl.col("lot").is_not_null()).then(pl.col("line")).alias("line"),
+        table.frame[LINE].gather(lot).alias("line"),  # null for the average pool: it has no source row
     )
 
 

@@ -48,6 +48,8 @@ class Books(NamedTuple):
 
 
 class Allocation(NamedTuple):
+    """`sales` lists the sale lines in `Books.sales` order; `remaining`, by SKU code then lot order."""
+
     pieces: pl.DataFrame  # sale, lot (null: the average pool), quantity (signed), value (Int128, signed), late
     sales: pl.DataFrame  # sale, covered, short, unmatched
     remaining: pl.DataFrame  # code, lot (null: the average pool), quantity, value (Int128)

@@ -153,8 +153,11 @@ def decimal_text(value: pl.Expr, scale: int) -> pl.Expr:
     """Scaled integers as exact decimal text, columnar: 250 at scale 2 -> '2.50', -5 -> '-0.05'."""
     if scale == 0:
         return value.cast(pl.String)
-    digits = value.abs().cast(pl.String).str.zfill(scale + 1)
-    text = pl.concat_str(digits.str.slice(0, digits.str.len_chars() - scale), pl.lit("."), digits.str.slice(-scale))
+    unit = 10**scale
+    magnitude = value.abs()
+    text = pl.concat_str(
+        (magnitude // unit).cast(pl.String), pl.lit("."), (magnitude % unit).cast(pl.String).str.zfill(scale)
+    )
     return pl.when(value < 0).then(pl.lit("-") + text).otherwise(text)
 
 

@@ -47,21 +47,19 @@ def write_outputs(result: CostResult, directory: str | Path, *, report: bool = F
 
 def cogs_frame(result: CostResult) -> pl.DataFrame:
     q, c, v = result.scales.quantity, result.scales.unit_cost, result.value_scale
-    consumed = (
-        result.pieces.filter(pl.col("lot_id").is_not_null())
-        .select(
-            "sale",
-            pl.concat_str(
-                pl.col("lot_id"),
-                pl.lit(": "),
-                decimal_text(pl.col("quantity"), q),
-                pl.lit(" @ "),
-                decimal_text(pl.col("unit_cost"), c),
-            ).alias("lot"),
-        )
-        .group_by("sale", maintain_order=True)
-        .agg(pl.col("lot").str.join("; ").alias("lots"))
+    pieces = result.pieces.filter(pl.col("lot_id").is_not_null()).select(
+        "sale",
+        pl.concat_str(
+            pl.col("lot_id"),
+            pl.lit(": "),
+            decimal_text(pl.col("quantity"), q),
+            pl.lit(" @ "),
+            decimal_text(pl.col("unit_cost"), c),
+        ).alias("lots"),
+        (pl.len().over("sale") > 1).alias("several"),
     )
+    several = pieces.filter("several").group_by("sale", maintain_order=True).agg(pl.col("lots").str.join("; "))
+    consumed = pl.concat([pieces.filter(~pl.col("several")).drop("several"), several])  # most sales take one lot
     return result.lines.join(consumed, on="sale", how="left", maintain_order="left").select(
         "sale_id",
         "sku",
