@@ -219,7 +219,7 @@ def job_beancount(directory: Path) -> dict:
     for entry in entries:
         if isinstance(entry, data.Transaction) and entry.narration.startswith("S"):
             for posting in entry.postings:
-                if posting.account == "Assets:Inventory":
+                if posting.account.startswith("Assets:Inventory:"):
                     units = -posting.units.number
                     rows.append((entry.narration, posting.cost.label, units, units * posting.cost.number))
     _write_pieces(directory / "beancount.csv", rows)
@@ -227,10 +227,11 @@ def job_beancount(directory: Path) -> dict:
 
 
 def _ledger(sales: pl.DataFrame, lots: pl.DataFrame) -> str:
-    out = [
-        'option "booking_method" "FIFO"\n2025-12-31 open Assets:Inventory\n2025-12-31 open Equity:Purchases\n'
-        "2025-12-31 open Expenses:COGS\n"
-    ]
+    """One inventory account per SKU: Beancount scans an account's whole inventory on every reduction, so one
+    shared account makes booking quadratic (109 s for 10,000 lines here) — per-SKU accounts are its fair setup."""
+    skus = lots["SKU"].unique().sort()
+    out = ['option "booking_method" "FIFO"\n2025-12-31 open Equity:Purchases\n2025-12-31 open Expenses:COGS\n']
+    out.extend(f"2025-12-31 open Assets:Inventory:{sku}\n" for sku in skus)
     events = (
         pl.concat(
             [
@@ -238,9 +239,10 @@ def _ledger(sales: pl.DataFrame, lots: pl.DataFrame) -> str:
                     pl.col("Received").alias("day"),
                     pl.lit(0).alias("kind"),
                     pl.format(
-                        '{} * "{}"\n  Assets:Inventory  {} {} {{{} USD, "{}"}}\n  Equity:Purchases\n',
+                        '{} * "{}"\n  Assets:Inventory:{}  {} {} {{{} USD, "{}"}}\n  Equity:Purchases\n',
                         "Received",
                         "Lot",
+                        "SKU",
                         "Quantity",
                         "SKU",
                         "Unit Cost",
@@ -251,9 +253,10 @@ def _ledger(sales: pl.DataFrame, lots: pl.DataFrame) -> str:
                     pl.col("Sold At").alias("day"),
                     pl.lit(1).alias("kind"),
                     pl.format(
-                        '{} * "{}"\n  Assets:Inventory  -{} {} {{}}\n  Expenses:COGS\n',
+                        '{} * "{}"\n  Assets:Inventory:{}  -{} {} {{}}\n  Expenses:COGS\n',
                         "Sold At",
                         "Order ID",
+                        "Item Code",
                         "Qty",
                         "Item Code",
                     ).alias("text"),
