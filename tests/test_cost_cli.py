@@ -318,3 +318,15 @@ def test_sales_and_lots_from_sql(db: Database, tmp_path: Path) -> None:
         ("ZZZ", "missing_lots", "sales query row 2")
     ]
     assert rows(tmp_path / "out" / "cogs.csv")[0]["date"] == "2026-01-04 09:30:00"
+
+
+# Hand-computed. LIFO: ABC123 12.00 + (18.00 + 5.00) - (5.00 + 3.00) = 27.00, DEF456 (450 + 80) + 120 = 650.00;
+# left L-1 10 @ 2.50, L-2 1 @ 3.00, L-3 500 @ 0.40. Average: ABC123 pool 20 units / 55.00: 11.00, 22.00, and the
+# return gives back 3/8 of 1002's 22.00 = 8.25; DEF456 pool 2,000 / 850.00: 510.00, then 340 × 300/800 = 127.50.
+@pytest.mark.parametrize(("method", "cogs", "ending"), [("lifo", "677.00", "228.00"), ("average", "662.25", "242.75")])
+def test_other_methods_from_the_command_line(tmp_path: Path, method: str, cogs: str, ending: str) -> None:
+    code, _, _, out = example(tmp_path, "--method", method, "--format", "json")
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 1 and summary["method"] == method
+    assert (Decimal(str(summary["cogs"])), Decimal(str(summary["ending_value"]))) == (Decimal(cogs), Decimal(ending))
+    assert Decimal(cogs) + Decimal(ending) == Decimal("905.00")  # purchases of ABC123 and DEF456

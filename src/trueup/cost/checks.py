@@ -26,6 +26,7 @@ from trueup.cost.engines import Allocation
 from trueup.cost.findings import MAX_SOURCES, Finding, Source, finding
 from trueup.cost.normalise import Entries
 from trueup.cost.read import LINE
+from trueup.cost.result import decimal
 
 OUTLIER_FACTOR = 10
 OUTLIER_MIN_LOTS = 3
@@ -82,7 +83,7 @@ def cost_anomalies(lots: Entries, unit_scale: int) -> list[Finding]:
     for lot in flagged.iter_rows(named=True):
         where = lots.table.where(lot["row"])
         raw = lots.table.frame[column][lot["row"]]
-        cost = _decimal(lot["unit_cost"], unit_scale)
+        cost = decimal(lot["unit_cost"], unit_scale)
         if lot["unit_cost"] <= 0:
             message = f"lot {lot['id']} of {lot['sku']} has unit cost {cost}"
             action = (
@@ -134,7 +135,7 @@ def _by_sku(frame: pl.DataFrame) -> Iterable[tuple[str, pl.DataFrame]]:
 
 
 def _missing_lots(sku: str, rows: pl.DataFrame, sales: Entries, scale: int) -> Finding:
-    units = _decimal(rows["short"].sum(), scale)
+    units = decimal(rows["short"].sum(), scale)
     first, last = rows["at"].min(), rows["at"].max()
     when = f"on {_day(first)}" if _day(first) == _day(last) else f"from {_day(first)} to {_day(last)}"
     return finding(
@@ -147,13 +148,13 @@ def _missing_lots(sku: str, rows: pl.DataFrame, sales: Entries, scale: int) -> F
 
 
 def _negative_inventory(sku: str, rows: pl.DataFrame, sales: Entries, lots: Entries, scale: int) -> Finding:
-    units = _decimal(rows["short"].sum(), scale)
+    units = decimal(rows["short"].sum(), scale)
     received = lots.usable.filter(pl.col("sku") == sku)["quantity"].sum()
     first = rows.row(0, named=True)
     return finding(
         "negative_inventory",
         sku,
-        f"{sku}'s sales exceed its purchase lots ({_decimal(received, scale)} units) by {units} units, "
+        f"{sku}'s sales exceed its purchase lots ({decimal(received, scale)} units) by {units} units, "
         f"from sale {first['id']} on {_day(first['at'])}",
         f"Upload purchase lots for {sku} covering {units} more units sold from {_day(first['at'])}, "
         "or correct the sale quantities",
@@ -168,7 +169,7 @@ def _date_mismatch(sku: str, rows: pl.DataFrame, sales: Entries, lots: Entries, 
     return finding(
         "date_mismatch",
         sku,
-        f"sale {first['id']} of {_decimal(first['quantity'], scale)} {sku} on {_day(first['at'])} can only be "
+        f"sale {first['id']} of {decimal(first['quantity'], scale)} {sku} on {_day(first['at'])} can only be "
         f"covered by lot {lot['id']} received later, on {_day(lot['at'])}{more}",
         f"Check the received date of lot {lot['id']} ({lots.table.where(first['lot'])}) or the sale date, "
         f"or upload the purchase that covered sale {first['id']}",
@@ -178,7 +179,7 @@ def _date_mismatch(sku: str, rows: pl.DataFrame, sales: Entries, lots: Entries, 
 
 def _unmatched_return(sku: str, rows: pl.DataFrame, sales: Entries, scale: int) -> Finding:
     first = rows.row(0, named=True)
-    units = _decimal(rows["unmatched"].sum(), scale)
+    units = decimal(rows["unmatched"].sum(), scale)
     return finding(
         "unmatched_return",
         sku,
@@ -191,10 +192,6 @@ def _unmatched_return(sku: str, rows: pl.DataFrame, sales: Entries, scale: int) 
 
 def _sources(entries: Entries, rows: pl.Series) -> list[Source]:
     return [Source(entries.table.label(line)) for line in entries.table.frame[LINE].gather(rows[:MAX_SOURCES])]
-
-
-def _decimal(value: int, scale: int) -> Decimal:
-    return Decimal(value).scaleb(-scale)
 
 
 def _day(moment: datetime) -> str:

@@ -22,7 +22,9 @@ The rules all methods share (documented for users in README.md):
   uncosted;
 * a return (negative quantity) puts back the units sold most recently before
   it, at the cost they left with (a negative COGS); those units are the next
-  to go again under FIFO.
+  to go again under FIFO. Units returned beyond what had been sold are
+  `unmatched` and have no cost: FIFO counts them as stock that the next sales
+  take first, uncosted; LIFO and moving average leave them out of stock.
 
 FIFO is columnar (`trueup.cost.fifo`): 2,000,000 rows cost in about a second.
 LIFO and moving average run the sequential helper in `trueup.cost.booking`,

@@ -110,7 +110,3 @@ def _split(text: str) -> tuple[str, str]:
 def finding(category: str, sku: str | None, message: str, action: str, sources: Iterable[Source] = ()) -> Finding:
     """A finding at its category's default severity (`Policy.rate` applies the user's policy)."""
     return Finding(sku, category, DEFAULT_SEVERITY[category], message, action, tuple(sources)[:MAX_SOURCES])
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity)

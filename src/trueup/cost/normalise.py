@@ -215,7 +215,7 @@ def _scale_of(frame: pl.DataFrame, field: str) -> int:
     return int(longest or 0)
 
 
-def scaled(field: str, scale: int) -> pl.Expr:
+def _units(field: str, scale: int) -> pl.Expr:
     """The parsed parts of `field` as an integer in units of 10^-scale (null where unreadable)."""
     digits = pl.col(f"{field}_whole") + pl.col(f"{field}_frac").str.pad_end(scale, "0")
     magnitude = digits.cast(pl.Int64, strict=False)
@@ -225,7 +225,7 @@ def scaled(field: str, scale: int) -> pl.Expr:
 def _scaled(frame: pl.DataFrame, scales: Scales) -> pl.DataFrame:
     fields = [f for f in ("quantity", "unit_cost") if f"{f}_whole" in frame.columns]
     return frame.with_columns(
-        scaled(f, getattr(scales, f)).alias(f) for f in fields
+        _units(f, getattr(scales, f)).alias(f) for f in fields
     ).with_columns(  # a value too large for 64 bits is a problem of its row, not an overflow
         pl.col(f"{f}_problem").fill_null(pl.when(pl.col(f).is_null()).then(pl.lit("too_large"))) for f in fields
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from trueup.cost.findings import Finding
 from trueup.cost.result import CostResult, date_text, decimal_text
 from trueup.errors import TrueupError
 from trueup.report.format import to_json
@@ -102,7 +103,7 @@ def quarantine_frame(result: CostResult) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=dict.fromkeys(columns, pl.String))
 
 
-def status(result: CostResult, finding: Any) -> str:
+def status(result: CostResult, finding: Finding) -> str:
     """What happened to the finding's SKU: stopped, quarantined (or the row left out), or processed."""
     if result.summary.stopped:
         return "stopped"
