@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -283,17 +282,23 @@ def job_pandas(directory: Path) -> dict:
     queues: dict[str, deque] = defaultdict(deque)
     for _, lot in lots.iterrows():
         queues[lot["SKU"]].append([lot["Lot"], int(lot["Quantity"]), Decimal(lot["Unit Cost"])])
-    rows = []
+    rows, lines = [], []
     for _, sale in sales.iterrows():
         queue, need = queues[sale["Item Code"]], int(sale["Qty"])
+        cogs, taken = Decimal(0), []
         while need:
             lot = queue[0]
             take = min(need, lot[1])
             rows.append((sale["Order ID"], lot[0], take, take * lot[2]))
+            cogs += take * lot[2]
+            taken.append(f"{lot[0]}: {take} @ {lot[2]}")
             lot[1] -= take
             need -= take
             if not lot[1]:
                 queue.popleft()
+        lines.append((sale["Order ID"], sale["Item Code"], sale["Sold At"], sale["Qty"], cogs, "; ".join(taken)))
+    columns = ["sale_id", "sku", "date", "quantity", "cogs", "lots"]
+    pd.DataFrame(lines, columns=columns).to_csv(directory / "pandas-cogs.csv", index=False)
     seconds = time.perf_counter() - started
     _write_pieces(directory / "pandas.csv", rows)
     return {"seconds": seconds}
@@ -310,6 +315,12 @@ def _write_pieces(path: Path, rows, scale: int | None = None) -> None:
     pl.DataFrame(normal, schema=["sale_id", "lot_id", "quantity", "value"], orient="row").sort(
         "sale_id", "lot_id"
     ).write_csv(path)
+
+
+def peak_mib() -> float:
+    """This process's peak resident memory. Not ru_maxrss: Linux carries that over from the parent at fork."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
 
 
 JOBS = {"trueup": job_trueup, "beancount": job_beancount, "pandas": job_pandas}
@@ -339,7 +350,7 @@ def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress shows as it happens, also into a file
     if args.job:
         figures = JOBS[args.job](args.dir)
-        figures["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures["peak_mib"] = peak_mib()
         print(json.dumps(figures))
         return
 

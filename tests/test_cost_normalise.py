@@ -24,7 +24,7 @@ def parse_sales(rows: list[tuple[str, str, str]], **options) -> tuple[list[dict]
         "lots": resolve("lots", lots.name, lots.headers, {}),
     }
     sold, _, findings = normalise(sales, lots, maps, **options)
-    scale = sold.scales["quantity"]
+    scale = sold.scales.quantity
     parsed = [
         {
             "sku": r["sku"],

@@ -39,7 +39,7 @@ def duplicates(entries: Entries) -> list[Finding]:
     kind = "sale" if entries.role == "sales" else "lot"
     fields = [c for c in ("at", "quantity", "unit_cost") if c in entries.frame.columns]
     groups = (
-        entries.frame.filter(pl.col("sku").is_not_null() & (pl.len().over("id", "sku") > 1))
+        entries.frame.filter(pl.struct("id", "sku").is_duplicated() & pl.col("sku").is_not_null())
         .group_by("id", "sku")
         .agg(pl.col("row"), pl.len().alias("rows"), *(pl.col(f).n_unique().alias(f) for f in fields))
         .filter(pl.col("rows") > 1)
@@ -110,7 +110,7 @@ def stock(allocation: Allocation, sales: Entries, lots: Entries, skip: set[str])
     )
     lines = lines.filter(~pl.col("sku").is_in(list(skip)))
     bought = lots.usable.filter(pl.col("quantity") > 0)["sku"].unique()
-    scale = sales.scales["quantity"]
+    scale = sales.scales.quantity
     missing = lines.filter(~pl.col("sku").is_in(bought.implode()) & (pl.col("short") > 0))
     findings = [_missing_lots(sku, rows, sales, scale) for sku, rows in _by_sku(missing)]
     short = lines.filter(pl.col("sku").is_in(bought.implode()) & (pl.col("short") > 0))

@@ -69,7 +69,7 @@ def compute(
     sold, bought, findings = normalise(
         tables["sales"], tables["lots"], maps, sku_case=sku_case, date_format=date_format
     )
-    scales = Scales(**sold.scales)
+    scales = sold.scales
     findings += checks.duplicates(sold) + checks.duplicates(bought) + checks.cost_anomalies(bought, scales.unit_cost)
     findings = [policy.rate(f) for f in findings]
     unreadable = {f.sku for f in findings if f.category == "parse_error" and f.quarantines and f.sku is not None}
@@ -214,8 +214,8 @@ def held_rows(entries: Entries, quarantined: frozenset[str]) -> pl.DataFrame:
         "id": pl.col("id"),
         "sku": pl.col("sku"),
         "date": date_text(pl.col("at")),
-        "quantity": decimal_text(pl.col("quantity"), entries.scales["quantity"]),
-        "unit_cost": decimal_text(pl.col("unit_cost"), entries.scales["unit_cost"])
+        "quantity": decimal_text(pl.col("quantity"), entries.scales.quantity),
+        "unit_cost": decimal_text(pl.col("unit_cost"), entries.scales.unit_cost)
         if "unit_cost" in rows.columns
         else pl.lit(None, pl.String),
     }

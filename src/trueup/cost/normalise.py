@@ -5,12 +5,13 @@ numbers) run once per distinct text, which real exports repeat a lot.
 
 * SKU: trimmed, then upper-cased by default (`sku_case="lower"` or `"keep"`).
 * Quantities and money: `1,234`, `1 234`, `1.234,50`, `$1,234.50`, `USD 12.00`,
-  `12,50 €`, `(5)` (negative). Costs in a currency other than the file's most
-  common one are problems (`$` counts as USD, `€` as EUR, `£` as GBP). A comma followed by exactly three digits is a
+  `12,50 €`, `(5)` (negative). A comma followed by exactly three digits is a
   thousands separator, another lone comma is a decimal comma; a single dot is
-  always a decimal point. Values become integers in units of 10^-scale, the
-  scale being the most decimals any value of that kind has (at most 6), so
-  arithmetic on them is exact: `2.50` at scale 2 is 250.
+  always a decimal point. Costs in a currency other than the file's most
+  common one are problems (`$` counts as USD, `€` as EUR, `£` as GBP). Values
+  become integers in units of 10^-scale, the scale being the most decimals
+  any value of that kind has (at most 6), so arithmetic on them is exact:
+  `2.50` at scale 2 is 250.
 * Dates: ISO with or without time (`2026-01-11`, `2026-01-11T09:15:00Z`),
   `20260111`, `2026/01/11`, `Jan 11, 2026`, `11 Jan 2026`, and `11/01/2026`
   style dates when the day and month cannot be confused (13/01/2026, or
@@ -77,7 +78,7 @@ class Entries(NamedTuple):
     table: Table
     columns: ColumnMap
     frame: pl.DataFrame  # row, id, sku, at, quantity, [unit_cost]; quantity/unit_cost scaled by `scales`
-    scales: Mapping[str, int]
+    scales: Scales
 
     @property
     def usable(self) -> pl.DataFrame:
@@ -114,7 +115,7 @@ def normalise(
     for role, table in (("sales", sales), ("lots", lots)):
         frame = _scaled(parsed[role], scales)
         findings += _problems(frame, table, columns[role])
-        entries.append(Entries(role, table, columns[role], frame, scales._asdict()))
+        entries.append(Entries(role, table, columns[role], frame, scales))
     return entries[0], entries[1], findings
 
 
@@ -156,7 +157,20 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
     """Per row: `{field}_neg`, `_whole`, `_frac` digit strings, `_currency` and `_problem` (null when fine)."""
     text = pl.col("text")
     values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
-    values = values.with_columns(  # materialised column by column: polars would re-run a shared regex per use
+    is_plain = text.str.contains(r"^\d+(\.\d+)?$")  # most cells: no sign, separator or currency to read
+    plain = (
+        values.filter(is_plain)
+        .with_columns(text.str.split_exact(".", 1).alias("parts"))
+        .select(
+            "raw",
+            pl.lit(False).alias("neg"),
+            pl.col("parts").struct["field_0"].alias("whole"),
+            pl.col("parts").struct["field_1"].fill_null("").alias("frac"),
+            pl.lit(None, pl.String).alias("currency"),
+            pl.lit(None, pl.String).alias("problem"),
+        )
+    )
+    values = values.filter(~is_plain).with_columns(  # materialised one by one: polars would re-run a shared regex
         text.str.contains(_NUMBER).alias("shaped"),
         text.str.extract(f"({_SYMBOL})", 1).replace(_SYMBOL_CODES).alias("currency"),
         text.str.count_matches(_SYMBOL).alias("currencies"),
@@ -185,6 +199,7 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
         .then(pl.lit("not_a_number"))
         .alias("problem"),
     )
+    values = pl.concat([plain, values.select(plain.columns)])
     checks = pl.col("problem")
     if field == "quantity":
         checks = checks.fill_null(pl.when(pl.col("currency").is_not_null()).then(pl.lit("currency_in_quantity")))
@@ -196,8 +211,7 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
         )
     checks = checks.fill_null(pl.when(pl.col("frac").str.len_chars() > MAX_SCALE).then(pl.lit("too_precise")))
     values = values.with_columns(checks.alias("problem"))
-    joined = pl.DataFrame({"raw": raw}).join(values, on="raw", how="left", maintain_order="left")
-    blank = raw.str.strip_chars().fill_null("") == ""
+    joined, blank = _per_row(raw, values)
     return joined.select(
         pl.col("neg").alias(f"{field}_neg"),
         pl.col("whole").alias(f"{field}_whole"),
@@ -296,13 +310,16 @@ def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
         .otherwise(pl.lit("not_a_date"))
         .alias("date_problem")
     )
-    joined = pl.DataFrame({"raw": raw}).join(
-        values.select("raw", "at", "date_problem"), on="raw", how="left", maintain_order="left"
-    )
-    blank = raw.str.strip_chars().fill_null("") == ""
+    joined, blank = _per_row(raw, values.select("raw", "at", "date_problem"))
     return joined.select(
         "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
     )
+
+
+def _per_row(raw: pl.Series, values: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+    """What was parsed once per distinct text, spread back over the rows; and which rows are blank."""
+    joined = pl.DataFrame({"raw": raw}).join(values, on="raw", how="left", maintain_order="left")
+    return joined, raw.str.strip_chars().fill_null("") == ""
 
 
 # -- problems as findings ----------------------------------------------------------------------
