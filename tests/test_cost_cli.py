@@ -330,3 +330,38 @@ def test_other_methods_from_the_command_line(tmp_path: Path, method: str, cogs: 
     assert code == 1 and summary["method"] == method
     assert (Decimal(str(summary["cogs"])), Decimal(str(summary["ending_value"]))) == (Decimal(cogs), Decimal(ending))
     assert Decimal(cogs) + Decimal(ending) == Decimal("905.00")  # purchases of ABC123 and DEF456
+
+
+def test_rows_not_costed_keep_raw_beside_parsed(tmp_path: Path) -> None:
+    (tmp_path / "sales.csv").write_text(
+        'Order ID,Item Code,Sold At,Qty\n1, abc123 ,"Jan 5, 2026",12 pcs\n'
+        "2,abc123,2026-01-05,1\n3,DEF456,2026-01-06,1\n"
+    )
+    code, _, _ = run(
+        "--sales", str(tmp_path / "sales.csv"), "--lots", str(EXAMPLES / "lots.csv"), "--out", str(tmp_path / "out")
+    )
+    assert code == 1
+    held = rows(tmp_path / "out" / "quarantined_rows.csv")
+    assert held[0] == {
+        "input": "sales",
+        "source": "sales.csv:2",
+        "id_raw": "1",
+        "id": "1",
+        "sku_raw": " abc123 ",
+        "sku": "ABC123",
+        "date_raw": "Jan 5, 2026",
+        "date": "2026-01-05",
+        "quantity_raw": "12 pcs",
+        "quantity": "",
+        "unit_cost_raw": "",
+        "unit_cost": "",
+    }
+    assert [(r["input"], r["source"]) for r in held] == [
+        ("sales", "sales.csv:2"),
+        ("sales", "sales.csv:3"),
+        ("lots", "lots.csv:2"),
+        ("lots", "lots.csv:3"),
+    ]
+    [finding] = rows(tmp_path / "out" / "quarantine.csv")
+    assert (finding["sku"], finding["column"], finding["raw_value"]) == ("ABC123", "Qty", "12 pcs")
+    assert [r["sale_id"] for r in rows(tmp_path / "out" / "cogs.csv")] == ["3"]

@@ -238,10 +238,12 @@ def _units(field: str, scale: int) -> pl.Expr:
 
 def _scaled(frame: pl.DataFrame, scales: Scales) -> pl.DataFrame:
     fields = [f for f in ("quantity", "unit_cost") if f"{f}_whole" in frame.columns]
-    return frame.with_columns(
-        _units(f, getattr(scales, f)).alias(f) for f in fields
-    ).with_columns(  # a value too large for 64 bits is a problem of its row, not an overflow
-        pl.col(f"{f}_problem").fill_null(pl.when(pl.col(f).is_null()).then(pl.lit("too_large"))) for f in fields
+    return (
+        frame.with_columns(_units(f, getattr(scales, f)).alias(f) for f in fields)
+        .with_columns(  # a value too large for 64 bits is a problem of its row, not an overflow
+            pl.col(f"{f}_problem").fill_null(pl.when(pl.col(f).is_null()).then(pl.lit("too_large"))) for f in fields
+        )
+        .with_columns(pl.when(pl.col(f"{f}_problem").is_null()).then(pl.col(f)).alias(f) for f in fields)
     )
 
 
