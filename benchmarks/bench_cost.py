@@ -307,9 +307,9 @@ def job_pandas(directory: Path) -> dict:
 def _write_pieces(path: Path, rows, scale: int | None = None) -> None:
     """(sale id, lot id, units, value) rows, values as normalised exact decimals, for comparison."""
     if isinstance(rows, pl.DataFrame):
-        from trueup.cost.result import decimal_text
+        from trueup.cost.result import decimal_column
 
-        frame = rows.select(pl.all().exclude("value"), decimal_text(pl.col("value"), scale).alias("value"))
+        frame = rows.select(pl.all().exclude("value"), decimal_column(pl.col("value"), scale).alias("value"))
         rows = frame.rows()
     normal = [(s, lot, str(int(q)), str(Decimal(v).normalize()) if Decimal(v) else "0") for s, lot, q, v in rows]
     pl.DataFrame(normal, schema=["sale_id", "lot_id", "quantity", "value"], orient="row").sort(

@@ -34,7 +34,7 @@ from trueup.cost.engines import METHODS, Allocation, Books, allocate
 from trueup.cost.findings import SEVERITIES, Finding, Policy
 from trueup.cost.normalise import SKU_CASES, Entries, Scales, normalise
 from trueup.cost.read import LINE, Table, read_file, read_frame
-from trueup.cost.result import CostResult, InputSummary, Summary, date_text, decimal, decimal_text
+from trueup.cost.result import CostResult, InputSummary, Summary, date_text, decimal, decimal_column
 from trueup.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -214,8 +214,8 @@ def held_rows(entries: Entries, quarantined: frozenset[str]) -> pl.DataFrame:
         "id": pl.col("id"),
         "sku": pl.col("sku"),
         "date": date_text(pl.col("at")),
-        "quantity": decimal_text(pl.col("quantity"), entries.scales.quantity),
-        "unit_cost": decimal_text(pl.col("unit_cost"), entries.scales.unit_cost)
+        "quantity": decimal_column(pl.col("quantity"), entries.scales.quantity).cast(pl.String),
+        "unit_cost": decimal_column(pl.col("unit_cost"), entries.scales.unit_cost).cast(pl.String)
         if "unit_cost" in rows.columns
         else pl.lit(None, pl.String),
     }

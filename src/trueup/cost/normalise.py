@@ -170,7 +170,10 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
             pl.lit(None, pl.String).alias("problem"),
         )
     )
-    values = values.filter(~is_plain).with_columns(  # materialised one by one: polars would re-run a shared regex
+    values = values.filter(~is_plain)
+    if values.height == 0:  # compiling the patterns below costs more than reading a clean column
+        return _number_columns(raw, plain, field, negative_ok=negative_ok)
+    values = values.with_columns(  # materialised one by one: polars would re-run a shared regex
         text.str.contains(_NUMBER).alias("shaped"),
         text.str.extract(f"({_SYMBOL})", 1).replace(_SYMBOL_CODES).alias("currency"),
         text.str.count_matches(_SYMBOL).alias("currencies"),
@@ -199,7 +202,11 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
         .then(pl.lit("not_a_number"))
         .alias("problem"),
     )
-    values = pl.concat([plain, values.select(plain.columns)])
+    return _number_columns(raw, pl.concat([plain, values.select(plain.columns)]), field, negative_ok=negative_ok)
+
+
+def _number_columns(raw: pl.Series, values: pl.DataFrame, field: str, *, negative_ok: bool) -> pl.DataFrame:
+    """The parsed distinct values checked for what `field` may not hold, and spread back over the rows."""
     checks = pl.col("problem")
     if field == "quantity":
         checks = checks.fill_null(pl.when(pl.col("currency").is_not_null()).then(pl.lit("currency_in_quantity")))
@@ -268,8 +275,20 @@ def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
         [pl.col("text").str.to_datetime(f, strict=False, time_unit="us") for f in (*layouts, *_PLAIN_LAYOUTS)]
     )
     values = values.with_columns(quick.alias("given"))
-    known = values.filter(pl.col("given").is_not_null())
+    known = values.filter(pl.col("given").is_not_null()).with_columns(
+        at=pl.col("given"), date_problem=pl.lit(None, pl.String)
+    )
     values = values.filter(pl.col("given").is_null())
+    if values.height:
+        known = pl.concat([known, _unusual_dates(values)], how="diagonal")
+    joined, blank = _per_row(raw, known.select("raw", "at", "date_problem"))
+    return joined.select(
+        "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
+    )
+
+
+def _unusual_dates(values: pl.DataFrame) -> pl.DataFrame:
+    """Dates in the layouts `_PLAIN_LAYOUTS` misses, read with `_DATES`; ambiguous day/month ones are marked."""
     for index, pattern in enumerate(_DATES):
         values = values.with_columns(pl.col("text").str.extract_groups(pattern).alias(f"g{index}"))
     values = values.with_columns(
@@ -301,20 +320,13 @@ def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
         pl.col("f").fill_null("").str.pad_end(6, "0").str.slice(0, 6),
     )
     parsed = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
-    values = pl.concat(
-        [known.with_columns(at=pl.col("given")), values.with_columns(parsed.alias("at"))], how="diagonal"
-    )
-    values = values.with_columns(
+    return values.with_columns(parsed.alias("at")).with_columns(
         pl.when(pl.col("at").is_not_null())
         .then(pl.lit(None, pl.String))
         .when(pl.col("ambiguous"))
         .then(pl.lit("ambiguous"))
         .otherwise(pl.lit("not_a_date"))
         .alias("date_problem")
-    )
-    joined, blank = _per_row(raw, values.select("raw", "at", "date_problem"))
-    return joined.select(
-        "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
     )
 
 

@@ -149,19 +149,16 @@ def decimal(value: int | None, scale: int) -> Decimal | None:
     return None if value is None else Decimal(value).scaleb(-scale)
 
 
-def decimal_text(value: pl.Expr, scale: int) -> pl.Expr:
-    """Scaled integers as exact decimal text, columnar: 250 at scale 2 -> '2.50', -5 -> '-0.05'."""
-    if scale == 0:
-        return value.cast(pl.String)
-    unit = 10**scale
-    magnitude = value.abs()
-    text = pl.concat_str(
-        (magnitude // unit).cast(pl.String), pl.lit("."), (magnitude % unit).cast(pl.String).str.zfill(scale)
-    )
-    return pl.when(value < 0).then(pl.lit("-") + text).otherwise(text)
+def decimal_column(value: pl.Expr, scale: int) -> pl.Expr:
+    """Scaled integers as exact polars Decimals, columnar: 250 at scale 2 -> 2.50, -5 -> -0.05.
+
+    Multiplying an integer-valued Decimal by 10^-scale is exact (the product has exactly `scale` places),
+    and polars writes Decimals to CSV and text digit for digit.
+    """
+    exact = value.cast(pl.Decimal(38, 0))
+    return exact if scale == 0 else exact * pl.lit(Decimal(1).scaleb(-scale))
 
 
 def date_text(value: pl.Expr) -> pl.Expr:
     """`2026-01-11` for a midnight, `2026-01-11 09:15:00` otherwise."""
-    has_time = value.dt.time() != pl.time(0)
-    return pl.when(has_time).then(value.dt.strftime("%Y-%m-%d %H:%M:%S")).otherwise(value.dt.strftime("%Y-%m-%d"))
+    return value.dt.strftime("%Y-%m-%d %H:%M:%S").str.strip_suffix(" 00:00:00")

@@ -23,7 +23,7 @@ from typing import Any
 import polars as pl
 
 from trueup.cost.findings import Finding
-from trueup.cost.result import CostResult, date_text, decimal_text
+from trueup.cost.result import CostResult, date_text, decimal_column
 from trueup.errors import TrueupError
 from trueup.report.format import to_json
 
@@ -53,9 +53,9 @@ def cogs_frame(result: CostResult) -> pl.DataFrame:
         pl.concat_str(
             pl.col("lot_id"),
             pl.lit(": "),
-            decimal_text(pl.col("quantity"), q),
+            decimal_column(pl.col("quantity"), q).cast(pl.String),
             pl.lit(" @ "),
-            decimal_text(pl.col("unit_cost"), c),
+            decimal_column(pl.col("unit_cost"), c).cast(pl.String),
         ).alias("lots"),
         (pl.len().over("sale") > 1).alias("several"),
     )
@@ -65,9 +65,9 @@ def cogs_frame(result: CostResult) -> pl.DataFrame:
         "sale_id",
         "sku",
         date_text(pl.col("at")).alias("date"),
-        decimal_text(pl.col("quantity"), q).alias("quantity"),
-        decimal_text(pl.col("cogs"), v).alias("cogs"),
-        decimal_text(pl.col("uncosted"), q).alias("uncosted_quantity"),
+        decimal_column(pl.col("quantity"), q).alias("quantity"),
+        decimal_column(pl.col("cogs"), v).alias("cogs"),
+        decimal_column(pl.col("uncosted"), q).alias("uncosted_quantity"),
         pl.col("lots").fill_null(""),
     )
 
@@ -78,9 +78,9 @@ def lots_frame(result: CostResult) -> pl.DataFrame:
         "lot_id",
         "sku",
         date_text(pl.col("received")).alias("received"),
-        decimal_text(pl.col("quantity"), q).alias("remaining_quantity"),
-        decimal_text(pl.col("unit_cost"), c).alias("unit_cost"),
-        decimal_text(pl.col("value"), v).alias("remaining_value"),
+        decimal_column(pl.col("quantity"), q).alias("remaining_quantity"),
+        decimal_column(pl.col("unit_cost"), c).alias("unit_cost"),
+        decimal_column(pl.col("value"), v).alias("remaining_value"),
     )
 
 
