@@ -57,9 +57,9 @@ def cogs_frame(result: CostResult) -> pl.DataFrame:
             pl.lit(" @ "),
             decimal_column(pl.col("unit_cost"), c).cast(pl.String),
         ).alias("lots"),
-        (pl.len().over("sale") > 1).alias("several"),
+        pl.col("sale").is_duplicated().alias("several"),
     )
-    several = pieces.filter("several").group_by("sale", maintain_order=True).agg(pl.col("lots").str.join("; "))
+    several = pieces.filter("several").group_by("sale").agg("lots").with_columns(pl.col("lots").list.join("; "))
     consumed = pl.concat([pieces.filter(~pl.col("several")).drop("several"), several])  # most sales take one lot
     return result.lines.join(consumed, on="sale", how="left", maintain_order="left").select(
         "sale_id",
