@@ -39,6 +39,7 @@ SKU_CASES = ("upper", "lower", "keep")
 
 _SYMBOL = r"[A-Z]{3}|[$€£¥₹]"
 _SYMBOL_CODES = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₹": "INR"}
+_PLAIN = r"^\d+(\.\d+)?$"
 _NUMBER = (  # the whole shape: optional parentheses, one sign, a currency before or after, the digits
     rf"^\(?\s*[-+−]?\s*(?:{_SYMBOL})?\s*[-+−]?\s*[0-9][0-9.,'\s]*(?:{_SYMBOL})?\s*\)?-?$"
 )
@@ -154,29 +155,28 @@ def _blank_to_null(column: str) -> pl.Expr:
 
 
 def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
-    """Per row: `{field}_neg`, `_whole`, `_frac` digit strings, `_currency` and `_problem` (null when fine)."""
+    """Per row: `{field}_neg`, `_whole`, `_frac` digit strings, `_currency` and `_problem` (null when fine).
+
+    Each distinct text takes the cheapest path that reads it: plain digits (`12.50`), plain digits with one
+    currency (`$12.50`, `12.50 USD`), and only then the full reading of signs, brackets and separators.
+    """
     text = pl.col("text")
     values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
-    is_plain = text.str.contains(r"^\d+(\.\d+)?$")  # most cells: no sign, separator or currency to read
-    plain = (
-        values.filter(is_plain)
-        .with_columns(text.str.split_exact(".", 1).alias("parts"))
-        .select(
-            "raw",
-            pl.lit(False).alias("neg"),
-            pl.col("parts").struct["field_0"].alias("whole"),
-            pl.col("parts").struct["field_1"].fill_null("").alias("frac"),
-            pl.lit(None, pl.String).alias("currency"),
-            pl.lit(None, pl.String).alias("problem"),
-        )
-    )
+    is_plain = text.str.contains(_PLAIN)
+    plain = _plain_parts(values.filter(is_plain), text, pl.lit(None, pl.String))
     values = values.filter(~is_plain)
     if values.height == 0:  # compiling the patterns below costs more than reading a clean column
         return _number_columns(raw, plain, field, negative_ok=negative_ok)
-    values = values.with_columns(  # materialised one by one: polars would re-run a shared regex
-        text.str.contains(_NUMBER).alias("shaped"),
+    values = values.with_columns(
         text.str.extract(f"({_SYMBOL})", 1).replace(_SYMBOL_CODES).alias("currency"),
         text.str.count_matches(_SYMBOL).alias("currencies"),
+        text.str.replace_all(rf"{_SYMBOL}|\s", "").alias("bare"),
+    )
+    is_priced = (pl.col("currencies") <= 1) & pl.col("bare").str.contains(_PLAIN)
+    priced = _plain_parts(values.filter(is_priced), pl.col("bare"), pl.col("currency"))
+    values = values.filter(~is_priced)
+    values = values.with_columns(  # materialised one by one: polars would re-run a shared regex
+        text.str.contains(_NUMBER).alias("shaped"),
         text.str.count_matches("[-+−]").alias("signs"),
         text.str.contains(r"^\(").alias("opened"),
         text.str.contains(r"\)-?$").alias("closed"),
@@ -202,7 +202,21 @@ def _numbers(raw: pl.Series, field: str, *, negative_ok: bool) -> pl.DataFrame:
         .then(pl.lit("not_a_number"))
         .alias("problem"),
     )
-    return _number_columns(raw, pl.concat([plain, values.select(plain.columns)]), field, negative_ok=negative_ok)
+    values = pl.concat([plain, priced, values.select(plain.columns)])
+    return _number_columns(raw, values, field, negative_ok=negative_ok)
+
+
+def _plain_parts(values: pl.DataFrame, digits: pl.Expr, currency: pl.Expr) -> pl.DataFrame:
+    """Rows whose `digits` are plain (`1234.5`): their whole and fractional digits, positive, readable."""
+    parts = digits.str.split_exact(".", 1)
+    return values.select(
+        "raw",
+        pl.lit(False).alias("neg"),
+        parts.struct["field_0"].alias("whole"),
+        parts.struct["field_1"].fill_null("").alias("frac"),
+        currency.alias("currency"),
+        pl.lit(None, pl.String).alias("problem"),
+    )
 
 
 def _number_columns(raw: pl.Series, values: pl.DataFrame, field: str, *, negative_ok: bool) -> pl.DataFrame:
@@ -270,18 +284,18 @@ def _flag_currencies(frame: pl.DataFrame) -> pl.DataFrame:
 def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
     """Per row: `at` (a naive datetime) and `date_problem` (null, `missing`, `ambiguous` or `not_a_date`)."""
     values = pl.DataFrame({"raw": raw.unique().drop_nulls()}).with_columns(text=pl.col("raw").str.strip_chars())
-    layouts = [date_format] if date_format else []
-    quick = pl.coalesce(  # the common layouts parse without regular expressions; the rest go through _DATES
-        [pl.col("text").str.to_datetime(f, strict=False, time_unit="us") for f in (*layouts, *_PLAIN_LAYOUTS)]
-    )
-    values = values.with_columns(quick.alias("given"))
-    known = values.filter(pl.col("given").is_not_null()).with_columns(
-        at=pl.col("given"), date_problem=pl.lit(None, pl.String)
-    )
-    values = values.filter(pl.col("given").is_null())
+    known = []
+    for layout in (date_format, *_PLAIN_LAYOUTS) if date_format else _PLAIN_LAYOUTS:
+        # the common layouts parse without regular expressions, each only what the ones before left
+        values = values.with_columns(at=pl.col("text").str.to_datetime(layout, strict=False, time_unit="us"))
+        known.append(values.filter(pl.col("at").is_not_null()).select("raw", "at"))
+        values = values.filter(pl.col("at").is_null())
     if values.height:
-        known = pl.concat([known, _unusual_dates(values)], how="diagonal")
-    joined, blank = _per_row(raw, known.select("raw", "at", "date_problem"))
+        known.append(_unusual_dates(values).select("raw", "at", "date_problem"))
+    parsed = pl.concat(known, how="diagonal")
+    if "date_problem" not in parsed.columns:
+        parsed = parsed.with_columns(date_problem=pl.lit(None, pl.String))
+    joined, blank = _per_row(raw, parsed)
     return joined.select(
         "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
     )
