@@ -16,9 +16,11 @@ from trueup.config import DEFAULT_CONFIG, Config, load_config
 from trueup.cost import METHODS, compute, write_outputs
 from trueup.cost.compute import Input
 from trueup.cost.read import read_query
+from trueup.cost.result import CostResult
+from trueup.cost.store import COGS_TABLE, LOTS_TABLE, StoreResult, store
 from trueup.cost.write import result_dict
 from trueup.errors import UsageError
-from trueup.report.cost import print_summary
+from trueup.report.cost import print_store, print_summary, store_dict
 from trueup.report.format import to_json
 
 Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
@@ -48,6 +50,14 @@ def cost(
     sku_case: Annotated[str, typer.Option(help="SKU case folding: upper, lower or keep.")] = "upper",
     report: Annotated[bool, typer.Option("--report", help="Also write a self-contained report.html.")] = False,
     fmt: Annotated[SummaryFormat, typer.Option("--format", "-f", help="Summary format.")] = SummaryFormat.table,
+    write: Annotated[
+        bool, typer.Option("--write", help="Also store the results in the database (a dry run unless --apply).")
+    ] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="With --write: commit, as a run `trueup undo` reverts.")
+    ] = False,
+    cogs_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the cost of each sale line.")] = COGS_TABLE,
+    lots_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the lots remaining.")] = LOTS_TABLE,
     config: ConfigOption = None,
     database: DatabaseOption = None,
     quiet: QuietOption = False,
@@ -56,17 +66,31 @@ def cost(
 
     Example: trueup cost --sales sales.csv --lots lots.xlsx --out cogs/ --policy cost_anomaly=high --report
     """
+    if apply and not write:
+        raise UsageError("--apply commits what --write stores; give both")
     with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
         sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
         result = compute(
             sold, bought, method=method.value, policy=policy, columns=map_, date_format=date_format, sku_case=sku_case
         )
     write_outputs(result, out, report=report)
+    stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
     if fmt is SummaryFormat.json:
-        common.stdout().file.write(to_json(result_dict(result, out)) + "\n")
+        document = result_dict(result, out) | ({"database": store_dict(stored)} if stored else {})
+        common.stdout().file.write(to_json(document) + "\n")
     else:
         print_summary(result, common.stdout())
+        if stored:
+            print_store(stored, common.stdout())
     raise typer.Exit(result.exit_code)
+
+
+def _store(
+    result: CostResult, config: Path | None, database: str | None, apply: bool, cogs: str, lots: str
+) -> StoreResult:
+    settings = common.load_config_for(config, database)
+    with common.session(settings, database) as connection:
+        return store(connection, result, apply=apply, cogs=cogs, lots=lots)
 
 
 def _inputs(

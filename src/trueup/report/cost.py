@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trueup.cost.result import CostResult
+from trueup.cost.store import StoreResult
 from trueup.cost.write import cogs_frame, lots_frame, quarantine_frame
 from trueup.report.format import number
 
@@ -130,3 +131,30 @@ def render_html(result: CostResult) -> str:
         finding_columns=quarantine.columns,
         tables=tables,
     )
+
+
+def print_store(stored: StoreResult, console: Console) -> None:
+    """What --write stored (or, in a dry run, would store) in the database."""
+    if not stored.changed:
+        console.print("The database already holds these figures: nothing to write.", highlight=False)
+        return
+    verb = "wrote" if stored.applied else "would write"
+    for t in stored.tables:
+        console.print(
+            f"{t.table}: {verb} {t.inserted} new row(s), {t.replaced} replaced, {t.removed} removed "
+            f"({t.unchanged} unchanged)",
+            highlight=False,
+        )
+    if stored.applied:
+        console.print(f"Run {stored.run_id}; undo with: trueup undo {stored.run_id}", highlight=False)
+    elif stored.changed:
+        console.print("Dry run: nothing was written. Add --apply to write.", highlight=False)
+
+
+def store_dict(stored: StoreResult) -> dict[str, Any]:
+    return {
+        "applied": stored.applied,
+        "run_id": stored.run_id,
+        "changed": stored.changed,
+        "tables": [t._asdict() | {"changed": t.changed} for t in stored.tables],
+    }
