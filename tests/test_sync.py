@@ -302,15 +302,38 @@ def test_watch_apply_corrects_every_injected_bug_within_one_round(db: Database, 
     assert 'trueup_items_checked{rule="stock"}' in metrics.read_text()
 
 
+ROUND = textwrap.dedent(
+    """
+    import sys
+    from trueup.config import load_config
+    from trueup.db import open_engine
+    from trueup.reconcile.sync import SyncOptions, run_round
+    config = load_config(sys.argv[1])
+    engine = open_engine(config.database_url())
+    print("go", flush=True)
+    run_round(engine, config, "stock", SyncOptions(apply=True), full=True)
+    """
+)
+
+
 @pytest.mark.slow
 def test_a_killed_round_leaves_no_partial_state(db: Database, tmp_path: Path) -> None:
-    config, path = shop(db, tmp_path, count=2000)
-    rng = random.Random(5)
-    for _ in range(10):
+    config, path = shop(db, tmp_path, count=3000)
+
+    def drift_and_start() -> tuple[subprocess.Popen, float]:
         with db.engine.begin() as connection:
             connection.execute(items.update().where(items.c.id % 3 == 0).values(remaining=items.c.remaining + 1))
-        child = subprocess.Popen([sys.executable, "-m", "trueup.cli", "watch", "--once", "--apply", "-c", str(path)])
-        time.sleep(rng.uniform(0.3, 1.5))
+        child = subprocess.Popen([sys.executable, "-c", ROUND, str(path)], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "go"
+        return child, time.monotonic()
+
+    child, started = drift_and_start()  # one undisturbed round: how long a round takes here
+    child.wait(timeout=120)
+    duration = time.monotonic() - started
+    rng = random.Random(5)
+    for _ in range(12):
+        child, _ = drift_and_start()
+        time.sleep(rng.uniform(0, duration * 1.2))
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     with db.engine.connect() as connection:
