@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -151,6 +153,29 @@ class Dialect:
     def stream_options(self) -> dict[str, Any]:
         return {"stream_results": True, "yield_per": 2000}
 
+    def serialize_writers(self, engine: Engine) -> Engine:
+        """`engine` set up for concurrent writers that lock rows: READ COMMITTED, so each statement
+        sees what the previous lock holder committed (MySQL's default REPEATABLE READ would not)."""
+        return engine.execution_options(isolation_level="READ COMMITTED")
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        """INSERT that skips rows whose primary key already exists."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        """INSERT of rows keyed by `keys`; where the key exists, add the row's `column` to the stored one."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+
+    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+        """A new value of `sequence` (which numbers `table.c.id`)."""
+        return connection.execute(sa.select(sequence.next_value())).scalar_one()
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        """Hold a database-wide lock called `name` (e.g. around migrations) inside a transaction."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+        yield
+
 
 @dataclass(frozen=True)
 class SQLiteDialect(Dialect):
@@ -163,15 +188,82 @@ class SQLiteDialect(Dialect):
     def stream_options(self) -> dict[str, Any]:
         return {"yield_per": 2000}  # sqlite3 cursors already fetch lazily
 
+    def serialize_writers(self, engine: Engine) -> Engine:
+        """Every transaction starts with BEGIN IMMEDIATE: SQLite has one writer at a time, and taking
+        the write lock up front (instead of on the first write) means a read-then-write transaction
+        never finds, too late, that another writer got in between. WAL lets readers go on meanwhile."""
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_connection: Any, record: Any) -> None:
+            dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
+            dbapi_connection.execute("PRAGMA busy_timeout = 60000")
+            if engine.url.database not in (None, "", ":memory:"):
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        insert = sqlite.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
+        )
+
+    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+        # No sequences in SQLite; safe because the caller holds the database's write lock.
+        return connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1)).scalar_one()
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        yield  # BEGIN IMMEDIATE already excludes every other writer
+
 
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
 
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        insert = postgresql.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
+        )
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+        yield  # released when the transaction ends
+
 
 @dataclass(frozen=True)
 class MySQLDialect(Dialect):
     name: str = "mysql"
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        insert = mysql.insert(table)  # a no-op update, since INSERT IGNORE would also hide real errors
+        first = table.primary_key.columns[0]
+        return insert.on_duplicate_key_update({first.name: first})
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        insert = mysql.insert(table)
+        return insert.on_duplicate_key_update({column: table.c[column] + insert.inserted[column]})
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        # GET_LOCK belongs to the session, not the transaction, so it is released explicitly.
+        connection.execute(sa.select(sa.func.get_lock(name, 60)))
+        try:
+            yield
+        finally:
+            connection.execute(sa.select(sa.func.release_lock(name)))
 
 
 _DIALECTS: dict[str, Dialect] = {
