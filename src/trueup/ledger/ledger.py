@@ -331,6 +331,8 @@ class Ledger:
         """Hold stock at a location for someone (an order, a job) until released, committed or expired."""
         qty = _quantity(qty, "qty")
         expires = None if expires_at is None else t.utc(expires_at)
+        if expires is not None and expires <= t.utc(None):
+            raise InvalidRequest(f"expires_at {expires.isoformat()} is already past")
         return reservations.reserve(
             self.engine, self.dialect, item, location, qty, hold_for=hold_for, expires_at=expires
         )
