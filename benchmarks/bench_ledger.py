@@ -12,7 +12,11 @@ Runs, each timed on its own fresh ledger:
 
 Peak memory is the largest resident set of any process of the run. Usage:
 
-    flock /tmp/trueup-bench.lock make bench-ledger [BENCH_ARGS="--postings 500"]
+    flock /tmp/trueup-bench.lock make bench-ledger [BENCH_ARGS="--seconds 20"]
+
+Each run posts for a fixed time (default 10 s) and counts what it posted, so a
+slow contender cannot stretch the run: the hot-item eventsourcing run in
+particular slows as its aggregate grows, since each save first replays it.
 """
 
 from __future__ import annotations
@@ -66,41 +70,41 @@ def peak_mb() -> float:
 # -- trueup ledger ------------------------------------------------------------------------------
 
 
-def ledger_writer(url: str, item: str, postings: int, start, results) -> None:
+def ledger_writer(url: str, item: str, seconds: float, start, results) -> None:
     with Ledger(url) as ledger:
         start.wait()
-        began = time.perf_counter()
-        for n in range(postings):
-            if n % 2 == 0:
+        done, deadline = 0, time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            if done % 2 == 0:
                 ledger.receive(item, "shop", 2, unit_cost="1.25")
             else:
                 ledger.issue(item, "shop", 1)
-        results.put(time.perf_counter() - began)
+            done += 1
+        results.put(done)
 
 
-def run_writers(target, url: str, writers: int, hot: bool, postings: int) -> float:
-    """Transactions per second over all writers (wall time from the common start)."""
+def run_writers(target, url: str, writers: int, hot: bool, seconds: float) -> float:
+    """Transactions per second over all writers, each posting for `seconds` from a common start."""
     start, results = FORK.Barrier(writers + 1), FORK.Queue()
     procs = [
-        FORK.Process(target=target, args=(url, "hot" if hot else f"cold-{w}", postings, start, results))
+        FORK.Process(target=target, args=(url, "hot" if hot else f"cold-{w}", seconds, start, results))
         for w in range(writers)
     ]
     for proc in procs:
         proc.start()
     start.wait()
     began = time.perf_counter()
-    for _ in procs:
-        results.get(timeout=1200)
+    done = sum(results.get(timeout=seconds + 600) for _ in procs)
     elapsed = time.perf_counter() - began
     for proc in procs:
         proc.join()
         assert proc.exitcode == 0, proc.exitcode
-    return writers * postings / elapsed
+    return done / elapsed
 
 
-def sqlite_single(postings: int) -> float:
+def sqlite_single(seconds: float) -> float:
     with tempfile.TemporaryDirectory() as directory:
-        return run_writers(ledger_writer, f"sqlite:///{directory}/bench.db", 1, False, postings)
+        return run_writers(ledger_writer, f"sqlite:///{directory}/bench.db", 1, False, seconds)
 
 
 def sqlite_batched(lots: int, rounds: int) -> float:
@@ -118,10 +122,10 @@ def sqlite_batched(lots: int, rounds: int) -> float:
     return lots * rounds / elapsed
 
 
-def postgres_ledger(writers: int, hot: bool, postings: int) -> float:
+def postgres_ledger(writers: int, hot: bool, seconds: float) -> float:
     url = fresh_postgres(f"ledger_{writers}_{'hot' if hot else 'cold'}")
     Ledger(url).close()
-    rate = run_writers(ledger_writer, url, writers, hot, postings)
+    rate = run_writers(ledger_writer, url, writers, hot, seconds)
     with Ledger(url) as ledger:
         assert ledger.verify().ok
     return rate
@@ -164,34 +168,33 @@ def eventsourcing_app(url: str, *, create_tables: bool = False) -> Application:
     return Application(env=env)
 
 
-def eventsourcing_writer(url: str, item: str, postings: int, start, results) -> None:
+def eventsourcing_writer(url: str, item: str, seconds: float, start, results) -> None:
     app = eventsourcing_app(url)
     identity = Item.create_id(item)
     if item != "hot":  # the hot item is created before the writers start
         app.save(Item(item))
     start.wait()
-    began = time.perf_counter()
-    for n in range(postings):
-        while True:  # optimistic concurrency: reload and retry when another writer saved first
-            aggregate = app.repository.get(identity)
-            if n % 2 == 0:
-                aggregate.receive(2, "1.25")
-            else:
-                aggregate.issue(1)
-            try:
-                app.save(aggregate)
-                break
-            except IntegrityError:
-                continue
-    results.put(time.perf_counter() - began)
+    done, deadline = 0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        aggregate = app.repository.get(identity)
+        if done % 2 == 0:
+            aggregate.receive(2, "1.25")
+        else:
+            aggregate.issue(1)
+        try:
+            app.save(aggregate)
+            done += 1
+        except IntegrityError:
+            continue  # optimistic concurrency: another writer saved first; reload and retry
+    results.put(done)
 
 
-def postgres_eventsourcing(writers: int, hot: bool, postings: int) -> float:
+def postgres_eventsourcing(writers: int, hot: bool, seconds: float) -> float:
     url = fresh_postgres(f"es_{writers}_{'hot' if hot else 'cold'}")
     app = eventsourcing_app(url, create_tables=True)
     app.save(Item("hot"))
     app.close()
-    return run_writers(eventsourcing_writer, url, writers, hot, postings)
+    return run_writers(eventsourcing_writer, url, writers, hot, seconds)
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -199,27 +202,27 @@ def postgres_eventsourcing(writers: int, hot: bool, postings: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postings", type=int, default=400, help="postings per writer")
+    parser.add_argument("--seconds", type=float, default=10, help="how long each run posts")
     parser.add_argument("--lots", type=int, default=500, help="lots per batched transaction")
     parser.add_argument("--rounds", type=int, default=40, help="batched transactions")
     args = parser.parse_args()
 
     rows: list[tuple[str, str, float, str]] = []
-    single = sqlite_single(args.postings * 2)
+    single = sqlite_single(args.seconds)
     rows.append(("SQLite", "single-movement transactions, 1 writer", single, "tx/s"))
     batched = sqlite_batched(args.lots, args.rounds)
     rows.append(("SQLite", f"batched: {args.lots} movements per transaction", batched, "movements/s"))
     ratios = []
     for writers, hot in ((1, False), (8, False), (8, True)):
         label = f"{writers} writer(s), {'hot item' if hot else 'cold items'}"
-        ours = postgres_ledger(writers, hot, args.postings)
-        theirs = postgres_eventsourcing(writers, hot, args.postings)
+        ours = postgres_ledger(writers, hot, args.seconds)
+        theirs = postgres_eventsourcing(writers, hot, args.seconds)
         rows.append(("PostgreSQL", f"trueup ledger, {label}", ours, "tx/s"))
         rows.append(("PostgreSQL", f"eventsourcing, {label}", theirs, "tx/s"))
         ratios.append((label, ours / theirs))
 
     print(f"\nledger benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
-          f"{os.cpu_count()} cores, {args.postings} postings per writer\n")  # fmt: skip
+          f"{os.cpu_count()} cores, {args.seconds:g} s per run\n")  # fmt: skip
     for database, what, rate, unit in rows:
         print(f"  {database:<11} {what:<52} {rate:>10,.0f} {unit}")
     for label, ratio in ratios:
@@ -228,7 +231,7 @@ def main() -> None:
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ledger.json").write_text(
-        json.dumps({"rows": rows, "ratios": ratios, "peak_mb": peak_mb(), "postings": args.postings}, indent=1)
+        json.dumps({"rows": rows, "ratios": ratios, "peak_mb": peak_mb(), "seconds": args.seconds}, indent=1)
     )
 
 

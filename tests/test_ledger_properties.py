@@ -69,6 +69,8 @@ class Reference:
 @pytest.fixture(scope="module")
 def shared_ledger(tmp_path_factory):
     with Ledger(f"sqlite:///{tmp_path_factory.mktemp('props')}/props.db") as ledger:
+        for location in REAL:
+            ledger.add_location(location)
         yield ledger
 
 

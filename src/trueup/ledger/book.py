@@ -1,6 +1,9 @@
 """One item's stock as a posting sees it, read under the item's lock and cached for the posting.
 
-Every read here is routed by `item` (one shard on a distributed database).
+Every read here is routed by `item` (one shard on a distributed database). The
+statements are built once, with bound parameters, because a posting runs
+several of them and building Core expressions costs more than SQLite takes to
+run them.
 """
 
 from __future__ import annotations
@@ -24,6 +27,41 @@ class Place(NamedTuple):
     allow_negative: bool
 
 
+_VIRTUAL = {name: Place(name, True, True) for name in t.VIRTUAL_LOCATIONS}  # seeded once, never changed
+
+_PLACE = sa.select(t.locations.c.name, t.locations.c.virtual, t.locations.c.allow_negative).where(
+    t.locations.c.name == sa.bindparam("name")
+)
+_STOCK = (
+    sa.select(t.balances.c.lot, t.balances.c.quantity, t.lots.c.unit_cost, t.lots.c.received_at)
+    .join(t.lots, sa.and_(t.lots.c.item == t.balances.c.item, t.lots.c.lot == t.balances.c.lot))
+    .where(
+        t.balances.c.item == sa.bindparam("item"),
+        t.balances.c.location == sa.bindparam("location"),
+        t.balances.c.quantity != 0,
+    )
+    .order_by(t.lots.c.received_at, t.lots.c.created_by, t.lots.c.position)
+)
+_HELD = sa.select(t.total(t.reservations.c.quantity)).where(
+    t.reservations.c.item == sa.bindparam("item"),
+    t.reservations.c.location == sa.bindparam("location"),
+    t.reservations.c.state == "open",
+    sa.or_(
+        t.reservations.c.expires_at.is_(None), t.reservations.c.expires_at > sa.bindparam("now", type_=t.UTCDateTime)
+    ),
+    t.reservations.c.id != sa.bindparam("excluding"),
+)
+_LOT = sa.select(t.lots.c.lot, t.lots.c.unit_cost, t.lots.c.received_at).where(
+    t.lots.c.item == sa.bindparam("item"), t.lots.c.lot == sa.bindparam("lot")
+)
+_LATEST_COST = (
+    sa.select(t.lots.c.unit_cost)
+    .where(t.lots.c.item == sa.bindparam("item"))
+    .order_by(t.lots.c.received_at.desc(), t.lots.c.created_by.desc(), t.lots.c.position.desc())
+    .limit(1)
+)
+
+
 class Book:
     def __init__(self, connection: Connection, item: str, now: datetime):
         self.connection, self.item, self.now = connection, item, now
@@ -32,12 +70,10 @@ class Book:
 
     def place(self, name: str) -> Place:
         """The location called `name`; NotFound if there is none."""
+        if name in _VIRTUAL:
+            return _VIRTUAL[name]
         if name not in self._places:
-            row = self.connection.execute(
-                sa.select(t.locations.c.name, t.locations.c.virtual, t.locations.c.allow_negative).where(
-                    t.locations.c.name == name
-                )
-            ).first()
+            row = self.connection.execute(_PLACE, {"name": name}).first()
             if row is None:
                 raise NotFound(f"no location {name!r} (receive into it, or add it with add_location)")
             self._places[name] = Place(row.name, bool(row.virtual), bool(row.allow_negative))
@@ -46,54 +82,25 @@ class Book:
     def stock(self, location: str) -> list[LotStock]:
         """Non-zero lot balances of the item at `location`, oldest lot first."""
         if location not in self._stock:
-            b, lot = t.balances, t.lots
-            query = (
-                sa.select(b.c.lot, b.c.quantity, lot.c.unit_cost, lot.c.received_at)
-                .join(lot, sa.and_(lot.c.item == b.c.item, lot.c.lot == b.c.lot))
-                .where(b.c.item == self.item, b.c.location == location, b.c.quantity != 0)
-                .order_by(lot.c.received_at, lot.c.created_by, lot.c.position)
-            )
-            self._stock[location] = [LotStock(*row) for row in self.connection.execute(query)]
+            rows = self.connection.execute(_STOCK, {"item": self.item, "location": location})
+            self._stock[location] = [LotStock(*row) for row in rows]
         return self._stock[location]
 
     def held(self, location: str, *, excluding: int | None = None) -> Decimal:
         """What open, unexpired reservations hold at `location` (leaving out reservation `excluding`)."""
-        r = t.reservations
-        query = sa.select(t.total(r.c.quantity)).where(
-            r.c.item == self.item,
-            r.c.location == location,
-            r.c.state == "open",
-            sa.or_(r.c.expires_at.is_(None), r.c.expires_at > self.now),
-        )
-        if excluding is not None:
-            query = query.where(r.c.id != excluding)
-        return self.connection.execute(query).scalar_one()
+        params = {"item": self.item, "location": location, "now": self.now, "excluding": excluding or 0}
+        return self.connection.execute(_HELD, params).scalar_one()
 
     def lot(self, name: str) -> LotStock:
         """The item's lot `name` (with quantity 0: use stock() for balances); NotFound if none."""
-        row = self.connection.execute(
-            sa.select(t.lots.c.lot, t.lots.c.unit_cost, t.lots.c.received_at).where(
-                t.lots.c.item == self.item, t.lots.c.lot == name
-            )
-        ).first()
+        row = self.connection.execute(_LOT, {"item": self.item, "lot": name}).first()
         if row is None:
             raise NotFound(f"item {self.item!r} has no lot {name!r}")
         return LotStock(row.lot, Decimal(0), row.unit_cost, row.received_at)
 
     def latest_cost(self) -> Decimal:
         """The unit cost of the item's newest lot (0 when it has none)."""
-        lot = t.lots
-        query = (
-            sa.select(lot.c.unit_cost)
-            .where(lot.c.item == self.item)
-            .order_by(lot.c.received_at.desc(), lot.c.created_by.desc(), lot.c.position.desc())
-            .limit(1)
-        )
-        return self.connection.execute(query).scalar() or Decimal(0)
-
-    def has_lot(self, name: str) -> bool:
-        query = sa.select(t.lots.c.lot).where(t.lots.c.item == self.item, t.lots.c.lot == name)
-        return self.connection.execute(query).first() is not None
+        return self.connection.execute(_LATEST_COST, {"item": self.item}).scalar() or Decimal(0)
 
     def take(
         self, location: str, quantity: Decimal, lots: Sequence[str] | Mapping[str, Decimal] | None = None

@@ -31,10 +31,11 @@ log to prove that no update was lost.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -119,7 +120,6 @@ def post(
                 number = dialect.next_id(connection, t.transaction_ids, t.transactions)
                 book = Book(connection, item, now)
                 draft = plan(book, number)
-                _new_lots_are_new(book, draft)
                 guard(book, draft)
                 transaction = _write(connection, dialect, book, number, kind, key, text, at, draft)
                 if after is not None:
@@ -130,18 +130,22 @@ def post(
     raise AssertionError(f"idempotency key {key!r} kept being taken and released")  # pragma: no cover
 
 
+_BUMP = t.items.update().where(t.items.c.item == sa.bindparam("the_item")).values(version=t.items.c.version + 1)
+_KEY = sa.select(t.keys.c.item, t.keys.c.transaction_id, t.keys.c.request).where(t.keys.c.key == sa.bindparam("key"))
+_INSERT = {table.name: table.insert() for table in (t.transactions, t.keys, t.lots, t.lot_parents, t.movements)}
+
+
+@functools.cache
+def _statements(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
+    """The dialect's insert-or-skip of an item row and upsert adding balance deltas, built once."""
+    return dialect.insert_ignore(t.items), dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity")
+
+
 def lock_item(connection: Connection, dialect: Dialect, item: str) -> None:
     """Take the item's posting lock (making its row on first use)."""
-    bump = t.items.update().where(t.items.c.item == item).values(version=t.items.c.version + 1)
-    if connection.execute(bump).rowcount == 0:
-        connection.execute(dialect.insert_ignore(t.items).values(item=item, version=0))
-        connection.execute(bump)
-
-
-def _new_lots_are_new(book: Book, draft: Draft) -> None:
-    for lot in draft.new_lots:
-        if book.has_lot(lot.lot):
-            raise InvalidRequest(f"item {book.item!r} already has a lot {lot.lot!r}; lot ids are never reused")
+    if connection.execute(_BUMP, {"the_item": item}).rowcount == 0:
+        connection.execute(_statements(dialect)[0], {"item": item, "version": 0})
+        connection.execute(_BUMP, {"the_item": item})
 
 
 def guard(book: Book, draft: Draft) -> None:
@@ -178,41 +182,21 @@ def _write(
     item = book.item
     moves = tuple(Movement(number, index, *line) for index, line in enumerate(draft.lines, start=1))
     cost = sum((m.quantity * m.unit_cost for m in moves), Decimal(0))
-    connection.execute(
-        t.transactions.insert().values(
-            item=item, id=number, kind=kind, at=at, posted_at=book.now, key=key, reverts=draft.reverts, cost=cost
-        )
-    )
+    transaction = {"item": item, "id": number, "kind": kind, "at": at, "posted_at": book.now, "key": key}
+    connection.execute(_INSERT["ledger_transactions"], {**transaction, "reverts": draft.reverts, "cost": cost})
     if key is not None:
         try:  # on a server, waits for a concurrent posting holding the same key, then fails
-            connection.execute(t.keys.insert().values(key=key, item=item, transaction_id=number, request=request))
+            connection.execute(
+                _INSERT["ledger_keys"], {"key": key, "item": item, "transaction_id": number, "request": request}
+            )
         except IntegrityError:
             raise _KeyTaken from None
     if draft.new_lots:
-        connection.execute(
-            t.lots.insert(),
-            [
-                {
-                    "item": item,
-                    "lot": lot.lot,
-                    "unit_cost": lot.unit_cost,
-                    "received_at": lot.received_at,
-                    "created_by": number,
-                    "position": position,
-                }
-                for position, lot in enumerate(draft.new_lots, start=1)
-            ],
-        )
-        parents = [{"item": item, "lot": lot.lot, "parent": p} for lot in draft.new_lots for p in lot.parents]
-        if parents:
-            connection.execute(t.lot_parents.insert(), parents)
+        _insert_lots(connection, item, number, draft.new_lots)
     if moves:
+        connection.execute(_INSERT["ledger_movements"], [{"item": item, "at": at, **m._asdict()} for m in moves])
         connection.execute(
-            t.movements.insert(),
-            [{"item": item, "at": at, **m._asdict()} for m in moves],
-        )
-        connection.execute(
-            dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity"),
+            _statements(dialect)[1],
             [
                 {"item": item, "location": location, "lot": lot, "quantity": delta}
                 for (location, lot), delta in sorted(balance_deltas(moves).items())
@@ -221,6 +205,23 @@ def _write(
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
+
+
+def _insert_lots(connection: Connection, item: str, number: int, lots: Sequence[NewLot]) -> None:
+    rows = [
+        {"item": item, "lot": lot.lot, "unit_cost": lot.unit_cost, "received_at": lot.received_at,
+         "created_by": number, "position": position}
+        for position, lot in enumerate(lots, start=1)
+    ]  # fmt: skip
+    try:  # the primary key (item, lot) refuses a reused lot id; on a server the transaction is then done for
+        connection.execute(_INSERT["ledger_lots"], rows)
+    except IntegrityError:
+        names = ", ".join(repr(lot.lot) for lot in lots)
+        what = f"a lot named {names}" if len(lots) == 1 else f"one of the lots {names}"
+        raise InvalidRequest(f"item {item!r} already has {what}; lot ids are never reused") from None
+    parents = [{"item": item, "lot": lot.lot, "parent": p} for lot in lots for p in lot.parents]
+    if parents:
+        connection.execute(_INSERT["ledger_lot_parents"], parents)
 
 
 def balance_deltas(moves: tuple[Movement, ...]) -> dict[tuple[str, str], Decimal]:
@@ -234,9 +235,7 @@ def balance_deltas(moves: tuple[Movement, ...]) -> dict[tuple[str, str], Decimal
 
 def _replay(connection: Connection, key: str, request: str) -> Transaction | None:
     """The transaction first posted under `key` if the request matches; None if the key is new."""
-    row = connection.execute(
-        sa.select(t.keys.c.item, t.keys.c.transaction_id, t.keys.c.request).where(t.keys.c.key == key)
-    ).first()
+    row = connection.execute(_KEY, {"key": key}).first()
     if row is None:
         return None
     before, now = json.loads(row.request), json.loads(request)
