@@ -8,10 +8,10 @@ run them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -42,6 +42,16 @@ _STOCK = (
     )
     .order_by(t.lots.c.received_at, t.lots.c.created_by, t.lots.c.position)
 )
+_PAGE = 32  # FIFO reads this many of the oldest lots first, and all of them only when that is not enough
+_OLDEST = _STOCK.limit(_PAGE)
+_NAMED = _STOCK.where(t.balances.c.lot.in_(sa.bindparam("lots", expanding=True)))
+_ON_HAND = sa.select(t.total(t.balances.c.quantity)).where(
+    t.balances.c.item == sa.bindparam("item"), t.balances.c.location == sa.bindparam("location")
+)
+_BALANCES = sa.select(t.balances.c.location, t.balances.c.lot, t.balances.c.quantity).where(
+    t.balances.c.item == sa.bindparam("item"),
+    sa.tuple_(t.balances.c.location, t.balances.c.lot).in_(sa.bindparam("keys", expanding=True)),
+)
 _HELD = sa.select(t.total(t.reservations.c.quantity)).where(
     t.reservations.c.item == sa.bindparam("item"),
     t.reservations.c.location == sa.bindparam("location"),
@@ -66,7 +76,7 @@ class Book:
     def __init__(self, connection: Connection, item: str, now: datetime):
         self.connection, self.item, self.now = connection, item, now
         self._places: dict[str, Place] = {}
-        self._stock: dict[str, list[LotStock]] = {}
+        self._balances: dict[tuple[str, str], Decimal] = {}  # (location, lot) -> quantity, as read
 
     def place(self, name: str) -> Place:
         """The location called `name`; NotFound if there is none."""
@@ -79,12 +89,38 @@ class Book:
             self._places[name] = Place(row.name, bool(row.virtual), bool(row.allow_negative))
         return self._places[name]
 
-    def stock(self, location: str) -> list[LotStock]:
-        """Non-zero lot balances of the item at `location`, oldest lot first."""
-        if location not in self._stock:
-            rows = self.connection.execute(_STOCK, {"item": self.item, "location": location})
-            self._stock[location] = [LotStock(*row) for row in rows]
-        return self._stock[location]
+    def oldest(self, location: str, quantity: Decimal) -> list[LotStock]:
+        """Lots with stock at `location`, oldest first: enough to cover `quantity`, or all of them.
+
+        An issue reads a page of the oldest lots, not every lot the location holds.
+        """
+        params = {"item": self.item, "location": location}
+        page = self._read(location, self.connection.execute(_OLDEST, params))
+        if len(page) < _PAGE or sum((s.quantity for s in page if s.quantity > 0), Decimal(0)) >= quantity:
+            return page
+        return self._read(location, self.connection.execute(_STOCK, params))
+
+    def named(self, location: str, lots: list[str]) -> list[LotStock]:
+        """The non-zero balances of the named lots at `location`, oldest first."""
+        rows = self.connection.execute(_NAMED, {"item": self.item, "location": location, "lots": lots})
+        return self._read(location, rows)
+
+    def balances_of(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """Current balances of (location, lot) keys (0 where there is no row), reading only unseen ones."""
+        unseen = [key for key in keys if key not in self._balances]
+        if unseen:
+            self._balances.update(dict.fromkeys(unseen, Decimal(0)))
+            rows = self.connection.execute(_BALANCES, {"item": self.item, "keys": unseen})
+            self._balances.update({(loc, lot): quantity for loc, lot, quantity in rows})
+        return {key: self._balances[key] for key in keys}
+
+    def on_hand(self, location: str) -> Decimal:
+        return self.connection.execute(_ON_HAND, {"item": self.item, "location": location}).scalar_one()
+
+    def _read(self, location: str, rows: Iterable[Any]) -> list[LotStock]:
+        stock = [LotStock(*row) for row in rows]
+        self._balances.update({(location, s.lot): s.quantity for s in stock})
+        return stock
 
     def held(self, location: str, *, excluding: int | None = None) -> Decimal:
         """What open, unexpired reservations hold at `location` (leaving out reservation `excluding`)."""
@@ -92,7 +128,7 @@ class Book:
         return self.connection.execute(_HELD, params).scalar_one()
 
     def lot(self, name: str) -> LotStock:
-        """The item's lot `name` (with quantity 0: use stock() for balances); NotFound if none."""
+        """The item's lot `name` (its quantity left 0: balances are per location); NotFound if none."""
         row = self.connection.execute(_LOT, {"item": self.item, "lot": name}).first()
         if row is None:
             raise NotFound(f"item {self.item!r} has no lot {name!r}")
@@ -111,10 +147,11 @@ class Book:
         any other refuses with InsufficientStock.
         """
         place = self.place(location)
-        stock = self.stock(location)
         if lots is None:
+            stock = self.oldest(location, quantity)
             picks, short = fifo(stock, quantity)
         else:
+            stock = self.named(location, list(lots))
             picks, short, unknown = from_named(stock, quantity, lots)
             if unknown:
                 raise InsufficientStock(
@@ -125,8 +162,7 @@ class Book:
                 )
         if short > 0:
             if not place.allow_negative or not stock:
-                on_hand = sum((s.quantity for s in stock), Decimal(0))
-                raise insufficient(self.item, location, quantity, on_hand, self.held(location))
+                raise insufficient(self.item, location, quantity, self.on_hand(location), self.held(location))
             if not isinstance(lots, Mapping):  # named amounts already say where all of it comes from
                 newest = stock[-1]
                 picks.append(Pick(newest.lot, short, newest.unit_cost))

@@ -208,7 +208,7 @@ class Ledger:
 
         def plan(book: Book, number: int) -> Draft:
             _arrive(self, book, location)
-            on_hand = sum((s.quantity for s in book.stock(location)), Decimal(0))
+            on_hand = book.on_hand(location)
             if counted < on_hand:
                 picks = book.take(location, on_hand - counted)
                 return Draft([Line(p.quantity, location, p.lot, "adjustment", p.lot, p.unit_cost) for p in picks])
@@ -275,7 +275,7 @@ class Ledger:
         def plan(book: Book, number: int) -> Draft:
             sources = {name: book.lot(name) for name in lots}
             where = self._where(book, list(lots), location)
-            held = {s.lot: s for s in book.stock(where) if s.quantity > 0}
+            held = {s.lot: s for s in book.named(where, list(lots)) if s.quantity > 0}
             pieces = [Pick(n, held[n].quantity, held[n].unit_cost) for n in lots if n in held]
             total = sum((p.quantity for p in pieces), Decimal(0))
             if total < size * bundles:

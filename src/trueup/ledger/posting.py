@@ -149,23 +149,27 @@ def lock_item(connection: Connection, dialect: Dialect, item: str) -> None:
 
 
 def guard(book: Book, draft: Draft) -> None:
-    """Refuse a draft leaving a lot balance or a location's available figure below zero where forbidden."""
-    deltas: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-    for line in draft.lines:
-        deltas[(line.from_location, line.from_lot)] -= line.quantity
-        deltas[(line.to_location, line.to_lot)] += line.quantity
-    for location in sorted({loc for (loc, _), delta in deltas.items() if delta < 0}):
+    """Refuse a draft leaving a lot balance or a location's available figure below zero where forbidden.
+
+    Only what the draft takes from is read (most of it is already known from picking the lots);
+    the location's total is summed only when reservations hold stock there, since without them
+    non-negative lots cannot add up to a negative location.
+    """
+    deltas = balance_deltas(draft.lines)
+    debited = sorted({location for (location, _), delta in deltas.items() if delta < 0})
+    for location in debited:
         if book.place(location).allow_negative:
             continue
-        stock = {s.lot: s.quantity for s in book.stock(location)}
-        for (loc, lot), delta in deltas.items():
-            if loc == location and stock.get(lot, Decimal(0)) + delta < 0:
-                raise insufficient(book.item, location, -delta, stock.get(lot, Decimal(0)), Decimal(0), lot=lot)
-        change = sum((d for (loc, _), d in deltas.items() if loc == location), Decimal(0))
-        on_hand = sum(stock.values(), Decimal(0))
+        keys = [key for key, delta in deltas.items() if key[0] == location and delta < 0]
+        for (_, lot), balance in book.balances_of(keys).items():
+            if balance + deltas[(location, lot)] < 0:
+                raise insufficient(book.item, location, -deltas[(location, lot)], balance, Decimal(0), lot=lot)
         held = book.held(location, excluding=draft.reservation)
-        if change < 0 and on_hand + change - held < 0:
-            raise insufficient(book.item, location, -change, on_hand, held)
+        change = sum((d for (loc, _), d in deltas.items() if loc == location), Decimal(0))
+        if held and change < 0:
+            on_hand = book.on_hand(location)
+            if on_hand + change - held < 0:
+                raise insufficient(book.item, location, -change, on_hand, held)
 
 
 def _write(
@@ -224,7 +228,7 @@ def _insert_lots(connection: Connection, item: str, number: int, lots: Sequence[
         connection.execute(_INSERT["ledger_lot_parents"], parents)
 
 
-def balance_deltas(moves: tuple[Movement, ...]) -> dict[tuple[str, str], Decimal]:
+def balance_deltas(moves: Sequence[Line | Movement]) -> dict[tuple[str, str], Decimal]:
     """(location, lot) -> net change; zero changes are kept so every touched key has a balance row."""
     deltas: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for move in moves:

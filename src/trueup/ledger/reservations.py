@@ -46,7 +46,7 @@ def reserve(
         place = book.place(location)
         if place.virtual:
             raise InvalidRequest(f"{location!r} is a virtual location: stock cannot be held there")
-        on_hand = sum((s.quantity for s in book.stock(location)), Decimal(0))
+        on_hand = book.on_hand(location)
         held = book.held(location)
         if not place.allow_negative and on_hand - held < quantity:
             raise insufficient(item, location, quantity, on_hand, held)
