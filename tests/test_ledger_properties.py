@@ -2,8 +2,9 @@
 
 The reference keeps, per (location, lot), a quantity, and takes FIFO by each
 lot's receipt order: a few lines of obvious code that the ledger must agree
-with after every step. Each example uses fresh item names in one shared SQLite
-ledger (items never interact), so examples are cheap.
+with after every step. Each example uses fresh item names in one shared ledger
+per database (items never interact), so examples are cheap; SQLite and
+PostgreSQL each run the whole property.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.databases import make_database
 from tests.ledger_helpers import at, balances
 from trueup.ledger import InsufficientStock, Ledger, RevertBlocked
 from trueup.ledger.fifo import Pick, bundle
@@ -66,15 +68,20 @@ class Reference:
         return {key: q for key, q in self.stock.items() if q != 0}
 
 
-@pytest.fixture(scope="module")
-def shared_ledger(tmp_path_factory):
-    with Ledger(f"sqlite:///{tmp_path_factory.mktemp('props')}/props.db") as ledger:
-        for location in REAL:
-            ledger.add_location(location)
-        yield ledger
+@pytest.fixture(scope="module", params=("sqlite", "postgresql"))
+def shared_ledger(request, tmp_path_factory):
+    database, drop = make_database(request.param, tmp_path_factory.mktemp("props"))
+    try:
+        with Ledger(database.url) as ledger:
+            for location in REAL:
+                ledger.add_location(location)
+            yield ledger
+    finally:
+        database.engine.dispose()
+        drop()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=operations)
 def test_random_operations_match_the_reference(shared_ledger, ops):
     ledger, item, ref = shared_ledger, f"prop-{next(_items)}", Reference()
