@@ -93,3 +93,16 @@ def test_reservations_and_the_ledger_url_from_env_or_config(url, tmp_path, monke
 def test_every_command_has_help_with_an_example():
     for command in ledger_app.registered_commands:
         assert "Example: trueup ledger" in (command.callback.__doc__ or ""), command.name
+
+
+def test_ledger_url_precedence(monkeypatch):
+    from trueup.config import parse_config
+
+    monkeypatch.delenv("TRUEUP_LEDGER_URL", raising=False)
+    monkeypatch.delenv("TRUEUP_DATABASE_URL", raising=False)
+    both = parse_config({"database": {"url": "sqlite:///app.db"}, "ledger": {"url": "sqlite:///books.db"}})
+    assert parse_config({"database": {"url": "sqlite:///app.db"}}).ledger_url() == "sqlite:///app.db"
+    assert both.ledger_url() == "sqlite:///books.db"
+    monkeypatch.setenv("TRUEUP_LEDGER_URL", "sqlite:///env.db")
+    assert both.ledger_url() == "sqlite:///env.db"
+    assert both.ledger_url("sqlite:///flag.db") == "sqlite:///flag.db"

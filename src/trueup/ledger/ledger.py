@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from trueup.db import describe, dialect_for, driver_message, open_engine, redact
 from trueup.errors import DatabaseError
-from trueup.ledger import migrate, queries, reservations, revert
+from trueup.ledger import migrate, queries, reservations, revert, verify
 from trueup.ledger import schema as t
 from trueup.ledger.book import Book
 from trueup.ledger.errors import InsufficientStock, InvalidRequest, NotFound
@@ -174,8 +174,7 @@ class Ledger:
     ) -> Transaction:
         """Stock leaves for a sale, usage or scrap, oldest lots first; `.cost` is the cost of the goods."""
         qty, lots = _quantity(qty, "qty"), _lots(lots)
-        if reason not in ISSUE_REASONS:
-            raise InvalidRequest(f"unknown reason {reason!r} (use one of: {', '.join(ISSUE_REASONS)})")
+        _reason(reason)
         if isinstance(lots, Mapping) and sum(lots.values()) != qty:
             raise InvalidRequest(f"the named lots add up to {t.plain(sum(lots.values()))}, not {t.plain(qty)}")
 
@@ -347,14 +346,8 @@ class Ledger:
         self, reservation_id: int, *, reason: str = "sale", key: str | None = None, at: datetime | None = None
     ) -> Transaction:
         """Issue what a reservation holds (FIFO) and close it; refused once it has expired."""
-        with self.engine.connect() as connection:
-            held = reservations.read(
-                connection,
-                queries.find_item(connection, t.reservations, "id", reservation_id, "reservation"),
-                reservation_id,
-            )
-        if reason not in ISSUE_REASONS:
-            raise InvalidRequest(f"unknown reason {reason!r} (use one of: {', '.join(ISSUE_REASONS)})")
+        _reason(reason)
+        held = self.reservation(reservation_id)
 
         def plan(book: Book, number: int) -> Draft:
             current = reservations.read(book.connection, held.item, reservation_id)
@@ -402,10 +395,8 @@ class Ledger:
     @_database_errors
     def verify(self) -> CheckReport:
         """Rebuild every balance from the movement log and compare; `.ok` when everything adds up."""
-        from trueup.ledger.verify import verify
-
         with self.engine.connect() as connection:
-            return verify(connection)
+            return verify.verify(connection)
 
     @_database_errors
     def transaction(self, transaction_id: int) -> Transaction:
@@ -503,6 +494,11 @@ def _real(book: Book, location: str) -> None:
         raise InvalidRequest(
             f"{location!r} is a virtual location: use receive, issue or adjust to move stock in or out of the books"
         )
+
+
+def _reason(reason: str) -> None:
+    if reason not in ISSUE_REASONS:
+        raise InvalidRequest(f"unknown reason {reason!r} (use one of: {', '.join(ISSUE_REASONS)})")
 
 
 def _average_cost(parts: list[Pick]) -> Decimal:
