@@ -213,10 +213,7 @@ class SQLiteDialect(Dialect):
         return sqlite.insert(table).on_conflict_do_nothing()
 
     def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        insert = sqlite.insert(table)
-        return insert.on_conflict_do_update(
-            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
-        )
+        return _on_conflict_add(sqlite.insert(table), table, keys, column)
 
     def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
         # No sequences in SQLite; safe because the caller holds the database's write lock.
@@ -235,10 +232,7 @@ class PostgreSQLDialect(Dialect):
         return postgresql.insert(table).on_conflict_do_nothing()
 
     def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        insert = postgresql.insert(table)
-        return insert.on_conflict_do_update(
-            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
-        )
+        return _on_conflict_add(postgresql.insert(table), table, keys, column)
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -267,6 +261,11 @@ class MySQLDialect(Dialect):
             yield
         finally:
             connection.execute(sa.select(sa.func.release_lock(name)))
+
+
+def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + excluded.column (SQLite, PostgreSQL)."""
+    return insert.on_conflict_do_update(index_elements=keys, set_={column: table.c[column] + insert.excluded[column]})
 
 
 _DIALECTS: dict[str, Dialect] = {
