@@ -1,7 +1,102 @@
-"""trueup: make inventory add up."""
+"""trueup: make inventory add up.
+
+The Python API mirrors the CLI:
+
+    import trueup
+    report = trueup.check("trueup.toml")          # -> CheckReport
+    for rule in report.rules:
+        print(rule.name, rule.drifted, rule.abs_drift)
+    plan = trueup.plan("trueup.toml", rules=["diapers"])
+    result = trueup.apply("trueup.toml", yes=True)   # -> ApplyResult; result.run_id
+    trueup.undo(result.run_id, "trueup.toml")
+"""
+
+from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from trueup.config import Config
+    from trueup.reconcile.apply import ApplyResult
+    from trueup.reconcile.check import CheckReport
+    from trueup.reconcile.plan import Plan
+    from trueup.reconcile.undo import UndoResult
+
+
+def check(
+    config: Config | str | Path = "trueup.toml",
+    *,
+    database: str | None = None,
+    rules: list[str] | None = None,
+    keep: int | None = 20,
+) -> CheckReport:
+    """Check the config's rules (all, or those named) and custom checks; keep the worst `keep` keys per rule."""
+    from trueup.reconcile.check import CheckRun
+
+    with _session(config, database) as (cfg, connection):
+        return CheckRun(connection, cfg, rules=rules, keep=keep, with_checks=not rules).report()
+
+
+def plan(
+    config: Config | str | Path = "trueup.toml",
+    *,
+    database: str | None = None,
+    rules: list[str] | None = None,
+    keys: list[tuple[Any, ...]] | None = None,
+    where: str | None = None,
+    limit: int | None = None,
+) -> Plan:
+    """The corrections a repair would make (the dry run); `trueup.reconcile.plan.save_plan` writes it."""
+    from trueup.db import redact
+    from trueup.reconcile.plan import make_plan
+    from trueup.reconcile.query import Scope
+
+    with _session(config, database) as (cfg, connection):
+        scope = Scope(keys=tuple(keys or ()), where=where)
+        return make_plan(connection, cfg, database=redact(connection.engine.url), rules=rules, scope=scope, limit=limit)
+
+
+def apply(config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any) -> ApplyResult:
+    """Correct the drift (or apply a saved `plan=`), back up, write in one transaction with an audit trail, verify.
+
+    Keyword options are those of `trueup.reconcile.apply.apply`: rules, scope, limit, plan,
+    limits, backup_dir, yes, confirm, triggered_by, lock_timeout.
+    """
+    from trueup.reconcile.apply import apply as apply_repair
+
+    with _session(config, database) as (cfg, connection):
+        return apply_repair(connection, cfg, connection.engine.url, **options)
+
+
+def undo(
+    run_id: int, config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any
+) -> UndoResult:
+    """Put back exactly what run `run_id` changed (options: force, skip_conflicts, triggered_by)."""
+    from trueup.reconcile.undo import undo_run
+
+    with _session(config, database) as (_, connection):
+        return undo_run(connection, run_id, **options)
+
+
+@contextmanager
+def _session(config: Config | str | Path, database: str | None) -> Iterator[tuple[Config, Connection]]:
+    from trueup.config import Config, load_config
+    from trueup.db import connect, open_engine
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    engine = open_engine(cfg.database_url(database))
+    try:
+        with connect(engine) as connection:
+            yield cfg, connection
+    finally:
+        engine.dispose()

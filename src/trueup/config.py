@@ -139,6 +139,9 @@ class Check(_Model):
 
 class Database(_Model):
     url: str | None = None
+    # A regular expression matched against the URL's host and database name: a match
+    # makes `apply` and `undo` ask for confirmation (or --yes) before writing.
+    production_pattern: str = r"(?<![a-z])(prod|production|live)(?![a-z])"
 
 
 class LedgerSettings(_Model):
@@ -244,6 +247,8 @@ def parse_config(
 def _describe(error: ValidationError, data: dict[str, Any], label: str) -> str:
     """One line naming the file, the rule (by name) and the field of the first problem."""
     problems = error.errors(include_url=False)
+    # A misspelt field also makes the real one "missing"; the spelling is the news.
+    problems.sort(key=lambda p: p["type"] != "extra_forbidden")
     first = problems[0]
     place = _place(first["loc"], data)
     message = first["msg"].removeprefix("Value error, ")

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +36,9 @@ from trueup.errors import ConfigError, DatabaseError
 log = logging.getLogger(__name__)
 
 # The drivers trueup ships with, used when a URL names only the database kind.
+# Memory for the hash aggregate of a repair, per operation, for trueup's own transactions only.
+WORK_MEM = "64MB"
+
 _DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
 _DRIVER_PACKAGES = {
     "psycopg": "psycopg[binary]",
@@ -70,8 +77,9 @@ def redact(url: str | URL) -> str:
 def open_engine(url: str) -> Engine:
     """An engine for `url`; a missing driver or bad URL becomes a `TrueupError`."""
     parsed = parse_url(url)
+    dialect = dialect_for_name(parsed.get_backend_name())
     try:
-        engine = sa.create_engine(parsed, **dialect_for_name(parsed.get_backend_name()).engine_options(parsed))
+        engine = sa.create_engine(parsed, **dialect.engine_options(parsed))
     except NoSuchModuleError:
         raise ConfigError(f"unknown database kind in URL {redact(parsed)!r}") from None
     except ModuleNotFoundError as error:
@@ -80,6 +88,7 @@ def open_engine(url: str) -> Engine:
         raise DatabaseError(
             f"the {driver} driver for {parsed.get_backend_name()} is not installed: pip install '{package}'"
         ) from None
+    dialect.configure(engine)
     return engine
 
 
@@ -129,6 +138,28 @@ def table_ref(path: str) -> sa.TableClause:
     return sa.table(name, schema=schema or None)
 
 
+def coerce(value: Any, python_type: type | None) -> Any:
+    """A key value read from text (CLI, JSON plan) as the column's Python type, so it binds correctly."""
+    if value is None or python_type is None or isinstance(value, python_type):
+        return value
+    try:
+        if python_type is uuid.UUID:
+            return uuid.UUID(str(value))
+        if python_type is datetime:
+            return datetime.fromisoformat(str(value))
+        if python_type is date:
+            return date.fromisoformat(str(value))
+        if python_type is Decimal:
+            return Decimal(str(value))
+        if python_type is int and isinstance(value, str):
+            return int(value)
+        if python_type is str:
+            return str(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid {python_type.__name__}") from None
+    return value
+
+
 def user_sql(text: str) -> sa.TextClause:
     """The user's SQL as written; colons are escaped so `'10:00'` is not a bind parameter."""
     return sa.text(text.replace(":", r"\:"))
@@ -142,9 +173,14 @@ class Dialect:
     """Base behaviour (standard SQL); subclasses override what their database does differently."""
 
     name: str = "default"
+    ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
+    retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
         return {}
+
+    def configure(self, engine: Engine) -> None:
+        """Hook to install engine events."""
 
     def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """True where a timestamp column lies after the database's current time."""
@@ -153,9 +189,49 @@ class Dialect:
     def stream_options(self) -> dict[str, Any]:
         return {"stream_results": True, "yield_per": 2000}
 
+    @contextmanager
+    def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
+        """A transaction for writing: READ COMMITTED, so each statement sees the latest commits."""
+        _end_reads(connection)
+        connection.execution_options(isolation_level="READ COMMITTED")  # sets the connection's level
+        try:
+            with connection.begin():
+                self.set_lock_timeout(connection, lock_timeout)
+                yield connection
+        finally:
+            connection.execution_options(isolation_level=connection.default_isolation_level)
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        pass
+
+    def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A key's values as JSON text, e.g. `[42, "A-1"]`."""
+        return sa.cast(sa.func.json_array(*columns), sa.Text)
+
+    def drop_temporary(self, name: str) -> str:
+        """DROP for a temporary table that can never reach a real table of the same name."""
+        return f"DROP TABLE IF EXISTS {name}"
+
+    def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """`column` for CREATE TABLE … AS SELECT, keeping its type but not its NOT NULL."""
+        return column
+
+    def analyze(self, connection: Connection, table: str) -> None:
+        """Give the planner statistics for a freshly filled work table."""
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        """Take row locks on what `query` selects, held until the transaction ends."""
+        for _ in connection.execute(query.with_for_update(), execution_options=self.stream_options()):
+            pass
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        """A deadlock or serialization failure: the whole transaction may simply be run again."""
+        code = getattr(error.orig, "sqlstate", None) or (error.orig.args[0] if error.orig.args else None)
+        return str(code) in self.retryable_codes
+
     def serialize_writers(self, engine: Engine) -> Engine:
-        """`engine` set up for concurrent writers that lock rows: READ COMMITTED, so each statement
-        sees what the previous lock holder committed (MySQL's default REPEATABLE READ would not)."""
+        """`engine` for writers that serialise on row locks: READ COMMITTED, so each statement sees
+        what the previous lock holder committed (MySQL's default REPEATABLE READ would not)."""
         return engine.execution_options(isolation_level="READ COMMITTED")
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
@@ -181,6 +257,25 @@ class Dialect:
 class SQLiteDialect(Dialect):
     name: str = "sqlite"
 
+    def engine_options(self, url: URL) -> dict[str, Any]:
+        return {"connect_args": {"timeout": 30}}  # wait this long for another writer's lock
+
+    def configure(self, engine: Engine) -> None:
+        # sqlite3 cannot bind Decimal; its text keeps every digit, and a column of numeric
+        # affinity stores it as a number (the adapter registry is global to the module).
+        sqlite3.register_adapter(Decimal, str)
+
+        # pysqlite's own transaction handling delays BEGIN; take it over, as SQLAlchemy's docs
+        # recommend, so that writes can BEGIN IMMEDIATE and hold the write lock from the start.
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
+            connection.exec_driver_sql(f"BEGIN {mode}")
+
     def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         # SQLite stores times as text in several layouts; julianday() reads them all.
         return sa.func.julianday(column) > sa.func.julianday("now")
@@ -188,26 +283,42 @@ class SQLiteDialect(Dialect):
     def stream_options(self) -> dict[str, Any]:
         return {"yield_per": 2000}  # sqlite3 cursors already fetch lazily
 
+    @contextmanager
+    def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
+        """BEGIN IMMEDIATE: no other writer can slip in between reading and writing."""
+        _end_reads(connection)
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+        connection.commit()
+        connection.execution_options(sqlite_begin="IMMEDIATE")  # sets it on the connection itself
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            connection.execution_options(sqlite_begin="DEFERRED")
+
+    def is_retryable(self, error: DBAPIError) -> bool:
+        return "database is locked" in str(error.orig)
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS temp.{name}"
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        pass  # BEGIN IMMEDIATE already holds the database's write lock
+
     def serialize_writers(self, engine: Engine) -> Engine:
-        """Every transaction starts with BEGIN IMMEDIATE: SQLite has one writer at a time, and taking
-        the write lock up front (instead of on the first write) means a read-then-write transaction
-        never finds, too late, that another writer got in between. WAL lets readers go on meanwhile;
-        with synchronous=NORMAL a commit does not wait for fsync: a crash of the program loses
-        nothing, a power cut may lose the last commits but never leaves a half-written one."""
+        """Every transaction of `engine` starts with BEGIN IMMEDIATE (see `configure`): SQLite has one
+        writer at a time, and taking the write lock up front means a read-then-write transaction never
+        finds, too late, that another writer got in between. WAL lets readers go on meanwhile; with
+        synchronous=NORMAL a commit does not wait for fsync: a crash of the program loses nothing, a
+        power cut may lose the last commits but never leaves a half-written one."""
 
         @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, record: Any) -> None:
-            dbapi_connection.isolation_level = None  # the driver must not BEGIN on its own
-            dbapi_connection.execute("PRAGMA busy_timeout = 60000")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
             if engine.url.database not in (None, "", ":memory:"):
                 dbapi_connection.execute("PRAGMA journal_mode = WAL")
                 dbapi_connection.execute("PRAGMA synchronous = NORMAL")
 
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
@@ -227,6 +338,28 @@ class SQLiteDialect(Dialect):
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
+    retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
+        for name, value in settings.items():  # for this transaction only
+            connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+    def analyze(self, connection: Connection, table: str) -> None:
+        # PostgreSQL never analyzes temporary tables by itself; without statistics it
+        # plans the joins against a 100,000-key work table as if it held a few rows.
+        connection.exec_driver_sql(f"ANALYZE {table}")
+
+    def lock_rows(self, connection: Connection, query: sa.Select) -> None:
+        # Lock inside a subquery and count, so the locked rows never travel to the client.
+        locked = query.with_for_update().subquery("locked")
+        connection.execute(sa.select(sa.func.count()).select_from(locked)).scalar_one()
+
+    def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.cast(sa.func.json_build_array(*columns), sa.Text)
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TABLE IF EXISTS pg_temp.{name}"
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -243,6 +376,17 @@ class PostgreSQLDialect(Dialect):
 @dataclass(frozen=True)
 class MySQLDialect(Dialect):
     name: str = "mysql"
+    ddl_commits: bool = True
+    retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
+
+    def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
+        connection.execute(sa.text("SET SESSION innodb_lock_wait_timeout = :s"), {"s": max(1, int(seconds))})
+
+    def drop_temporary(self, name: str) -> str:
+        return f"DROP TEMPORARY TABLE IF EXISTS {name}"
+
+    def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return sa.case((sa.literal_column("1") == sa.literal_column("0"), sa.null()), else_=column)
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         insert = mysql.insert(table)  # a no-op update, since INSERT IGNORE would also hide real errors
@@ -261,6 +405,12 @@ class MySQLDialect(Dialect):
             yield
         finally:
             connection.execute(sa.select(sa.func.release_lock(name)))
+
+
+def _end_reads(connection: Connection) -> None:
+    """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
+    if connection.in_transaction():
+        connection.commit()
 
 
 def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:

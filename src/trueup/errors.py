@@ -25,7 +25,11 @@ class DatabaseError(TrueupError):
     """The database could not be reached, or refused a statement we built."""
 
 
-class ConflictError(TrueupError):
-    """The command ran but refused to act because the data moved underneath it."""
+class RefusedError(TrueupError):
+    """The command ran but refused to act: a guard rail, a conflict, a declined confirmation."""
 
     exit_code = 1
+
+
+class ConflictError(RefusedError):
+    """Refused because the data moved underneath: rows changed since a plan or a run."""

@@ -39,7 +39,7 @@ def check(
     Example: trueup check --config trueup.toml --format json --output drift.json
     """
     cfg = load_config(config)
-    with common.session(cfg, database) as connection, common.RuleProgress(common.interactive(quiet)) as progress:
+    with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as progress:
         run = CheckRun(
             connection, cfg, rules=rule, keep=keep_for(fmt.value, limit), observer=progress, with_checks=not rule
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.engine import Connection
 
-from trueup.config import Config
+from trueup.config import DATABASE_URL_ENV, DEFAULT_CONFIG, Config, load_config
 from trueup.db import connect, open_engine
 from trueup.errors import TrueupError
 from trueup.reconcile.drift import RuleResult
@@ -90,8 +91,8 @@ def interactive(quiet: bool) -> bool:
     return not quiet and sys.stdout.isatty() and sys.stderr.isatty()
 
 
-class RuleProgress:
-    """A Rich progress display over rules (spinner, rule name, elapsed time) on stderr."""
+class Activity:
+    """A Rich progress display on stderr: a spinner, what is happening (rule or phase), elapsed time."""
 
     def __init__(self, enabled: bool):
         self._progress = Progress(
@@ -104,7 +105,7 @@ class RuleProgress:
         )
         self._task: Any = None
 
-    def __enter__(self) -> RuleProgress:
+    def __enter__(self) -> Activity:
         self._progress.__enter__()
         return self
 
@@ -112,7 +113,32 @@ class RuleProgress:
         self._progress.__exit__(*exc)
 
     def rule_started(self, name: str, index: int, total: int) -> None:
-        self._task = self._progress.add_task(f"rule {index + 1}/{total}: {name}", total=None)
+        self.phase(f"rule {index + 1}/{total}: {name}")
 
     def rule_finished(self, result: RuleResult) -> None:
-        self._progress.remove_task(self._task)
+        self.phase("")
+
+    def phase(self, description: str) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        if description:
+            self._task = self._progress.add_task(description, total=None)
+
+
+def load_config_for(path: Path | None, database: str | None) -> Config:
+    """The config; commands that need only a database may run without one when a URL is given."""
+    if path is None and not DEFAULT_CONFIG.exists() and (database or os.environ.get(DATABASE_URL_ENV)):
+        return Config()
+    return load_config(path)
+
+
+def confirmer() -> Callable[[str], bool] | None:
+    """Ask at the terminal; None (refuse) when nobody is there to answer."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda question: typer.confirm(f"{question[0].upper()}{question[1:]}. Proceed?", default=False, err=True)
+
+
+def warn(message: str) -> None:
+    stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)

@@ -33,7 +33,7 @@ def demo(
     config_path = build_demo(directory, items=items)
     config = load_config(config_path)
     with common.session(config, None) as connection:
-        run = CheckRun(connection, config, observer=common.RuleProgress(False))
+        run = CheckRun(connection, config, observer=common.Activity(False))
         write_check(run, "table", common.stdout().file)
     if not quiet:
         common.stderr().print(

@@ -19,6 +19,7 @@ stays flat.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import NamedTuple, Protocol
 
 from sqlalchemy.engine import Connection
@@ -26,11 +27,12 @@ from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message
-from trueup.errors import DatabaseError
+from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import query
 from trueup.reconcile.checks import CheckResult, run_check
 from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
 from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.target import Target
 
 
 class CheckReport(NamedTuple):
@@ -101,13 +103,29 @@ class RuleScan:
                 keep=self._keep,
             )
             comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            for values in connection.execution_options(**dialect.stream_options()).execute(comparison):
+            for values in connection.execute(comparison, execution_options=dialect.stream_options()):
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift
         except DBAPIError as error:
             raise DatabaseError(f"rule {rule.name!r}: the comparison query failed: {driver_message(error)}") from None
         self._result = tally.result()
+
+
+def typed_scope(connection: Connection, rule: Rule, scope: query.Scope) -> query.Scope:
+    """`scope` with its keys (often text from the command line) typed like the rule's key columns."""
+    if not scope.keys:
+        return scope
+    width = len(rule.recorded.key)
+    for key in scope.keys:
+        if len(key) != width:
+            columns = ",".join(rule.recorded.key)
+            raise UsageError(f"rule {rule.name!r} has a {width}-column key ({columns}); got {','.join(map(str, key))}")
+    try:
+        keys = tuple(Target.of(rule).coerce_keys(connection, scope.keys))
+    except ValueError as error:
+        raise UsageError(f"rule {rule.name!r}: --key {error}") from None
+    return replace(scope, keys=keys)
 
 
 class CheckRun:
@@ -129,7 +147,7 @@ class CheckRun:
         self.rules = [resolve_rule(connection, rule, label) for rule in config.select_rules(rules)]
         self.custom_checks = list(config.checks) if with_checks else []
         self._label = label
-        self._scope = scope
+        self._scopes = {rule.name: typed_scope(connection, rule, scope) for rule in self.rules}
         self._keep = keep
         self._observer = observer or _Silent()
         self._results: list[RuleResult] = []
@@ -154,7 +172,7 @@ class CheckRun:
     def _scan_all(self) -> Iterator[RuleScan]:
         for index, rule in enumerate(self.rules):
             self._observer.rule_started(rule.name, index, len(self.rules))
-            scan = RuleScan(self.connection, rule, scope=self._scope, keep=self._keep)
+            scan = RuleScan(self.connection, rule, scope=self._scopes[rule.name], keep=self._keep)
             yield scan
             result = scan.result()
             self._results.append(result)

@@ -56,14 +56,20 @@ FIGURES = (
 
 @dataclass(frozen=True)
 class Scope:
-    """Which part of a rule to look at: some keys, and/or a filter on the recorded table."""
+    """Which part of a rule to look at: some keys, a table of keys, and/or a filter on the recorded table.
+
+    `key_table` is a (temporary) table whose columns k0..kn hold the keys: how a
+    repair narrows a rule to the 100,000 keys of a plan without binding 100,000
+    parameters.
+    """
 
     keys: Sequence[tuple[Any, ...]] = field(default_factory=tuple)
     where: str | None = None
+    key_table: sa.TableClause | None = None
 
     @property
     def is_everything(self) -> bool:
-        return not self.keys and self.where is None
+        return not self.keys and self.where is None and self.key_table is None
 
 
 EVERYTHING = Scope()
@@ -181,6 +187,8 @@ def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElem
         filters.append(user_sql(scope.where))
     if scope.keys:
         filters.append(_key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
+    if scope.key_table is not None:
+        filters.append(_in_key_table([column_ref(prep, k) for k in rule.recorded.key], scope.key_table))
     return filters
 
 
@@ -190,6 +198,8 @@ def _source_scope(
     filters: list[sa.ColumnElement[bool]] = []
     if scope.keys:
         filters.append(_key_in(keys, scope.keys))
+    if scope.key_table is not None:
+        filters.append(_in_key_table(keys, scope.key_table))
     if scope.where:
         # Only keys whose recorded row matches: a semi-join on the recorded table.
         recorded_keys = (
@@ -205,6 +215,11 @@ def _key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])
+
+
+def _in_key_table(columns: list[sa.ColumnElement[Any]], table: sa.TableClause) -> sa.ColumnElement[bool]:
+    listed = sa.select(*[table.c[f"k{i}"] for i in range(len(columns))])
+    return _key_tuple(columns).in_(listed)
 
 
 def _key_tuple(columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:

@@ -1,0 +1,487 @@
+"""Apply: correct every drifted key of the chosen rules in one transaction, with its audit, then verify.
+
+Inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE), per rule:
+
+1. the corrections are computed by the comparison query straight into a
+   temporary table `trueup_now_N` (`INSERT … SELECT`: observed recorded
+   figure, expected figure, whether a row must be inserted). For a saved plan
+   the comparison is narrowed to the plan's keys, and keys whose figures
+   moved since the plan are refused and listed: the user reviewed other numbers;
+2. the guard rails (`--max-changes`, `--max-abs-delta`) are checked on that
+   table, and the file backup is taken, before any lock is held;
+3. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
+   order) and compared with the figure observed in step 1. A row that moved in
+   between was written by someone else: it is recomputed now that it is
+   locked (or, for a saved plan, refused);
+4. one `UPDATE … JOIN trueup_now_N` sets recorded = expected (absolute, so a
+   second apply finds nothing to do), missing rows are inserted where the rule
+   allows it, and the pre/post images are copied to `trueup_changes` in one
+   `INSERT … SELECT`, beside the `trueup_runs` row.
+
+Why nothing is lost beside live writers: a sale that updates the cached
+figure either committed before our lock (then the row moved and is recomputed
+under the lock, seeing the sale), or waits for our commit and then applies its
+own `quantity = quantity - n` on top of the corrected figure. A deadlock
+aborts our transaction cleanly and it is retried from the start.
+
+After commit the applied keys are checked again (verify); a residual is
+recorded on the run and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import DBAPIError
+
+from trueup.config import Config, Rule
+from trueup.db import dialect_for, driver_message, redact
+from trueup.errors import DatabaseError, UsageError
+from trueup.reconcile import audit
+from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
+from trueup.reconcile.check import RuleScan, typed_scope
+from trueup.reconcile.drift import as_decimal
+from trueup.reconcile.guard import Limits, confirm_writes, production_reason
+from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
+from trueup.reconcile.query import EVERYTHING, Scope, comparison
+from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.target import Target
+from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
+from trueup.report.format import to_json
+
+log = logging.getLogger(__name__)
+ATTEMPTS = 3
+NO_LIMITS = Limits()
+
+
+class Conflict(NamedTuple):
+    rule: str
+    key: tuple[Any, ...]
+    reason: str
+
+
+class RuleApplied(NamedTuple):
+    rule: str
+    updated: int
+    inserted: int
+    conflicts: tuple[Conflict, ...]
+    residual: Decimal = Decimal(0)
+
+
+class ApplyResult(NamedTuple):
+    run_id: int | None
+    rules: tuple[RuleApplied, ...]
+    status: str  # nothing to do | refused | verified | residual
+    backup: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> int:
+        return sum(r.updated + r.inserted for r in self.rules)
+
+    @property
+    def conflicts(self) -> tuple[Conflict, ...]:
+        return tuple(c for r in self.rules for c in r.conflicts)
+
+    @property
+    def residual(self) -> Decimal:
+        return sum((r.residual for r in self.rules), Decimal(0))
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.conflicts or self.residual else 0
+
+
+Phase = Callable[[str], None]
+
+
+class _Job(NamedTuple):
+    """One rule to correct: everything in `scope` (worst `limit` first), or a saved plan's keys."""
+
+    rule: Rule
+    target: Target
+    scope: Scope
+    saved: RulePlan | None
+
+
+class _Written(NamedTuple):
+    run_id: int
+    outcomes: list[RuleApplied]
+    backup: Backup
+
+
+def apply(
+    connection: Connection,
+    config: Config,
+    url: URL,
+    *,
+    plan: Plan | None = None,
+    rules: list[str] | None = None,
+    scope: Scope = EVERYTHING,
+    limit: int | None = None,
+    limits: Limits = NO_LIMITS,
+    backup_dir: Path | None = DEFAULT_DIRECTORY,
+    yes: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+    triggered_by: str = "cli",
+    lock_timeout: float = 30,
+    phase: Phase = lambda name: None,
+) -> ApplyResult:
+    """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
+
+    `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
+    On a database that looks like production, `yes` or `confirm(question)` must agree first.
+    """
+    if plan is not None:
+        check_plan_fits(plan, config, redact(url), "plan")
+        limits.check_plan(plan)
+    pattern = config.database.production_pattern
+    if production_reason(url, pattern) and not yes:
+        if confirm is not None:  # someone can answer: show them how much would be written
+            phase("planning")
+            preview = plan or make_plan(connection, config, database=redact(url), rules=rules, scope=scope, limit=limit)
+            if not preview.changes:
+                return ApplyResult(None, (), "nothing to do")
+        what = f"write {preview.changes} correction(s)" if confirm is not None else "write corrections"
+        confirm_writes(url, pattern, what, yes=yes, confirm=confirm)
+    if plan is not None:
+        selected = [(config.rule(r.rule), r) for r in plan.rules if r.corrections]
+    else:
+        selected = [(rule, None) for rule in config.select_rules(rules)]
+    if not selected:
+        return ApplyResult(None, (), "nothing to do")
+    jobs = []
+    for rule, saved in selected:
+        resolved = resolve_rule(connection, rule)
+        jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
+    audit.ensure_tables(connection)
+    return _apply(connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase)
+
+
+def _apply(
+    connection: Connection,
+    config: Config,
+    url: URL,
+    jobs: list[_Job],
+    plan: Plan | None,
+    limit: int | None,
+    limits: Limits,
+    backup_dir: Path | None,
+    triggered_by: str,
+    lock_timeout: float,
+    phase: Phase,
+) -> ApplyResult:
+    dialect = dialect_for(connection)
+
+    def file_backup() -> Backup:
+        if backup_dir is None:
+            return Backup(None, None)
+        phase("backing up")
+        return backup_tables(connection, url, [job.rule.recorded.table for job in jobs], backup_dir)
+
+    for attempt in range(1, ATTEMPTS + 1):
+        nows: list[WorkTable] = []
+        try:
+            with _dropping(connection, nows), dialect.write_transaction(connection, lock_timeout) as tx:
+                written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows)
+            break
+        except _NothingWritten as nothing:
+            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
+        except DBAPIError as error:
+            if attempt < ATTEMPTS and dialect.is_retryable(error):
+                log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
+                continue
+            raise DatabaseError(f"apply failed and was rolled back: {driver_message(error)}") from None
+    return _verified(connection, jobs, written, phase)
+
+
+@contextmanager
+def _dropping(connection: Connection, tables: list[WorkTable]) -> Iterator[None]:
+    """Drop the work tables on the way out (MySQL keeps temporary tables across a rollback)."""
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction():
+            connection.rollback()
+        _drop(connection, tables)
+        raise
+
+
+class _NothingWritten(Exception):
+    """Nothing to correct, or every correction refused: roll back instead of recording an empty run."""
+
+    def __init__(self, outcomes: tuple[RuleApplied, ...], status: str, backup: Backup):
+        self.outcomes, self.status, self.backup = outcomes, status, backup
+
+
+def _write(
+    tx: Connection,
+    config: Config,
+    jobs: list[_Job],
+    plan: Plan | None,
+    limit: int | None,
+    limits: Limits,
+    triggered_by: str,
+    file_backup: Callable[[], Backup],
+    phase: Phase,
+    nows: list[WorkTable],
+) -> _Written:
+    run_id = audit.start_run(
+        tx,
+        kind="apply",
+        rule=",".join(job.rule.name for job in jobs),
+        triggered_by=triggered_by,
+        config_sha256=config.sha256,
+        plan_sha256=plan.sha256 if plan else None,
+    )
+    refused: list[tuple[Conflict, ...]] = []
+    for index, job in enumerate(jobs):
+        phase(f"computing {job.rule.name}")
+        now = WorkTable(
+            tx, f"trueup_now_{index}", job.target, {"observed": QUANTITY, "expected": QUANTITY, "missing": FLAG}
+        )
+        nows.append(now.create())
+        refused.append(_candidates(tx, job, now, limit, index))
+    changes, worst = _size(tx, jobs, nows)
+    if not changes:
+        outcomes = tuple(RuleApplied(job.rule.name, 0, 0, c) for job, c in zip(jobs, refused, strict=True))
+        raise _NothingWritten(outcomes, "refused" if any(refused) else "nothing to do", Backup(None, None))
+    limits.check(changes, worst)
+    made = file_backup()
+    outcomes = []
+    for job, now, conflicts in zip(jobs, nows, refused, strict=True):
+        phase(f"applying {job.rule.name}")
+        now.lock_targets()
+        conflicts += _settle_moved(tx, job, now)
+        updated = _update(tx, job.rule, job.target, now)
+        inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
+        _record_updates(tx, job.rule, job.target, now, run_id)
+        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
+    if not any(o.updated or o.inserted for o in outcomes):
+        raise _NothingWritten(tuple(outcomes), "refused", made)
+    audit.finish_run(
+        tx,
+        run_id,
+        updated=sum(o.updated for o in outcomes),
+        inserted=sum(o.inserted for o in outcomes),
+        conflicts=sum(len(o.conflicts) for o in outcomes),
+        status="applied",
+    )
+    return _Written(run_id, outcomes, made)
+
+
+def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
+    """Fill `now` with the corrections to make; for a saved plan, return the keys refused as moved."""
+    columns = [c.name for c in now.table.c]
+    if job.saved is None:
+        tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, job.scope, limit)))
+        now.analyze()
+        return ()
+    keys = WorkTable(
+        tx, f"trueup_keys_{index}", job.target, {"planned_recorded": QUANTITY, "planned_expected": QUANTITY}
+    )
+    keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    try:
+        tx.execute(
+            sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(key_table=keys.table), None))
+        )
+        return _refuse_moved(tx, job.rule, keys, now)
+    finally:
+        keys.drop()
+
+
+def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) -> sa.Select:
+    """Keys of `scope` that need a correction: key, observed, expected, missing (worst first if limited)."""
+    scoped = comparison(rule, tx.dialect, dialect_for(tx), scope).order_by(None).subquery("c")
+    keys = [scoped.c[f"k{i}"] for i in range(len(rule.recorded.key))]
+    writable = scoped.c.rec_rows <= 1 if rule.recorded.insert_missing else scoped.c.rec_rows == 1
+    query = sa.select(*keys, scoped.c.recorded, scoped.c.expected, sa.case((scoped.c.rec_rows == 0, 1), else_=0)).where(
+        scoped.c.expected != scoped.c.recorded, writable, *[k.is_not(None) for k in keys]
+    )
+    if limit is not None:
+        query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)
+    return query
+
+
+def _size(tx: Connection, jobs: list[_Job], nows: list[WorkTable]) -> tuple[int, tuple[str, tuple, Decimal] | None]:
+    """How many corrections, and the largest one (rule, key, delta), for the guard rails."""
+    changes, worst = 0, None
+    for job, now in zip(jobs, nows, strict=True):
+        changes += tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one()
+        delta = now.table.c.expected - now.table.c.observed
+        top = tx.execute(sa.select(*now.keys, delta).order_by(sa.func.abs(delta).desc()).limit(1)).first()
+        if top is not None and (worst is None or abs(as_decimal(top[-1])) > abs(worst[2])):
+            worst = (job.rule.name, tuple(top[:-1]), as_decimal(top[-1]))
+    return changes, worst
+
+
+def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, ...]:
+    """Rows someone changed between computing and locking: recompute them (now locked), or refuse them."""
+    table = job.target.clause()
+    n, t = now.table.c, table.c
+    first = t[job.target.key[0]]
+    moved = sa.or_(
+        sa.and_(n.missing == 0, sa.or_(first.is_(None), t[job.target.quantity].is_distinct_from(n.observed))),
+        sa.and_(n.missing == 1, first.is_not(None)),
+    )
+    joined = now.table.outerjoin(table, sa.and_(*now.joins([t[k] for k in job.target.key])))
+    keys = [tuple(row) for row in tx.execute(sa.select(*now.keys).select_from(joined).where(moved))]
+    if not keys:
+        return ()
+    columns = [c.name for c in now.table.c]
+    tx.execute(sa.delete(now.table).where(_key_in(now.keys, keys)))
+    if job.saved is not None:
+        return tuple(Conflict(job.rule.name, key, "changed while the plan was being applied") for key in keys)
+    log.info("rule %s: %d row(s) changed while applying; recomputed under lock", job.rule.name, len(keys))
+    tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(keys=keys), None)))
+    return ()
+
+
+def _key_in(columns: list[sa.ColumnElement[Any]], keys: list[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
+
+
+def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase) -> ApplyResult:
+    phase("verifying")
+    tables = [WorkTable(connection, f"trueup_now_{i}", job.target, {}) for i, job in enumerate(jobs)]
+    outcomes = [
+        outcome._replace(residual=_residual(connection, job.rule, now.table))
+        for job, outcome, now in zip(jobs, written.outcomes, tables, strict=True)
+    ]
+    residual = sum((o.residual for o in outcomes), Decimal(0))
+    status = "residual" if residual else "verified"
+    with dialect_for(connection).write_transaction(connection):
+        audit.set_status(connection, written.run_id, status=status, residual=str(residual))
+    _drop(connection, tables)
+    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, written.backup.warnings)
+
+
+def _residual(connection: Connection, rule: Rule, keys: sa.TableClause) -> Decimal:
+    residual = RuleScan(connection, rule, scope=Scope(key_table=keys), keep=0).result().abs_drift
+    if connection.in_transaction():
+        connection.rollback()
+    return residual
+
+
+def _drop(connection: Connection, tables: list[WorkTable]) -> None:
+    if connection.in_transaction():
+        connection.rollback()
+    with connection.begin():
+        for table in tables:
+            table.drop()
+
+
+def _planned_rows(tx: Connection, rule: Rule, target: Target, rule_plan: RulePlan) -> Iterator[dict[str, Any]]:
+    keys = (c.key for c in rule_plan.corrections)
+    try:
+        for key, correction in zip(target.coerce_keys(tx, keys), rule_plan.corrections, strict=True):
+            row = {f"k{i}": value for i, value in enumerate(key)}
+            yield row | {"planned_recorded": correction.recorded, "planned_expected": correction.expected}
+    except ValueError as error:
+        raise UsageError(f"rule {rule.name!r}: a key in the plan does not fit its column: {error}") from None
+
+
+def _refuse_moved(tx: Connection, rule: Rule, keys: WorkTable, now: WorkTable) -> tuple[Conflict, ...]:
+    """Keys whose figures moved since a saved plan: listed, and removed from what will be written."""
+    k, n = keys.table.c, now.table.c
+    moved = sa.or_(
+        n.k0.is_(None),
+        k.planned_recorded.is_distinct_from(n.observed),
+        k.planned_expected.is_distinct_from(n.expected),
+    )
+    query = (
+        sa.select(*keys.keys, k.planned_recorded, k.planned_expected, n.k0.is_not(None), n.observed, n.expected)
+        .select_from(keys.table.outerjoin(now.table, sa.and_(*keys.joins(now.keys))))
+        .where(moved)
+    )
+    conflicts = []
+    for row in tx.execute(query):
+        key, (planned_recorded, planned_expected, found, observed, expected) = (
+            tuple(row[: keys.width]),
+            row[keys.width :],
+        )
+        if not found:
+            reason = "no longer needs a correction"
+        elif as_decimal(observed) != as_decimal(planned_recorded):
+            reason = f"recorded changed from {_text(planned_recorded)} to {_text(observed)} since the plan"
+        else:
+            reason = f"expected changed from {_text(planned_expected)} to {_text(expected)} since the plan"
+        conflicts.append(Conflict(rule.name, key, reason))
+    if conflicts:
+        stale = sa.select(sa.literal(1)).select_from(keys.table).where(*now.joins(keys.keys), moved)
+        tx.execute(sa.delete(now.table).where(stale.exists()))
+    return tuple(conflicts)
+
+
+def _update(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> int:
+    table = target.clause()
+    n = now.table.c
+    statement = (
+        sa.update(table)
+        .where(*now.joins([table.c[k] for k in target.key]), n.missing == 0)
+        .values({target.quantity: n.expected})
+    )
+    updated = tx.execute(statement).rowcount
+    wanted = tx.execute(sa.select(sa.func.count()).select_from(now.table).where(n.missing == 0)).scalar_one()
+    if updated != wanted:
+        raise DatabaseError(f"rule {rule.name!r}: expected to update {wanted} rows but updated {updated}; rolled back")
+    return updated
+
+
+def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> int:
+    """Create rows for keys only the sources know; each row's full image goes to the audit."""
+    n = now.table.c
+    defaults = dict(rule.recorded.insert_defaults)
+    rows = [
+        dict(zip(target.key, found[:-1], strict=True)) | {target.quantity: found[-1]} | defaults
+        for found in tx.execute(sa.select(*now.keys, n.expected).where(n.missing == 1))
+    ]
+    if not rows:
+        return 0
+    tx.execute(sa.insert(target.clause(*defaults)), rows)
+    changes = [
+        change_row(run_id, rule.name, target, [row[k] for k in target.key], "insert")
+        | {"after_value": str(row[target.quantity]), "row_image": to_json(row)}
+        for row in rows
+    ]
+    tx.execute(sa.insert(audit.changes), changes)
+    return len(rows)
+
+
+def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> None:
+    """Pre- and post-images of every updated row, copied from the work table in one statement."""
+    n = now.table.c
+    fixed = change_row(run_id, rule.name, target, None, "update")
+    select = sa.select(
+        *[sa.literal(value) for value in fixed.values()],
+        dialect_for(tx).json_array(*now.keys),
+        sa.cast(n.observed, sa.Text),
+        sa.cast(n.expected, sa.Text),
+    ).where(n.missing == 0)
+    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], select))
+
+
+def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op: str) -> dict[str, Any]:
+    """The fixed part of a `trueup_changes` row (plus the key as JSON, when given)."""
+    row = {
+        "run_id": run_id,
+        "rule": rule,
+        "table_name": target.table,
+        "key_columns": json.dumps(list(target.key)),
+        "quantity_column": target.quantity,
+        "op": op,
+    }
+    return row | ({"key": to_json(key)} if key is not None else {})
+
+
+def _text(value: Any) -> str:
+    number = as_decimal(value)
+    return "nothing" if number is None else str(number)

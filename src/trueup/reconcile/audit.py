@@ -1,0 +1,204 @@
+"""The audit trail: `trueup_runs` and `trueup_changes`, in the target database itself.
+
+A run (an apply or an undo) and the row images it wrote are inserted in the
+same transaction as the writes, so the audit can never disagree with the
+data: either both committed or neither did. Each change holds the key (JSON),
+the quantity before and after (as exact decimal text) and, for rows a run
+inserted or deleted, the whole row (JSON), which is what makes every run
+exactly undoable, undos included.
+
+The tables are created on first use, before the writing transaction begins
+(MySQL commits implicitly around DDL).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from trueup import __version__
+from trueup.db import dialect_for
+from trueup.errors import UsageError
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "trueup_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # apply | undo
+    sa.Column("rule", sa.Text, nullable=False),  # the rule names, comma-separated
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("os_user", sa.String(128)),
+    sa.Column("host", sa.String(255)),
+    sa.Column("triggered_by", sa.String(64), nullable=False),
+    sa.Column("config_sha256", sa.String(64)),
+    sa.Column("plan_sha256", sa.String(64)),
+    sa.Column("updated", sa.Integer, nullable=False, default=0),
+    sa.Column("inserted", sa.Integer, nullable=False, default=0),
+    sa.Column("deleted", sa.Integer, nullable=False, default=0),
+    sa.Column("conflicts", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(16), nullable=False),  # applied | verified | residual | undone
+    sa.Column("residual", sa.Text),  # Σ |drift| left on the applied keys after commit
+    sa.Column("undoes_run", sa.Integer),
+    sa.Column("undone_by", sa.Integer),
+    sa.Column("tool_version", sa.String(32)),
+)
+
+changes = sa.Table(
+    "trueup_changes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False, index=True),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("table_name", sa.String(255), nullable=False),
+    sa.Column("key_columns", sa.Text, nullable=False),  # JSON list of column names
+    sa.Column("quantity_column", sa.String(255), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),  # JSON list of values, in key_columns order
+    sa.Column("op", sa.String(8), nullable=False),  # update | insert | delete
+    sa.Column("before_value", sa.Text),
+    sa.Column("after_value", sa.Text),
+    sa.Column("row_image", sa.Text),  # JSON of the whole row, for inserted and deleted rows
+)
+
+
+class Run(NamedTuple):
+    id: int
+    kind: str
+    rule: str
+    started_at: datetime
+    finished_at: datetime | None
+    os_user: str | None
+    host: str | None
+    triggered_by: str
+    config_sha256: str | None
+    plan_sha256: str | None
+    updated: int
+    inserted: int
+    deleted: int
+    conflicts: int
+    status: str
+    residual: str | None
+    undoes_run: int | None
+    undone_by: int | None
+    tool_version: str | None
+
+    @property
+    def changed(self) -> int:
+        return self.updated + self.inserted + self.deleted
+
+
+class Change(NamedTuple):
+    rule: str
+    table_name: str
+    key_columns: tuple[str, ...]
+    quantity_column: str
+    key: tuple[Any, ...]
+    op: str
+    before: Decimal | None
+    after: Decimal | None
+    row_image: dict[str, Any] | None
+
+
+def ensure_tables(connection: Connection) -> None:
+    """Create the audit tables if they are missing, in a (writing) transaction of their own."""
+    dialect = dialect_for(connection)
+    try:
+        with dialect.write_transaction(connection):
+            metadata.create_all(connection, checkfirst=True)
+    except DBAPIError:  # another process created them at the same moment
+        with dialect.write_transaction(connection):
+            metadata.create_all(connection, checkfirst=True)
+
+
+def start_run(connection: Connection, *, kind: str, rule: str, triggered_by: str, **fields: Any) -> int:
+    """Insert the run row inside the writing transaction; return its id."""
+    result = connection.execute(
+        runs.insert().values(
+            kind=kind,
+            rule=rule,
+            started_at=now(),
+            os_user=_os_user(),
+            host=socket.gethostname(),
+            triggered_by=triggered_by,
+            status="applying",
+            tool_version=__version__,
+            updated=0,
+            inserted=0,
+            deleted=0,
+            conflicts=0,
+            **fields,
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def finish_run(connection: Connection, run_id: int, **fields: Any) -> None:
+    connection.execute(runs.update().where(runs.c.id == run_id).values(finished_at=now(), **fields))
+
+
+def set_status(connection: Connection, run_id: int, **fields: Any) -> None:
+    connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
+
+
+def list_runs(connection: Connection, limit: int = 20) -> list[Run]:
+    if not _exists(connection):
+        return []
+    query = sa.select(runs).order_by(runs.c.id.desc()).limit(limit)
+    return [Run(*row) for row in connection.execute(query)]
+
+
+def get_run(connection: Connection, run_id: int) -> Run:
+    row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).first() if _exists(connection) else None
+    if row is None:
+        raise UsageError(f"no run {run_id} in this database (trueup runs lists them)")
+    return Run(*row)
+
+
+def run_changes(connection: Connection, run_id: int, limit: int | None = None) -> list[Change]:
+    query = sa.select(changes).where(changes.c.run_id == run_id).order_by(changes.c.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [_change(row) for row in connection.execute(query)]
+
+
+def _change(row: Any) -> Change:
+    def number(text: str | None) -> Decimal | None:
+        return None if text is None else Decimal(text)
+
+    return Change(
+        row.rule,
+        row.table_name,
+        tuple(json.loads(row.key_columns)),
+        row.quantity_column,
+        tuple(json.loads(row.key)),
+        row.op,
+        number(row.before_value),
+        number(row.after_value),
+        json.loads(row.row_image) if row.row_image else None,
+    )
+
+
+def now() -> datetime:
+    """UTC, without tzinfo: every database stores it the same way."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _exists(connection: Connection) -> bool:
+    return sa.inspect(connection).has_table(runs.name)

@@ -1,0 +1,387 @@
+"""Whole-table backups with the database's own tools, each beside a manifest that can be verified.
+
+| database   | tool                                      | restore                                    |
+| ---------- | ----------------------------------------- | ------------------------------------------ |
+| PostgreSQL | `pg_dump -Fc -t TABLE`, sharing a snapshot | `pg_restore --clean --single-transaction` |
+|            | with the row counts in the manifest       |                                            |
+| SQLite     | the online backup API (a copy of the file) | the tables copied back in one transaction  |
+| MySQL      | `mysqldump --single-transaction`          | `mysql < FILE`                             |
+
+The manifest (`FILE.manifest.json`) records the tables, their row counts, the
+file's size and sha256. `verify_backup()` recomputes the hash and asks the
+tool whether the file is readable and holds every table (for SQLite it also
+recounts the rows). A missing tool is not an error: the backup is skipped
+with a warning, since `apply` always keeps the pre-image of every row it
+changes in `trueup_changes`, which is what `undo` uses.
+
+Passwords reach the tools through their environment (PGPASSWORD, MYSQL_PWD),
+never their command line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.engine import URL, Connection
+
+from trueup.db import redact
+from trueup.errors import DatabaseError, UsageError
+from trueup.reconcile.audit import now
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".manifest.json"
+DEFAULT_DIRECTORY = Path("trueup-backups")
+
+
+class TableCount(BaseModel):
+    name: str
+    rows: int
+
+
+class Manifest(BaseModel):
+    format: str = "trueup-backup/1"
+    created_at: datetime
+    database: str
+    dialect: str
+    tool: str
+    file: str
+    size: int
+    sha256: str
+    tables: list[TableCount]
+
+
+class Backup(NamedTuple):
+    path: Path | None  # None when no tool could make it
+    manifest: Manifest | None
+    warning: str | None = None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return (self.warning,) if self.warning else ()
+
+
+class Verification(NamedTuple):
+    path: Path
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def backup_tables(connection: Connection, url: URL, tables: list[str], directory: Path = DEFAULT_DIRECTORY) -> Backup:
+    """Back up `tables` into `directory`; returns a Backup with a warning instead if no tool exists."""
+    backend = url.get_backend_name()
+    tables = list(dict.fromkeys(tables))
+    directory.mkdir(parents=True, exist_ok=True)
+    database = Path(url.database or "memory").stem if backend == "sqlite" else (url.database or "db")
+    if backend == "sqlite":
+        path = _new_file(directory, database, ".sqlite")
+        tool, counts = "sqlite3 backup API", _sqlite_backup(connection, path, tables)
+    elif backend == "postgresql":
+        path, tool = _new_file(directory, database, ".dump"), "pg_dump"
+        if shutil.which(tool) is None:
+            return Backup(None, None, _missing(tool, "postgresql-client"))
+        counts = _pg_dump(connection, url, path, tables)
+    elif backend in ("mysql", "mariadb"):
+        tool = _first_on_path("mysqldump", "mariadb-dump")
+        if tool is None:
+            return Backup(None, None, _missing("mysqldump", "mariadb-client"))
+        path = _new_file(directory, database, ".sql")
+        counts = _mysqldump(connection, url, path, tables, tool)
+    else:
+        return Backup(None, None, f"no backup tool known for {backend}; only row pre-images were kept")
+    manifest = Manifest(
+        created_at=now(),
+        database=redact(url),
+        dialect=backend,
+        tool=tool,
+        file=path.name,
+        size=path.stat().st_size,
+        sha256=_sha256(path),
+        tables=[TableCount(name=t, rows=n) for t, n in counts.items()],
+    )
+    manifest_path(path).write_text(manifest.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return Backup(path, manifest)
+
+
+def _new_file(directory: Path, database: str, suffix: str) -> Path:
+    """`20261121T101500Z-shop.dump`, numbered if two backups land in the same second."""
+    stem = f"{now():%Y%m%dT%H%M%SZ}-{database}"
+    path, n = directory / f"{stem}{suffix}", 1
+    while path.exists() or manifest_path(path).exists():
+        n += 1
+        path = directory / f"{stem}-{n}{suffix}"
+    return path
+
+
+def list_backups(directory: Path = DEFAULT_DIRECTORY) -> list[tuple[Path, Manifest]]:
+    found = []
+    for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+        try:
+            found.append((path, Manifest.model_validate_json(path.read_bytes())))
+        except ValidationError:
+            log.warning("%s is not a trueup backup manifest; skipped", path)
+    return found
+
+
+def verify_backup(path: Path) -> Verification:
+    """Recompute the hash and ask the tool whether the backup holds every table it should."""
+    file, manifest = _open(path)
+    problems = []
+    if not file.exists():
+        return Verification(file, (f"{file} is missing",))
+    if file.stat().st_size != manifest.size:
+        problems.append(f"size is {file.stat().st_size} bytes, the manifest says {manifest.size}")
+    if _sha256(file) != manifest.sha256:
+        problems.append("sha256 differs from the manifest: the file was changed or truncated")
+    if not problems:
+        problems += _tool_problems(file, manifest)
+    return Verification(file, tuple(problems))
+
+
+def restore_backup(connection: Connection, url: URL, path: Path) -> Manifest:
+    """Replace the backed-up tables with their contents in the backup, each restore in one transaction."""
+    verification = verify_backup(path)
+    if not verification.ok:
+        raise UsageError(
+            f"{verification.path}: refusing to restore a backup that fails verification: "
+            + "; ".join(verification.problems)
+        )
+    file, manifest = _open(path)
+    backend = url.get_backend_name()
+    if backend != manifest.dialect and {backend, manifest.dialect} != {"mysql", "mariadb"}:
+        raise UsageError(f"{file}: a {manifest.dialect} backup cannot be restored into {backend}")
+    tables = [t.name for t in manifest.tables]
+    if backend == "sqlite":
+        _sqlite_restore(connection, file, tables)
+    elif backend == "postgresql":
+        _run(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--single-transaction",
+                "--no-owner",
+                "-d",
+                url.database or "",
+                str(file),
+            ],
+            _pg_env(url),
+        )
+    else:
+        with file.open("rb") as dump:
+            _run(
+                [_first_on_path("mysql", "mariadb") or "mysql", *_mysql_args(url), url.database or ""],
+                _mysql_env(url),
+                stdin=dump,
+            )
+    return manifest
+
+
+def manifest_path(file: Path) -> Path:
+    return file.with_name(file.name + MANIFEST_SUFFIX)
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+def _sqlite_backup(connection: Connection, path: Path, tables: list[str]) -> dict[str, int]:
+    """Copy the database file with the online backup API, through a connection of its own.
+
+    A separate reader sees the last committed state even while `connection`
+    holds the write lock of an apply (which has not written yet), and the
+    backup API cannot read from a connection in the middle of a write.
+    """
+    counts = _counts(connection, tables)
+    database = connection.engine.url.database
+    in_memory = not database or database == ":memory:"
+    source = connection.connection.driver_connection if in_memory else sqlite3.connect(database)
+    target = sqlite3.connect(path)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        if not in_memory:
+            source.close()
+    return counts
+
+
+def _sqlite_restore(connection: Connection, file: Path, tables: list[str]) -> None:
+    raw = connection.connection.driver_connection
+    raw.execute("ATTACH DATABASE ? AS trueup_backup", (str(file),))
+    try:
+        with connection.begin():
+            for table in tables:
+                name = _sqlite_quote(table)
+                connection.exec_driver_sql(f"DELETE FROM main.{name}")
+                connection.exec_driver_sql(f"INSERT INTO main.{name} SELECT * FROM trueup_backup.{name}")
+    finally:
+        raw.execute("DETACH DATABASE trueup_backup")
+
+
+def _sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _pg_dump(connection: Connection, url: URL, path: Path, tables: list[str]) -> dict[str, int]:
+    """pg_dump inside the snapshot the row counts were taken in, so the manifest matches the file."""
+    with connection.engine.connect() as snapshot:
+        snapshot = snapshot.execution_options(isolation_level="REPEATABLE READ")
+        with snapshot.begin():
+            snapshot_id = snapshot.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one()
+            counts = _counts(snapshot, tables)
+            schema = snapshot.execute(sa.text("SELECT current_schema()")).scalar_one()
+            patterns = [arg for t in tables for arg in ("-t", _pg_pattern(t, schema))]
+            partial = path.with_name(path.name + ".partial")
+            _run(
+                ["pg_dump", "-Fc", f"--snapshot={snapshot_id}", *patterns, "-f", str(partial), url.database or ""],
+                _pg_env(url),
+            )
+            partial.replace(path)
+    return counts
+
+
+def _pg_pattern(table: str, default_schema: str) -> str:
+    schema, _, name = table.rpartition(".")
+    return f'"{schema or default_schema}"."{name}"'
+
+
+def _pg_env(url: URL) -> dict[str, str]:
+    env = {"PGHOST": url.host or "", "PGPORT": str(url.port or ""), "PGUSER": url.username or ""}
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    options = url.query.get("options")
+    if options:
+        env["PGOPTIONS"] = options if isinstance(options, str) else " ".join(options)
+    return {k: v for k, v in env.items() if v}
+
+
+# -- MySQL / MariaDB ---------------------------------------------------------------------------
+
+
+def _mysqldump(connection: Connection, url: URL, path: Path, tables: list[str], tool: str) -> dict[str, int]:
+    counts = _counts(connection, tables)
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("wb") as out:
+        _run(
+            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *tables], _mysql_env(url), stdout=out
+        )
+    partial.replace(path)
+    return counts
+
+
+def _mysql_args(url: URL) -> list[str]:
+    args = [f"--host={url.host or 'localhost'}", f"--port={url.port or 3306}"]
+    return args + ([f"--user={url.username}"] if url.username else [])
+
+
+def _mysql_env(url: URL) -> dict[str, str]:
+    return {"MYSQL_PWD": str(url.password)} if url.password else {}
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+def _counts(connection: Connection, tables: list[str]) -> dict[str, int]:
+    counts = {}
+    for table in tables:
+        schema, _, name = table.rpartition(".")
+        counts[table] = connection.execute(
+            sa.select(sa.func.count()).select_from(sa.table(name, schema=schema or None))
+        ).scalar_one()
+    return counts
+
+
+def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
+    names = [t.name.rpartition(".")[2] for t in manifest.tables]
+    if manifest.dialect == "sqlite":
+        return _sqlite_problems(file, manifest)
+    if manifest.dialect == "postgresql":
+        if shutil.which("pg_restore") is None:
+            return []
+        listing = _run(["pg_restore", "--list", str(file)], {}, capture=True)
+        data = [line for line in listing.splitlines() if " TABLE DATA " in line]
+        return [f"table {n} has no data in the dump" for n in names if not any(f" {n} " in line for line in data)]
+    text = file.read_text(encoding="utf-8", errors="replace")
+    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE `{n}`" not in text]
+    if "-- Dump completed" not in text[-300:]:
+        problems.append("the dump does not end with mysqldump's completion line: it was cut short")
+    return problems
+
+
+def _sqlite_problems(file: Path, manifest: Manifest) -> list[str]:
+    problems = []
+    copy = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        if copy.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            problems.append("SQLite integrity check failed")
+        for table in manifest.tables:
+            found = copy.execute(f"SELECT COUNT(*) FROM {_sqlite_quote(table.name)}").fetchone()[0]
+            if found != table.rows:
+                problems.append(f"table {table.name} holds {found} rows, the manifest says {table.rows}")
+    except sqlite3.DatabaseError as error:
+        problems.append(f"not a readable SQLite database: {error}")
+    finally:
+        copy.close()
+    return problems
+
+
+def _open(path: Path) -> tuple[Path, Manifest]:
+    """A backup file and its manifest, from the path of either."""
+    manifest_file = path if path.name.endswith(MANIFEST_SUFFIX) else manifest_path(path)
+    try:
+        manifest = Manifest.model_validate_json(manifest_file.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{manifest_file}: no manifest beside the backup (trueup backup list shows backups)") from None
+    except ValidationError as error:
+        raise UsageError(f"{manifest_file}: not a trueup backup manifest: {error.errors()[0]['msg']}") from None
+    return manifest_file.with_name(manifest.file), manifest
+
+
+def _run(args: list[str], env: dict[str, str], *, stdin: Any = None, stdout: Any = None, capture: bool = False) -> str:
+    result = subprocess.run(
+        args,
+        env=os.environ | env,
+        stdin=stdin,
+        stdout=subprocess.PIPE if capture else stdout,
+        stderr=subprocess.PIPE,
+        check=False,
+    )
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise DatabaseError(f"{args[0]} failed: {message[-1] if message else f'exit {result.returncode}'}")
+    return result.stdout.decode(errors="replace") if capture else ""
+
+
+def _first_on_path(*tools: str) -> str | None:
+    return next((tool for tool in tools if shutil.which(tool)), None)
+
+
+def _missing(tool: str, package: str) -> str:
+    return (
+        f"{tool} is not on PATH, so no file backup was made; the pre-image of every row changed is still "
+        f"kept in trueup_changes (undo uses it). Install {package} for file backups, or pass --no-backup."
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

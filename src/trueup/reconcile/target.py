@@ -1,0 +1,52 @@
+"""The target of a repair: a table whose quantity column is written, identified by its key columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from trueup.config import Rule
+from trueup.db import coerce
+
+
+class Target(NamedTuple):
+    """A table whose quantity column a repair writes, identified by its key columns."""
+
+    table: str
+    key: tuple[str, ...]
+    quantity: str
+
+    @classmethod
+    def of(cls, rule: Rule) -> Target:
+        recorded = rule.recorded
+        return cls(recorded.table, tuple(_bare(k) for k in recorded.key), _bare(recorded.quantity))
+
+    def clause(self, *extra: str) -> sa.TableClause:
+        """The table with its key, quantity and `extra` columns, for UPDATE, INSERT and DELETE."""
+        schema, _, name = self.table.rpartition(".")
+        names = dict.fromkeys([*self.key, self.quantity, *extra])
+        return sa.table(name, *[sa.column(c) for c in names], schema=schema or None)
+
+    def key_types(self, connection: Connection) -> list[type | None]:
+        """The Python type of each key column, to turn text keys (CLI, JSON) back into values."""
+        schema, _, name = self.table.rpartition(".")
+        columns = {c["name"]: c["type"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)}
+        types: list[type | None] = []
+        for column in self.key:
+            try:
+                types.append(columns[column].python_type)
+            except (KeyError, NotImplementedError):
+                types.append(None)
+        return types
+
+    def coerce_keys(self, connection: Connection, keys: Iterable[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+        types = self.key_types(connection)
+        for key in keys:
+            yield tuple(coerce(value, types[i]) for i, value in enumerate(key))
+
+
+def _bare(column: str) -> str:
+    return column.rpartition(".")[2]

@@ -1,0 +1,285 @@
+"""Undo a run exactly: put back each row's pre-image, in one transaction, as a run of its own.
+
+A run recorded three kinds of change, and each has an exact inverse:
+
+| the run did                      | undo does                          | only if the row still...        |
+| -------------------------------- | ---------------------------------- | ------------------------------- |
+| update quantity before -> after  | set quantity back to before        | holds `after`                   |
+| insert a row (apply, missing)    | delete it (its image is recorded)  | holds `after`                   |
+| delete a row (an earlier undo)   | insert its recorded image again    | is still absent                 |
+
+Rows that no longer hold what the run wrote were changed since: they are
+*conflicts*. By default one conflict refuses the whole undo and nothing
+changes; `skip_conflicts` restores the rest and leaves them alone; `force`
+overwrites rows changed since (rows that have vanished stay vanished). The
+undo records its own pre-images, so it can be undone in turn.
+
+Example: run 7 set item 1 from 100 to 90 and item 2 from 5 to 8. A sale then
+took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
+--skip-conflicts` sets item 1 back to 100 and leaves item 2 at 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from trueup.db import coerce, dialect_for, driver_message
+from trueup.errors import ConflictError, DatabaseError, RefusedError
+from trueup.reconcile import audit
+from trueup.reconcile.apply import Conflict, change_row
+from trueup.reconcile.target import Target
+from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
+from trueup.report.format import to_json
+
+UPDATE, INSERT, DELETE = 1, 2, 3
+_OPS = {"update": UPDATE, "insert": INSERT, "delete": DELETE}
+LISTED = 10
+
+
+class UndoResult(NamedTuple):
+    run_id: int  # the undo's own run
+    undone: int  # the run it undid
+    restored: int
+    deleted: int
+    reinserted: int
+    conflicts: tuple[Conflict, ...]
+
+    @property
+    def changed(self) -> int:
+        return self.restored + self.deleted + self.reinserted
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.conflicts else 0
+
+
+class _Counts(NamedTuple):
+    restored: int = 0
+    deleted: int = 0
+    reinserted: int = 0
+
+
+def undo_run(
+    connection: Connection,
+    run_id: int,
+    *,
+    force: bool = False,
+    skip_conflicts: bool = False,
+    triggered_by: str = "cli",
+    lock_timeout: float = 30,
+) -> UndoResult:
+    audit.ensure_tables(connection)
+    original = audit.get_run(connection, run_id)
+    if original.undone_by is not None:
+        raise RefusedError(
+            f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
+        )
+    groups = _by_target(audit.run_changes(connection, run_id))
+    try:
+        with dialect_for(connection).write_transaction(connection, lock_timeout) as tx:
+            new_id = audit.start_run(tx, kind="undo", rule=original.rule, triggered_by=triggered_by, undoes_run=run_id)
+            prepared = [
+                _prepare(tx, target, rule, changes, index) for index, (target, rule, changes) in enumerate(groups)
+            ]
+            conflicts = tuple(c for _, found in prepared for c in found)
+            if conflicts and not (force or skip_conflicts):
+                raise ConflictError(_conflict_message(run_id, conflicts))
+            counts = [
+                _restore(tx, work, rule, changes, new_id, force)
+                for (work, _), (_, rule, changes) in zip(prepared, groups, strict=True)
+            ]
+            total = _Counts(*(sum(c[i] for c in counts) for i in range(3)))
+            if not any(total):
+                raise RefusedError(
+                    f"nothing to undo: every row of run {run_id} was changed since ({len(conflicts)} conflicts)"
+                )
+            audit.finish_run(
+                tx,
+                new_id,
+                updated=total.restored,
+                deleted=total.deleted,
+                inserted=total.reinserted,
+                conflicts=len(conflicts) if skip_conflicts else 0,
+                status="verified",
+            )
+            audit.set_status(tx, run_id, status="undone", undone_by=new_id)
+            for work, _ in prepared:
+                work.drop()
+    except DBAPIError as error:
+        raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
+    left_alone = conflicts if skip_conflicts else ()
+    return UndoResult(new_id, run_id, *total, left_alone)
+
+
+def _by_target(changes: list[audit.Change]) -> list[tuple[Target, str, list[audit.Change]]]:
+    groups: dict[tuple[Target, str], list[audit.Change]] = {}
+    for change in changes:
+        target = Target(change.table_name, change.key_columns, change.quantity_column)
+        groups.setdefault((target, change.rule), []).append(change)
+    return [(target, rule, found) for (target, rule), found in groups.items()]
+
+
+def _prepare(
+    tx: Connection, target: Target, rule: str, changes: list[audit.Change], index: int
+) -> tuple[WorkTable, tuple[Conflict, ...]]:
+    """Load the run's changes for one table into a work table, lock the rows, find the conflicts."""
+    work = WorkTable(tx, f"trueup_undo_{index}", target, {"before_q": QUANTITY, "after_q": QUANTITY, "op": FLAG})
+    keys = target.coerce_keys(tx, (c.key for c in changes))
+    work.create().fill(
+        {f"k{i}": v for i, v in enumerate(key)} | {"before_q": c.before, "after_q": c.after, "op": _OPS[c.op]}
+        for key, c in zip(keys, changes, strict=True)
+    )
+    work.lock_targets()
+    table = target.clause()
+    w, t = work.table.c, table.c
+    first_key = t[target.key[0]]
+    query = (
+        sa.select(*work.keys, w.op, w.after_q, first_key.is_not(None), t[target.quantity])
+        .select_from(work.table.outerjoin(table, sa.and_(*work.joins([t[k] for k in target.key]))))
+        .where(_conflicting(w, first_key, t[target.quantity]))
+    )
+    conflicts = []
+    for row in tx.execute(query):
+        key, (op, wrote, exists, holds) = tuple(row[: work.width]), row[work.width :]
+        if op == DELETE:
+            reason = "a row with this key exists again"
+        elif not exists:
+            reason = "the row no longer exists"
+        else:
+            reason = f"now holds {holds}, the run wrote {wrote}"
+        conflicts.append(Conflict(rule, key, reason))
+    return work, tuple(conflicts)
+
+
+def _conflicting(w: Any, first_key: sa.ColumnElement[Any], quantity: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """On `work LEFT JOIN target`: the row no longer holds what the run wrote."""
+    changed = sa.or_(first_key.is_(None), quantity.is_distinct_from(w.after_q))
+    return sa.or_(sa.and_(w.op.in_([UPDATE, INSERT]), changed), sa.and_(w.op == DELETE, first_key.is_not(None)))
+
+
+def _restore(
+    tx: Connection, work: WorkTable, rule: str, changes: list[audit.Change], run_id: int, force: bool
+) -> _Counts:
+    target = work.target
+    table = target.clause()
+    w, t = work.table.c, table.c
+    joined = work.joins([t[k] for k in target.key])
+    if not force:
+        _drop_conflicts(tx, work, table)
+    # Updates: record today's value as the undo's pre-image, then put the run's pre-image back.
+    fixed = change_row(run_id, rule, target, None, "update")
+    images = (
+        sa.select(
+            *[sa.literal(v) for v in fixed.values()],
+            dialect_for(tx).json_array(*work.keys),
+            sa.cast(t[target.quantity], sa.Text),
+            sa.cast(w.before_q, sa.Text),
+        )
+        .select_from(work.table.join(table, sa.and_(*joined)))
+        .where(w.op == UPDATE)
+    )
+    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], images))
+    restored = tx.execute(
+        sa.update(table).where(*joined, w.op == UPDATE).values({target.quantity: w.before_q})
+    ).rowcount
+    deleted = _delete_inserted(tx, work, rule, run_id)
+    reinserted = _reinsert_deleted(tx, work, rule, [c for c in changes if c.op == "delete"], run_id)
+    return _Counts(restored, deleted, reinserted)
+
+
+def _drop_conflicts(tx: Connection, work: WorkTable, table: sa.TableClause) -> None:
+    """Leave conflicting rows alone: remove them from what will be written."""
+    target = work.target
+    w, t = work.table.c, table.c
+    holds = sa.select(sa.literal(1)).select_from(table).where(*work.joins([t[k] for k in target.key]))
+    untouched = sa.or_(
+        sa.and_(w.op.in_([UPDATE, INSERT]), holds.where(t[target.quantity].is_not_distinct_from(w.after_q)).exists()),
+        sa.and_(w.op == DELETE, ~holds.exists()),
+    )
+    tx.execute(sa.delete(work.table).where(~untouched))
+
+
+def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) -> int:
+    """Delete the rows the run inserted, keeping each full row image in the undo's audit."""
+    target = work.target
+    schema, _, name = target.table.rpartition(".")
+    full = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=tx)
+    inserted = work.contains([full.c[k] for k in target.key])
+    rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted, _op_is(work, target, full, INSERT)))]
+    if not rows:
+        return 0
+    tx.execute(
+        sa.insert(audit.changes),
+        [
+            change_row(run_id, rule, target, [r[k] for k in target.key], "delete")
+            | {"before_value": _text(r[target.quantity]), "row_image": to_json(r)}
+            for r in rows
+        ],
+    )
+    keys = [tuple(r[k] for k in target.key) for r in rows]
+    columns = [full.c[k] for k in target.key]
+    return tx.execute(sa.delete(full).where(_key_in(columns, keys))).rowcount
+
+
+def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
+    """Insert again the rows an earlier undo deleted (those still wanted after conflicts)."""
+    if not deleted:
+        return 0
+    target = work.target
+    schema, _, name = target.table.rpartition(".")
+    full = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=tx)
+    w = work.table.c
+    wanted = {tuple(r[: work.width]) for r in tx.execute(sa.select(*work.keys).where(w.op == DELETE))}
+    types = {c.name: _python_type(c.type) for c in full.columns}
+    rows = []
+    for change in deleted:
+        image = {k: coerce(v, types.get(k)) for k, v in (change.row_image or {}).items()}
+        if tuple(image[k] for k in target.key) in wanted:
+            rows.append(image)
+    if rows:
+        tx.execute(sa.insert(full), rows)
+        tx.execute(
+            sa.insert(audit.changes),
+            [
+                change_row(run_id, rule, target, [r[k] for k in target.key], "insert")
+                | {"after_value": _text(r[target.quantity]), "row_image": to_json(r)}
+                for r in rows
+            ],
+        )
+    return len(rows)
+
+
+def _op_is(work: WorkTable, target: Target, full: sa.Table, op: int) -> sa.ColumnElement[bool]:
+    w = work.table.c
+    return sa.select(sa.literal(1)).where(*work.joins([full.c[k] for k in target.key]), w.op == op).exists()
+
+
+def _key_in(columns: list[sa.ColumnElement[Any]], keys: Iterable[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    keys = list(keys)
+    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
+
+
+def _python_type(sa_type: Any) -> type | None:
+    try:
+        return sa_type.python_type
+    except NotImplementedError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value if not isinstance(value, float) else Decimal(repr(value)))
+
+
+def _conflict_message(run_id: int, conflicts: tuple[Conflict, ...]) -> str:
+    listed = "; ".join(f"{c.rule} {list(c.key)}: {c.reason}" for c in conflicts[:LISTED])
+    more = f"; and {len(conflicts) - LISTED} more" if len(conflicts) > LISTED else ""
+    return (
+        f"refused: {len(conflicts)} row(s) changed since run {run_id} wrote them ({listed}{more}). "
+        "Nothing was changed. --skip-conflicts restores the other rows; --force overwrites these too"
+    )

@@ -1,0 +1,203 @@
+"""Plans, applied runs, undos and backups: tables for people, plain documents for JSON."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from trueup.reconcile.apply import ApplyResult, Conflict
+from trueup.reconcile.audit import Change, Run
+from trueup.reconcile.backup import Manifest, Verification
+from trueup.reconcile.plan import Plan
+from trueup.reconcile.undo import UndoResult
+from trueup.report.format import key_text, number
+
+SHOWN = 20
+
+
+def print_plan(plan: Plan, console: Console, shown: int = SHOWN) -> None:
+    for rule in plan.rules:
+        if not rule.corrections:
+            console.print(f"[bold]{rule.rule}[/]: nothing to correct")
+            continue
+        total = sum((abs(c.delta) for c in rule.corrections), Decimal(0))
+        title = f"{rule.rule}: {len(rule.corrections)} correction(s) to {rule.table}.{rule.quantity}"
+        title += f", total |delta| {number(total)}"
+        if rule.drifted > len(rule.corrections):
+            title += f" (the worst {len(rule.corrections)} of {number(rule.drifted)} drifted keys)"
+        console.print(Text(title, style="bold"))
+        table = Table(box=box.SIMPLE_HEAD)
+        for column in rule.key_columns:
+            table.add_column(column)
+        for column in ("recorded", "expected", "delta"):
+            table.add_column(column, justify="right")
+        for c in rule.corrections[:shown]:
+            recorded = "(insert)" if c.missing else number(c.recorded)
+            table.add_row(*[str(k) for k in c.key], recorded, number(c.expected), number(c.delta, signed=True))
+        console.print(table)
+        if len(rule.corrections) > shown:
+            console.print(f"  …and {len(rule.corrections) - shown} more (--format json or --out FILE lists all)")
+    if not plan.changes:
+        console.print(Text("Nothing to correct: every rule adds up.", style="bold green"))
+
+
+def print_apply(result: ApplyResult, console: Console) -> None:
+    if result.run_id is None:
+        message = (
+            "Nothing to apply: every rule adds up." if result.status == "nothing to do" else "Nothing was written."
+        )
+        console.print(Text(message, style="bold green" if result.status == "nothing to do" else "bold red"))
+    else:
+        updated = sum(r.updated for r in result.rules)
+        inserted = sum(r.inserted for r in result.rules)
+        console.print(
+            Text(f"Run {result.run_id} applied: {updated} row(s) updated, {inserted} inserted.", style="bold green")
+        )
+        if result.residual:
+            console.print(
+                Text(f"Verify found residual drift of {number(result.residual)} on the applied keys.", style="bold red")
+            )
+        else:
+            console.print("Verified: the applied keys add up.")
+        console.print(f"Undo with: trueup undo {result.run_id}")
+    if result.conflicts:
+        console.print(conflicts_table(result.conflicts, "Refused: changed since the plan was made"))
+
+
+def conflicts_table(conflicts: tuple[Conflict, ...], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("rule", "key", "why"):
+        table.add_column(column)
+    for c in conflicts:
+        table.add_row(c.rule, key_text(c.key), c.reason)
+    return table
+
+
+def apply_document(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "changed": result.changed,
+        "updated": sum(r.updated for r in result.rules),
+        "inserted": sum(r.inserted for r in result.rules),
+        "residual": result.residual,
+        "rules": [
+            {"name": r.rule, "updated": r.updated, "inserted": r.inserted, "residual": r.residual} for r in result.rules
+        ],
+        "conflicts": [conflict_dict(c) for c in result.conflicts],
+        "backup": str(result.backup) if result.backup else None,
+        "warnings": list(result.warnings),
+    }
+
+
+def conflict_dict(conflict: Conflict) -> dict[str, Any]:
+    return {"rule": conflict.rule, "key": list(conflict.key), "reason": conflict.reason}
+
+
+def print_undo(result: UndoResult, console: Console) -> None:
+    console.print(
+        Text(
+            f"Run {result.run_id} undid run {result.undone}: {result.restored} row(s) restored, "
+            f"{result.deleted} deleted, {result.reinserted} re-inserted.",
+            style="bold green",
+        )
+    )
+    if result.conflicts:
+        console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
+    console.print(f"Undo the undo with: trueup undo {result.run_id}")
+
+
+def undo_document(result: UndoResult) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "undone": result.undone,
+        "changed": result.changed,
+        "restored": result.restored,
+        "deleted": result.deleted,
+        "reinserted": result.reinserted,
+        "conflicts": [conflict_dict(c) for c in result.conflicts],
+    }
+
+
+def print_runs(runs: list[Run], console: Console) -> None:
+    if not runs:
+        console.print("No runs yet.")
+        return
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("run", "kind", "rules", "started (UTC)", "changed", "status"):
+        table.add_column(column, justify="right" if column in ("run", "changed") else "left")
+    for run in runs:
+        status = run.status + (f" by {run.undone_by}" if run.undone_by else "")
+        kind = run.kind + (f" of {run.undoes_run}" if run.undoes_run else "")
+        table.add_row(str(run.id), kind, run.rule, f"{run.started_at:%Y-%m-%d %H:%M}", str(run.changed), status)
+    console.print(table)
+
+
+def run_dict(run: Run) -> dict[str, Any]:
+    return run._asdict() | {"changed": run.changed}
+
+
+def print_run(run: Run, changes: list[Change], console: Console, shown: int = SHOWN) -> None:
+    print_runs([run], console)
+    fields = [
+        ("by", f"{run.os_user}@{run.host}"),
+        ("triggered by", run.triggered_by),
+        ("config sha256", run.config_sha256),
+        ("plan sha256", run.plan_sha256),
+        ("residual drift", run.residual),
+    ]
+    for label, value in fields:
+        if value:
+            console.print(f"  {label}: {value}", highlight=False)
+    table = Table(title="Changes", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("rule", "table", "key", "op", "before", "after"):
+        table.add_column(column, justify="right" if column in ("before", "after") else "left")
+    for change in changes[:shown]:
+        table.add_row(
+            change.rule, change.table_name, key_text(change.key), change.op, number(change.before), number(change.after)
+        )
+    console.print(table)
+    if len(changes) > shown:
+        console.print(f"  …and {len(changes) - shown} more (--limit or --format json)")
+
+
+def change_dict(change: Change) -> dict[str, Any]:
+    return {
+        "rule": change.rule,
+        "table": change.table_name,
+        "key_columns": list(change.key_columns),
+        "quantity_column": change.quantity_column,
+        "key": list(change.key),
+        "op": change.op,
+        "before": change.before,
+        "after": change.after,
+        "row": change.row_image,
+    }
+
+
+def print_backups(backups: list[tuple[Path, Manifest]], console: Console) -> None:
+    if not backups:
+        console.print("No backups here.")
+        return
+    table = Table(title=f"Backups in {backups[0][0].parent}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("file", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("tables (rows)", overflow="fold")
+    table.add_column("bytes", justify="right", no_wrap=True)
+    for _, manifest in backups:
+        tables = ", ".join(f"{t.name} ({number(t.rows)})" for t in manifest.tables)
+        table.add_row(manifest.file, f"{manifest.created_at:%Y-%m-%d %H:%M}", tables, number(manifest.size))
+    console.print(table)
+
+
+def print_verification(verification: Verification, console: Console) -> None:
+    if verification.ok:
+        console.print(Text(f"{verification.path}: OK", style="bold green"))
+    for problem in verification.problems:
+        console.print(Text(f"{verification.path}: {problem}", style="bold red"))
