@@ -231,8 +231,16 @@ class Dialect:
 
     def serialize_writers(self, engine: Engine) -> Engine:
         """`engine` for writers that serialise on row locks: READ COMMITTED, so each statement sees
-        what the previous lock holder committed (MySQL's default REPEATABLE READ would not)."""
-        return engine.execution_options(isolation_level="READ COMMITTED")
+        what the previous lock holder committed (MySQL's default REPEATABLE READ would not).
+
+        Set once per connection as it opens: an isolation level in execution options would be set
+        and reset on every checkout, two round trips per transaction."""
+
+        @event.listens_for(engine, "connect")
+        def _read_committed(dbapi_connection: Any, _record: Any) -> None:
+            engine.dialect.set_isolation_level(dbapi_connection, "READ COMMITTED")
+
+        return engine
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """INSERT that skips rows whose primary key already exists."""

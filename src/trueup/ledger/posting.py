@@ -198,13 +198,11 @@ def _write(
     if draft.new_lots:
         _insert_lots(connection, item, number, draft.new_lots)
     if moves:
-        connection.execute(_INSERT["ledger_movements"], [{"item": item, "at": at, **m._asdict()} for m in moves])
+        connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
+        deltas = sorted(balance_deltas(moves).items())
         connection.execute(
             _statements(dialect)[1],
-            [
-                {"item": item, "location": location, "lot": lot, "quantity": delta}
-                for (location, lot), delta in sorted(balance_deltas(moves).items())
-            ],
+            _rows([{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]),
         )
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
@@ -226,6 +224,11 @@ def _insert_lots(connection: Connection, item: str, number: int, lots: Sequence[
     parents = [{"item": item, "lot": lot.lot, "parent": p} for lot in lots for p in lot.parents]
     if parents:
         connection.execute(_INSERT["ledger_lot_parents"], parents)
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]] | dict[str, Any]:
+    """One row as plain parameters: executemany costs extra round trips (a pipeline) on psycopg."""
+    return rows[0] if len(rows) == 1 else rows
 
 
 def balance_deltas(moves: Sequence[Line | Movement]) -> dict[tuple[str, str], Decimal]:
