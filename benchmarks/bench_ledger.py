@@ -207,6 +207,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="batched transactions")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     rows: list[tuple[str, str, float, str]] = []
     single = sqlite_single(args.seconds)
     rows.append(("SQLite", "single-movement transactions, 1 writer", single, "tx/s"))
@@ -228,6 +229,7 @@ def main() -> None:
     for label, ratio in ratios:
         print(f"  ratio trueup / eventsourcing, {label}: {ratio:.2f}")
     print(f"  peak memory (largest process): {peak_mb():.0f} MB")
+    print(f"  load average (1 min) before / after: {load_before:.1f} / {os.getloadavg()[0]:.1f}")
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     (out / "ledger.json").write_text(
