@@ -29,6 +29,9 @@ from trueup.ledger import schema as t
 from trueup.ledger.errors import InvalidRequest, NotFound
 from trueup.ledger.records import Lot, LotEvent, LotValue, Movement, Transaction
 
+# A `records.Movement`, column for column.
+MOVEMENT_COLUMNS = tuple(t.movements.c[name] for name in Movement._fields)
+
 
 def balance(
     connection: Connection,
@@ -130,18 +133,7 @@ def load_transaction(connection: Connection, number: int, *, item: str | None = 
         raise NotFound(f"no transaction {number}")
     m = t.movements
     moves = connection.execute(
-        sa.select(
-            m.c.transaction_id,
-            m.c.line,
-            m.c.quantity,
-            m.c.from_location,
-            m.c.from_lot,
-            m.c.to_location,
-            m.c.to_lot,
-            m.c.unit_cost,
-        )
-        .where(m.c.item == row.item, m.c.transaction_id == number)
-        .order_by(m.c.line)
+        sa.select(*MOVEMENT_COLUMNS).where(m.c.item == row.item, m.c.transaction_id == number).order_by(m.c.line)
     )
     made = connection.execute(
         sa.select(t.lots.c.lot)

@@ -26,7 +26,7 @@ from trueup.ledger import schema as t
 from trueup.ledger.book import Book
 from trueup.ledger.errors import AlreadyReverted, RevertBlocked
 from trueup.ledger.posting import Draft, Line
-from trueup.ledger.queries import reverted_by
+from trueup.ledger.queries import MOVEMENT_COLUMNS, reverted_by
 from trueup.ledger.records import Movement, Transaction
 
 _LISTED = 5
@@ -70,16 +70,7 @@ def blocking_movements(book: Book, original: Transaction) -> list[Movement]:
     m, tx = t.movements, t.transactions
     undone = sa.select(tx.c.reverts).where(tx.c.item == original.item, tx.c.reverts.is_not(None))
     query = (
-        sa.select(
-            m.c.transaction_id,
-            m.c.line,
-            m.c.quantity,
-            m.c.from_location,
-            m.c.from_lot,
-            m.c.to_location,
-            m.c.to_lot,
-            m.c.unit_cost,
-        )
+        sa.select(*MOVEMENT_COLUMNS)
         .where(
             m.c.item == original.item,
             m.c.transaction_id > original.id,
