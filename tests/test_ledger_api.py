@@ -186,6 +186,7 @@ def test_revert_restores_exactly_once_and_refuses_when_stock_moved_on(ledger):
     sale = ledger.issue("widget", "shop", 7)
     undo = ledger.revert(sale.id)
     assert (undo.reverts, undo.cost) == (sale.id, sale.cost)
+    assert ledger.transaction(sale.id).reverted_by == undo.id  # the original is marked, never rewritten
     assert balances(ledger, "widget") == before
     with pytest.raises(AlreadyReverted, match=f"transaction {sale.id} was already reverted by transaction {undo.id}"):
         ledger.revert(sale.id)

@@ -140,7 +140,7 @@ def load_transaction(connection: Connection, number: int, *, item: str | None = 
         .where(t.lots.c.item == row.item, t.lots.c.created_by == number)
         .order_by(t.lots.c.position)
     ).scalars()
-    return Transaction(
+    transaction = Transaction(
         row.id,
         row.item,
         row.kind,
@@ -151,6 +151,7 @@ def load_transaction(connection: Connection, number: int, *, item: str | None = 
         row.cost,
         tuple(made),
     )
+    return transaction._replace(reverted_by=reverted_by(connection, transaction))
 
 
 def reverted_by(connection: Connection, transaction: Transaction) -> int | None:

@@ -33,6 +33,7 @@ class Transaction(NamedTuple):
     movements: tuple[Movement, ...]
     cost: Decimal
     lots: tuple[str, ...] = ()  # lots this transaction created, in order
+    reverted_by: int | None = None  # the compensating transaction, once reverted
 
 
 class Reservation(NamedTuple):

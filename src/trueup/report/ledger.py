@@ -22,6 +22,7 @@ def transaction_dict(transaction: Transaction) -> dict[str, Any]:
         "at": transaction.at,
         "key": transaction.key,
         "reverts": transaction.reverts,
+        "reverted_by": transaction.reverted_by,
         "cost": transaction.cost,
         "lots": list(transaction.lots),
         "movements": [
