@@ -164,9 +164,11 @@ def guard(book: Book, draft: Draft) -> None:
         for (_, lot), balance in book.balances_of(keys).items():
             if balance + deltas[(location, lot)] < 0:
                 raise insufficient(book.item, location, -deltas[(location, lot)], balance, Decimal(0), lot=lot)
-        held = book.held(location, excluding=draft.reservation)
         change = sum((d for (loc, _), d in deltas.items() if loc == location), Decimal(0))
-        if held and change < 0:
+        if change >= 0:  # stock only moved between lots here (a split or merge)
+            continue
+        held = book.held(location, excluding=draft.reservation)
+        if held:
             on_hand = book.on_hand(location)
             if on_hand + change - held < 0:
                 raise insufficient(book.item, location, -change, on_hand, held)
