@@ -28,9 +28,9 @@ from trueup.report.format import to_json
 from trueup.report.json import report_dict
 
 ledger_app = typer.Typer(
-    name="ledger", help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
+    help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
 )
-app.add_typer(ledger_app)
+app.add_typer(ledger_app, name="ledger")
 
 
 class Output(StrEnum):
