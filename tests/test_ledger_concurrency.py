@@ -150,3 +150,27 @@ def test_a_writer_killed_midway_leaves_only_whole_transactions(url):
         assert {(kind, n) for kind, n in lines} <= {("receive", 1), ("split", 5)}
         assert ledger.verify().ok
         assert ledger.balance("roll") == 10 * sum(1 for kind, _ in lines if kind == "receive")
+
+
+def _retry(url: str, barrier, ids) -> None:
+    with Ledger(url) as ledger:
+        for round_ in range(ROUNDS):
+            barrier.wait()
+            ids.put((round_, ledger.receive("nut", "shop", 5, unit_cost="0.1", key=f"po-{round_}").id))
+
+
+def test_the_same_key_posted_at_once_by_two_processes_posts_once(url):
+    barrier, ids = FORK.Barrier(2), FORK.Queue()
+    racers = [FORK.Process(target=_retry, args=(url, barrier, ids)) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+        assert racer.exitcode == 0
+    seen: dict[int, set[int]] = {}
+    for _ in range(2 * ROUNDS):
+        round_, number = ids.get(timeout=5)
+        seen.setdefault(round_, set()).add(number)
+    assert all(len(numbers) == 1 for numbers in seen.values())  # both got the same transaction back
+    with Ledger(url) as ledger:
+        assert ledger.balance("nut") == 5 * ROUNDS
