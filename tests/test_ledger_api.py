@@ -292,3 +292,20 @@ def test_schema_is_migrated_once_and_recorded(db):
     Ledger(db.url).close()  # a second open finds it at head and leaves it alone
     assert db.scalar(f"SELECT version_num FROM {VERSION_TABLE}") == head()
     assert db.scalar("SELECT COUNT(*) FROM ledger_locations WHERE virtual = TRUE") == 5
+
+
+def test_migration_downgrades_cleanly_and_upgrades_again(db):
+    from alembic import command
+
+    from trueup.ledger.migrate import alembic_config
+
+    with Ledger(db.url) as ledger:
+        ledger.receive("widget", "shop", 1, unit_cost=1)
+        config = alembic_config()
+        with ledger.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        left = [name for name in sa.inspect(ledger.engine).get_table_names() if name.startswith("ledger_")]
+        assert left == [VERSION_TABLE]  # Alembic keeps its version table, now empty
+    with Ledger(db.url) as ledger:
+        assert ledger.balance("widget") == 0 and ledger.verify().ok
