@@ -309,3 +309,15 @@ def test_migration_downgrades_cleanly_and_upgrades_again(db):
         assert left == [VERSION_TABLE]  # Alembic keeps its version table, now empty
     with Ledger(db.url) as ledger:
         assert ledger.balance("widget") == 0 and ledger.verify().ok
+
+
+def test_a_long_read_does_not_hold_up_postings_on_sqlite(sqlite_db):
+    with Ledger(sqlite_db.url) as ledger:
+        stocked(ledger)
+        with ledger.reader.connect() as reading:  # e.g. verify() over a big ledger, mid-way
+            assert reading.execute(sa.text("SELECT COUNT(*) FROM ledger_movements")).scalar_one() == 3
+            started = time.perf_counter()
+            ledger.issue("widget", "shop", 1)
+            assert time.perf_counter() - started < 5  # not the 30 s busy timeout
+            assert reading.execute(sa.text("SELECT COUNT(*) FROM ledger_movements")).scalar_one() == 3  # snapshot
+        assert ledger.balance("widget") == 18

@@ -71,7 +71,10 @@ class Ledger:
     def __init__(self, url: str):
         engine = open_engine(url)
         self.dialect = dialect_for(engine)
+        # Postings go through `engine` (BEGIN IMMEDIATE on SQLite, READ COMMITTED on servers); reads
+        # through `reader`, so a long read such as verify() does not hold SQLite's write lock.
         self.engine = self.dialect.serialize_writers(engine)
+        self.reader = engine
         try:
             migrate.upgrade(self.engine)
         except DBAPIError as error:
@@ -314,7 +317,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Post the compensating transaction of `transaction_id` (see `trueup.ledger.revert`)."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             original = queries.load_transaction(connection, transaction_id)
         request = {"reverts": transaction_id, "force": force, "at": at}
         return self._post(
@@ -369,48 +372,48 @@ class Ledger:
         self, item: str, location: str | None = None, *, lot: str | None = None, as_of: datetime | None = None
     ) -> Decimal:
         """On hand at `location`, or across all real locations; of one `lot`; `as_of` a past moment."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return queries.balance(connection, item, location, lot=lot, as_of=None if as_of is None else t.utc(as_of))
 
     @_database_errors
     def available(self, item: str, location: str, *, at: datetime | None = None) -> Decimal:
         """On hand at `location` minus what open, unexpired reservations hold there."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             on_hand = queries.balance(connection, item, location)
             return t.plain(on_hand - Book(connection, item, t.utc(at)).held(location))
 
     @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
         """Every movement into or out of `lot`, oldest first."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             item = item or queries.find_item(connection, t.lots, "lot", lot, "lot")
             return queries.history(connection, lot, item)
 
     @_database_errors
     def valuation(self, item: str | None = None) -> list[LotValue]:
         """Each lot's remaining quantity (real locations) × its unit cost."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return queries.valuation(connection, item)
 
     @_database_errors
     def verify(self) -> CheckReport:
         """Rebuild every balance from the movement log and compare; `.ok` when everything adds up."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return verify.verify(connection)
 
     @_database_errors
     def transaction(self, transaction_id: int) -> Transaction:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return queries.load_transaction(connection, transaction_id)
 
     @_database_errors
     def lot(self, lot: str, *, item: str | None = None) -> Lot:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return queries.lot(connection, lot, item or queries.find_item(connection, t.lots, "lot", lot, "lot"))
 
     @_database_errors
     def reservation(self, reservation_id: int) -> Reservation:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             item = queries.find_item(connection, t.reservations, "id", reservation_id, "reservation")
             return reservations.read(connection, item, reservation_id)
 
@@ -442,7 +445,7 @@ class Ledger:
         )
 
     def _item_of_lot(self, lot: str) -> str:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return queries.find_item(connection, t.lots, "lot", lot, "lot")
 
     @staticmethod
