@@ -9,6 +9,7 @@ The Python API mirrors the CLI:
     plan = trueup.plan("trueup.toml", rules=["diapers"])
     result = trueup.apply("trueup.toml", yes=True)   # -> ApplyResult; result.run_id
     trueup.undo(result.run_id, "trueup.toml")
+    trueup.sync("trueup.toml", rule="storefront", keys=[(1, 10)], apply=True, triggered_by="sale")
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from trueup.reconcile.apply import ApplyResult
     from trueup.reconcile.check import CheckReport
     from trueup.reconcile.plan import Plan
+    from trueup.reconcile.sync import RoundResult
     from trueup.reconcile.undo import UndoResult
 
 
@@ -86,6 +88,41 @@ def undo(
 
     with _session(config, database) as (_, connection):
         return undo_run(connection, run_id, **options)
+
+
+def sync(
+    config: Config | str | Path = "trueup.toml",
+    *,
+    rule: str,
+    keys: list[tuple[Any, ...]],
+    apply: bool = False,
+    triggered_by: str = "hook",
+    database: str | None = None,
+    **options: Any,
+) -> RoundResult:
+    """Check (and with `apply` repair) just these keys of `rule`: call it after each sale or purchase.
+
+    Engines are kept per database URL between calls, so a hook pays for a query, not a connection pool.
+    More keyword options are those of `trueup.reconcile.sync.SyncOptions` (wait, limits, yes, ...).
+    """
+    from trueup.config import Config, load_config
+    from trueup.reconcile.sync import SyncOptions, run_round
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    engine = _engine(cfg.database_url(database))
+    sync_options = SyncOptions(apply=apply, triggered_by=triggered_by, **options)
+    return run_round(engine, cfg, rule, sync_options, keys=keys)
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+def _engine(url: str) -> Any:
+    from trueup.db import open_engine
+
+    if url not in _ENGINES:
+        _ENGINES[url] = open_engine(url)
+    return _ENGINES[url]
 
 
 @contextmanager

@@ -90,6 +90,7 @@ class Recorded(_Model):
     unit_value: Identifier | None = None
     group: Identifier | None = None
     where: str | None = None
+    time: Identifier | None = None  # when the row last changed: lets sync rounds notice edits to the figure
     insert_missing: bool = False
     insert_defaults: dict[str, Scalar] = Field(default_factory=dict)
 
@@ -103,7 +104,8 @@ class Source(_Model):
     quantity: Identifier | Decimal
     sign: Literal[1, -1] = 1
     where: str | None = None
-    time: Identifier | None = None
+    time: Identifier | None = None  # when a record was made or last changed (future-dated records, sync)
+    sequence: Identifier | None = None  # an ever-increasing id, for sync when there is no time column
 
     @model_validator(mode="after")
     def _one_origin(self) -> Source:

@@ -13,9 +13,13 @@ checks) go through `user_sql()`, which only protects them from SQLAlchemy's
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
+import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -189,6 +193,10 @@ class Dialect:
     def stream_options(self) -> dict[str, Any]:
         return {"stream_results": True, "yield_per": 2000}
 
+    def time_bound(self, moment: datetime, like: str) -> Any:
+        """A value to compare a time column with; `like` is a value read from that column, as text."""
+        return moment
+
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
         """A transaction for writing: READ COMMITTED, so each statement sees the latest commits."""
@@ -223,6 +231,13 @@ class Dialect:
         """Take row locks on what `query` selects, held until the transaction ends."""
         for _ in connection.execute(query.with_for_update(), execution_options=self.stream_options()):
             pass
+
+    def try_lock(self, connection: Connection, name: str) -> bool:
+        """Take the named lock for this connection's session without waiting; False if another holds it."""
+        raise NotImplementedError(f"no named locks on {self.name}")
+
+    def unlock(self, connection: Connection, name: str) -> None:
+        raise NotImplementedError(f"no named locks on {self.name}")
 
     def is_retryable(self, error: DBAPIError) -> bool:
         """A deadlock or serialization failure: the whole transaction may simply be run again."""
@@ -291,6 +306,10 @@ class SQLiteDialect(Dialect):
     def stream_options(self) -> dict[str, Any]:
         return {"yield_per": 2000}  # sqlite3 cursors already fetch lazily
 
+    def time_bound(self, moment: datetime, like: str) -> Any:
+        # SQLite compares stored times as text: write the bound in the column's own layout.
+        return moment.isoformat(sep="T" if "T" in like else " ")
+
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
         """BEGIN IMMEDIATE: no other writer can slip in between reading and writing."""
@@ -309,6 +328,31 @@ class SQLiteDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{name}"
+
+    def try_lock(self, connection: Connection, name: str) -> bool:
+        # SQLite has no session locks: a row in the database itself names its holder. A holder
+        # whose process is gone from this host, or whose lease ran out, is presumed dead.
+        _end_reads(connection)
+        connection.exec_driver_sql(_SQLITE_LOCKS)
+        connection.commit()
+        with self.write_transaction(connection):
+            held = connection.execute(
+                sa.text("SELECT host, pid, expires_at FROM trueup_locks WHERE name = :name"), {"name": name}
+            ).first()
+            if held is not None and not _abandoned(*held):
+                return False
+            connection.execute(
+                sa.text("INSERT OR REPLACE INTO trueup_locks VALUES (:name, :host, :pid, :expires)"),
+                {"name": name, "host": socket.gethostname(), "pid": os.getpid(), "expires": time.time() + LOCK_LEASE},
+            )
+        return True
+
+    def unlock(self, connection: Connection, name: str) -> None:
+        with self.write_transaction(connection):
+            connection.execute(
+                sa.text("DELETE FROM trueup_locks WHERE name = :name AND host = :host AND pid = :pid"),
+                {"name": name, "host": socket.gethostname(), "pid": os.getpid()},
+            )
 
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         pass  # BEGIN IMMEDIATE already holds the database's write lock
@@ -380,6 +424,17 @@ class PostgreSQLDialect(Dialect):
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
         yield  # released when the transaction ends
 
+    def try_lock(self, connection: Connection, name: str) -> bool:
+        # A session-level advisory lock: the server releases it if our session dies.
+        query = sa.text("SELECT pg_try_advisory_lock(:key)")
+        got = bool(connection.execute(query, {"key": _lock_key(name)}).scalar_one())
+        connection.commit()
+        return got
+
+    def unlock(self, connection: Connection, name: str) -> None:
+        connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _lock_key(name)})
+        connection.commit()
+
 
 @dataclass(frozen=True)
 class MySQLDialect(Dialect):
@@ -392,6 +447,16 @@ class MySQLDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TEMPORARY TABLE IF EXISTS {name}"
+
+    def try_lock(self, connection: Connection, name: str) -> bool:
+        # GET_LOCK is held by the session; the server releases it if our session dies.
+        got = connection.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": _lock_name(name)}).scalar_one()
+        connection.commit()
+        return got == 1
+
+    def unlock(self, connection: Connection, name: str) -> None:
+        connection.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": _lock_name(name)})
+        connection.commit()
 
     def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.case((sa.literal_column("1") == sa.literal_column("0"), sa.null()), else_=column)
@@ -413,6 +478,36 @@ class MySQLDialect(Dialect):
             yield
         finally:
             connection.execute(sa.select(sa.func.release_lock(name)))
+
+
+LOCK_LEASE = 15 * 60  # seconds a SQLite lock row stays valid, should its holder vanish from another host
+_SQLITE_LOCKS = (
+    "CREATE TABLE IF NOT EXISTS trueup_locks (name TEXT PRIMARY KEY, host TEXT, pid INTEGER, expires_at REAL)"
+)
+
+
+def _abandoned(host: str, pid: int, expires_at: float) -> bool:
+    if expires_at < time.time():
+        return True
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit key for PostgreSQL's advisory locks."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _lock_name(name: str) -> str:
+    """MySQL lock names are at most 64 characters."""
+    return name if len(name) <= 64 else f"trueup:{hashlib.sha256(name.encode()).hexdigest()[:56]}"
 
 
 def _end_reads(connection: Connection) -> None:

@@ -51,7 +51,7 @@ from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.query import EVERYTHING, Scope, comparison
+from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -101,6 +101,7 @@ class ApplyResult(NamedTuple):
 
 
 Phase = Callable[[str], None]
+BeforeCommit = Callable[[Connection, int, list[RuleApplied]], None]
 
 
 class _Job(NamedTuple):
@@ -134,11 +135,13 @@ def apply(
     triggered_by: str = "cli",
     lock_timeout: float = 30,
     phase: Phase = lambda name: None,
+    before_commit: BeforeCommit | None = None,
 ) -> ApplyResult:
     """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
     `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
     On a database that looks like production, `yes` or `confirm(question)` must agree first.
+    `before_commit(transaction, run_id, outcomes)` may write more in the same transaction.
     """
     if plan is not None:
         check_plan_fits(plan, config, redact(url), "plan")
@@ -163,7 +166,9 @@ def apply(
         resolved = resolve_rule(connection, rule)
         jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
     audit.ensure_tables(connection)
-    return _apply(connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase)
+    return _apply(
+        connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
+    )
 
 
 def _apply(
@@ -178,6 +183,7 @@ def _apply(
     triggered_by: str,
     lock_timeout: float,
     phase: Phase,
+    before_commit: BeforeCommit | None,
 ) -> ApplyResult:
     dialect = dialect_for(connection)
 
@@ -192,6 +198,8 @@ def _apply(
         try:
             with _dropping(connection, nows), dialect.write_transaction(connection, lock_timeout) as tx:
                 written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows)
+                if before_commit is not None:
+                    before_commit(tx, written.run_id, written.outcomes)
             break
         except _NothingWritten as nothing:
             return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
@@ -337,16 +345,12 @@ def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, 
     if not keys:
         return ()
     columns = [c.name for c in now.table.c]
-    tx.execute(sa.delete(now.table).where(_key_in(now.keys, keys)))
+    tx.execute(sa.delete(now.table).where(key_in(now.keys, keys)))
     if job.saved is not None:
         return tuple(Conflict(job.rule.name, key, "changed while the plan was being applied") for key in keys)
     log.info("rule %s: %d row(s) changed while applying; recomputed under lock", job.rule.name, len(keys))
     tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(keys=keys), None)))
     return ()
-
-
-def _key_in(columns: list[sa.ColumnElement[Any]], keys: list[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
 
 
 def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase) -> ApplyResult:

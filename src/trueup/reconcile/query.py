@@ -186,7 +186,7 @@ def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElem
     if scope.where:
         filters.append(user_sql(scope.where))
     if scope.keys:
-        filters.append(_key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
+        filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
     if scope.key_table is not None:
         filters.append(_in_key_table([column_ref(prep, k) for k in rule.recorded.key], scope.key_table))
     return filters
@@ -197,7 +197,7 @@ def _source_scope(
 ) -> list[sa.ColumnElement[bool]]:
     filters: list[sa.ColumnElement[bool]] = []
     if scope.keys:
-        filters.append(_key_in(keys, scope.keys))
+        filters.append(key_in(keys, scope.keys))
     if scope.key_table is not None:
         filters.append(_in_key_table(keys, scope.key_table))
     if scope.where:
@@ -211,7 +211,8 @@ def _source_scope(
     return filters
 
 
-def _key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+def key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
+    """`columns` (one key) equals one of `keys`: `col IN (…)`, or a row-value IN for composite keys."""
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])

@@ -44,7 +44,7 @@ def _resolve_recorded(inspector: Any, recorded: Recorded, where: str) -> Recorde
         "key": [_column(columns, c, recorded.table, f"{where}.key") for c in recorded.key],
         "quantity": _column(columns, recorded.quantity, recorded.table, f"{where}.quantity"),
     }
-    for name in ("unit_value", "group"):
+    for name in ("unit_value", "group", "time"):
         value = getattr(recorded, name)
         if value is not None:
             fields[name] = _column(columns, value, recorded.table, f"{where}.{name}")
@@ -57,8 +57,10 @@ def _resolve_source(inspector: Any, source: Source, where: str) -> Source:
     fields: dict[str, Any] = {"key": [_column(columns, c, source.table, f"{where}.key") for c in source.key]}
     if isinstance(source.quantity, str):
         fields["quantity"] = _column(columns, source.quantity, source.table, f"{where}.quantity")
-    if source.time is not None:
-        fields["time"] = _column(columns, source.time, source.table, f"{where}.time")
+    for name in ("time", "sequence"):
+        value = getattr(source, name)
+        if value is not None:
+            fields[name] = _column(columns, value, source.table, f"{where}.{name}")
     return source.model_copy(update=fields)
 
 

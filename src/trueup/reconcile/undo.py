@@ -21,7 +21,6 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -33,6 +32,7 @@ from trueup.db import coerce, dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict, change_row
+from trueup.reconcile.query import key_in
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
 from trueup.report.format import to_json
@@ -224,7 +224,7 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
     )
     keys = [tuple(r[k] for k in target.key) for r in rows]
     columns = [full.c[k] for k in target.key]
-    return tx.execute(sa.delete(full).where(_key_in(columns, keys))).rowcount
+    return tx.execute(sa.delete(full).where(key_in(columns, keys))).rowcount
 
 
 def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
@@ -258,11 +258,6 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
 def _op_is(work: WorkTable, target: Target, full: sa.Table, op: int) -> sa.ColumnElement[bool]:
     w = work.table.c
     return sa.select(sa.literal(1)).where(*work.joins([full.c[k] for k in target.key]), w.op == op).exists()
-
-
-def _key_in(columns: list[sa.ColumnElement[Any]], keys: Iterable[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    keys = list(keys)
-    return columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
 
 
 def _python_type(sa_type: Any) -> type | None:

@@ -11,6 +11,7 @@ from typing import TextIO
 
 from rich.console import Console
 
+from trueup.reconcile import history
 from trueup.reconcile.check import CheckReport, CheckRun
 from trueup.report import json, table
 
@@ -34,5 +35,9 @@ def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None) 
     else:
         from trueup.report import html, markdown  # only loaded when asked for
 
-        out.write(markdown.render_check(report) if fmt == "markdown" else html.render_check(report))
+        if fmt == "markdown":
+            out.write(markdown.render_check(report))
+        else:
+            rounds = {r.name: history.recent_rounds(run.connection, r.name) for r in report.rules}
+            out.write(html.render_check(report, rounds))
     return report

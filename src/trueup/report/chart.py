@@ -9,6 +9,7 @@ keys' deltas, shortfalls to the left and surpluses to the right).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
@@ -67,6 +68,39 @@ def diverging_bars(bars: Sequence[tuple[str, Decimal]], *, width: int = 640, row
         value_x = x - 4 if value < 0 else x + length + 4
         parts.append(_text(value_x, y + row * 0.65, f"{value:+}", anchor="end" if value < 0 else "start", size=11))
     parts.append(f'<line x1="{zero}" y1="{top - 4}" x2="{zero}" y2="{height - 6}" stroke="{INK}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def timeline(
+    points: Sequence[tuple[datetime, int, int]], *, width: int = 640, height: int = 200, title: str = ""
+) -> str:
+    """Drifted (red) and corrected (blue) keys per round over time, as two polylines."""
+    if len(points) < 2:
+        return ""
+    top, bottom, left, right = 24, 36, 40, 10
+    plot_w, plot_h = width - left - right, height - top - bottom
+    first, last = points[0][0], points[-1][0]
+    span = (last - first).total_seconds() or 1
+    peak = max(max(d, c) for _, d, c in points) or 1
+
+    def xy(at: datetime, value: int) -> str:
+        x = left + plot_w * (at - first).total_seconds() / span
+        return f"{x:.1f},{top + plot_h - plot_h * value / peak:.1f}"
+
+    parts = [_open(width, height, title)]
+    for index, colour, dash in ((2, POSITIVE, "5 3"), (1, NEGATIVE, "none")):  # corrected first, drifted over it
+        line = " ".join(xy(p[0], p[index]) for p in points)
+        parts.append(
+            f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="{dash}"/>'
+        )
+    parts.append(f'<line x1="{left}" y1="{top + plot_h}" x2="{width - right}" y2="{top + plot_h}" stroke="{INK}"/>')
+    parts.append(_text(left - 4, top + 8, str(peak), anchor="end", size=10))
+    parts.append(_text(left, height - 12, f"{first:%Y-%m-%d %H:%M}", anchor="start", size=10))
+    parts.append(_text(width - right, height - 12, f"{last:%Y-%m-%d %H:%M}", anchor="end", size=10))
+    parts.append(
+        _text(width / 2, height - 12, "drifted (red) and corrected (blue) per round", anchor="middle", size=10)
+    )
     parts.append("</svg>")
     return "".join(parts)
 

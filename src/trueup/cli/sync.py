@@ -1,0 +1,223 @@
+"""`trueup watch`, `trueup sync` and `trueup history`: keeping figures true."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.engine import Connection
+
+from trueup.cli import common
+from trueup.cli.app import app
+from trueup.cli.options import (
+    ConfigOption,
+    DatabaseOption,
+    KeyOption,
+    Output,
+    OutputFormatOption,
+    RuleOption,
+    TriggeredByOption,
+    YesOption,
+)
+from trueup.config import Config, load_config
+from trueup.db import connect, open_engine
+from trueup.errors import UsageError
+from trueup.reconcile import history
+from trueup.reconcile.audit import now
+from trueup.reconcile.check import typed_scope
+from trueup.reconcile.guard import Limits
+from trueup.reconcile.query import Scope
+from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.sync import SyncOptions, Watcher, run_round
+from trueup.report.format import to_json
+from trueup.report.sync import Metrics, print_sightings, round_json, round_line, sighting_document
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta:
+    """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def duration_option(flag: str, help: str) -> typer.models.OptionInfo:
+    return typer.Option(flag, parser=duration, metavar="DURATION", help=help)
+
+
+ApplyOption = Annotated[bool, typer.Option("--apply", help="Repair the drift found (as an audited run).")]
+WaitOption = Annotated[
+    float,
+    typer.Option("--wait", metavar="SECONDS", help="Wait this long for a round of the same rule to end; then skip."),
+]
+MaxChanges = Annotated[int | None, typer.Option(metavar="N", min=0, help="Refuse repairs writing more rows.")]
+MaxAbsDelta = Annotated[Decimal | None, typer.Option(metavar="X", help="Refuse repairs of any row by more.")]
+
+
+@app.command()
+@common.handles_errors
+def watch(
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    rule: RuleOption = None,
+    every: Annotated[timedelta, duration_option("--every", "Time between rounds.")] = "5m",
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit (for cron and systemd timers).")] = False,
+    apply: ApplyOption = False,
+    full_every: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Every Nth round scans everything; the others only what changed.")
+    ] = 12,
+    overlap: Annotated[timedelta, duration_option("--overlap", "How late a record may commit after its time.")] = "5m",
+    recurring_window: Annotated[
+        timedelta, duration_option("--recurring-window", "Drifting again this soon after a repair is recurring.")
+    ] = "24h",
+    wait: WaitOption = 0,
+    max_changes: MaxChanges = None,
+    max_abs_delta: MaxAbsDelta = None,
+    yes: YesOption = False,
+    log_format: Annotated[LogFormat, typer.Option("--log-format", help="One line per round, as text or JSON.")] = (
+        LogFormat.text
+    ),
+    metrics_file: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write Prometheus metrics here after each round.")
+    ] = None,
+    triggered_by: TriggeredByOption = "schedule",
+) -> None:
+    """Check (and with --apply repair) every few minutes, until stopped; rounds never overlap.
+
+    Rounds are incremental where sources have a `time` (or `sequence`) column, with a full
+    scan every --full-every rounds. SIGTERM or Ctrl-C stops it between rounds.
+
+    Example: trueup watch --every 5m --apply --metrics-file /var/lib/node_exporter/trueup.prom
+    """
+    cfg = load_config(config)
+    cfg.select_rules(rule)  # unknown rule names fail now, not at the first round
+    options = SyncOptions(
+        apply=apply,
+        limits=Limits(max_changes, max_abs_delta),
+        yes=yes,
+        triggered_by=triggered_by,
+        full_every=full_every,
+        overlap=overlap,
+        recurring_window=recurring_window,
+        wait=wait,
+    )
+    engine = open_engine(cfg.database_url(database))
+    watcher = Watcher(engine, cfg, rule, options)
+    metrics = Metrics(metrics_file) if metrics_file else None
+    stop = _stop_on_signals()
+    unresolved = False
+    try:
+        while True:
+            results = watcher.round()
+            unresolved = any(r.unresolved for r in results)
+            for result in results:
+                typer.echo(round_json(result) if log_format is LogFormat.json else round_line(result))
+            if metrics:
+                metrics.record(results)
+            if once or stop.wait(every.total_seconds()):
+                break
+    finally:
+        engine.dispose()
+    raise typer.Exit(1 if once and unresolved else 0)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: the loop notices between rounds, never mid-transaction."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+@app.command()
+@common.handles_errors
+def sync(
+    rule: Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule.")],
+    key: KeyOption = None,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    apply: ApplyOption = False,
+    triggered_by: TriggeredByOption = "hook",
+    wait: WaitOption = 10,
+    max_changes: MaxChanges = None,
+    max_abs_delta: MaxAbsDelta = None,
+    yes: YesOption = False,
+    fmt: OutputFormatOption = Output.table,
+) -> None:
+    """Check (and with --apply repair) just these items: cheap enough to run after every sale.
+
+    Example: trueup sync --rule storefront --key 1,10 --triggered-by sale_creation --apply
+    """
+    if not key:
+        raise UsageError("name the items to sync with --key (trueup watch checks everything)")
+    cfg = load_config(config)
+    options = SyncOptions(
+        apply=apply, limits=Limits(max_changes, max_abs_delta), yes=yes, triggered_by=triggered_by, wait=wait
+    )
+    engine = open_engine(cfg.database_url(database))
+    try:
+        result = run_round(engine, cfg, rule, options, keys=[tuple(k.split(",")) for k in key])
+    finally:
+        engine.dispose()
+    typer.echo(round_json(result) if fmt is Output.json else round_line(result))
+    raise typer.Exit(1 if result.unresolved else 0)
+
+
+@app.command("history")
+@common.handles_errors
+def history_(
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    rule: Annotated[str | None, typer.Option("--rule", "-r", metavar="NAME", help="Only this rule.")] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", "-k", metavar="VALUE[,VALUE]", help="Only this item (with --rule).")
+    ] = None,
+    since: Annotated[timedelta | None, duration_option("--since", "Only this recent, e.g. 7d.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N", help="Show at most N.")] = 50,
+    fmt: OutputFormatOption = Output.table,
+) -> None:
+    """Show the drift sync rounds found, newest first, with repairs and recurring keys.
+
+    Example: trueup history --rule storefront --key 1,10 --since 7d
+    """
+    cfg = common.load_config_for(config, database)
+    engine = open_engine(cfg.database_url(database))
+    try:
+        with connect(engine) as connection:
+            key_values = _typed_key(connection, cfg, rule, key) if key else None
+            found = history.sightings(
+                connection, rule=rule, key=key_values, since=now() - since if since else None, limit=limit
+            )
+    finally:
+        engine.dispose()
+    if fmt is Output.json:
+        typer.echo(to_json({"history": [sighting_document(s) for s in found]}))
+    else:
+        print_sightings(found, common.stdout())
+
+
+def _typed_key(connection: Connection, config: Config, rule: str | None, key: str) -> tuple[Any, ...]:
+    """The --key text as the values the history stored (it stores keys as the database returned them)."""
+    if rule is None:
+        raise UsageError("--key needs --rule: keys are per rule")
+    resolved = resolve_rule(connection, config.rule(rule))
+    return typed_scope(connection, resolved, Scope(keys=(tuple(key.split(",")),))).keys[0]

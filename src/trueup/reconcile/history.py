@@ -1,0 +1,226 @@
+"""Drift history: every sync round, the keys it found drifted, and the watermarks it reached.
+
+Three tables, created on first use in the target database:
+
+* `trueup_rounds`: one row per rule per round (full, incremental or keys),
+  with its counts and the apply run that corrected it, if any;
+* `trueup_drift_history`: the drifted keys of each round, with their figures
+  and whether the key was *recurring*;
+* `trueup_watermarks`: per rule and timed source, the newest time (or id)
+  a round has seen, so the next round can look only at what came after.
+
+A key is recurring when it drifts again within a window after a round
+repaired it: the figure was corrected, and something (a code path that skips
+the cached update) broke it again. That is a live bug, and the rows its
+sources gained in between point at it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from trueup.db import dialect_for
+from trueup.reconcile.audit import now
+from trueup.reconcile.drift import DriftRow
+from trueup.report.format import to_json
+
+metadata = sa.MetaData()
+
+rounds = sa.Table(
+    "trueup_rounds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(128), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # full | incremental | keys
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("duration", sa.Float, nullable=False),
+    sa.Column("triggered_by", sa.String(64), nullable=False),
+    sa.Column("checked", sa.Integer, nullable=False),
+    sa.Column("drifted", sa.Integer, nullable=False),
+    sa.Column("corrected", sa.Integer, nullable=False),
+    sa.Column("recurring", sa.Integer, nullable=False),
+    sa.Column("run_id", sa.Integer),
+)
+
+drift_history = sa.Table(
+    "trueup_drift_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("round_id", sa.Integer, nullable=False, index=True),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("key", sa.String(512), nullable=False),  # JSON list of values
+    sa.Column("observed_at", sa.DateTime, nullable=False),
+    sa.Column("recorded", sa.Text),
+    sa.Column("expected", sa.Text),
+    sa.Column("delta", sa.Text),
+    sa.Column("run_id", sa.Integer),  # the apply run that corrected it, when the round repaired
+    sa.Column("recurring", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_trueup_drift_history_rule_key", "rule", "key"),
+)
+
+watermarks = sa.Table(
+    "trueup_watermarks",
+    metadata,
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("source", sa.Integer, primary_key=True),  # index in the rule's sources; -1 is the recorded table
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+)
+
+CHUNK = 500
+
+
+class Round(NamedTuple):
+    rule: str
+    kind: str
+    status: str
+    started_at: datetime
+    duration: float
+    triggered_by: str
+    checked: int
+    drifted: int
+    corrected: int
+    recurring: int
+    run_id: int | None
+
+
+class Sighting(NamedTuple):
+    """One drifted key seen by one round."""
+
+    observed_at: datetime
+    rule: str
+    key: tuple[Any, ...]
+    recorded: Decimal | None
+    expected: Decimal | None
+    delta: Decimal | None
+    run_id: int | None
+    recurring: bool
+
+
+def ensure_tables(connection: Connection) -> None:
+    with dialect_for(connection).write_transaction(connection):
+        metadata.create_all(connection, checkfirst=True)
+
+
+def key_text(key: Sequence[Any]) -> str:
+    """The key as stored: JSON, exactly as `to_json` writes it, so equal keys compare equal."""
+    return to_json(list(key))
+
+
+def last_repairs(
+    connection: Connection, rule: str, keys: Iterable[str], since: datetime
+) -> dict[str, tuple[datetime, int]]:
+    """For each key (JSON) repaired by a round since `since`: when, and by which run."""
+    found: dict[str, tuple[datetime, int]] = {}
+    pending = list(keys)
+    h = drift_history.c
+    for start in range(0, len(pending), CHUNK):
+        query = (
+            sa.select(h.key, sa.func.max(h.observed_at), sa.func.max(h.run_id))
+            .where(
+                h.rule == rule, h.run_id.is_not(None), h.observed_at >= since, h.key.in_(pending[start : start + CHUNK])
+            )
+            .group_by(h.key)
+        )
+        found |= {key: (at, run_id) for key, at, run_id in connection.execute(query)}
+    return found
+
+
+def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRow], recurring: set[str]) -> int:
+    """Insert the round and its drifted keys (inside the caller's transaction)."""
+    round_id = int(connection.execute(rounds.insert().values(**entry._asdict())).inserted_primary_key[0])
+    rows = [
+        {
+            "round_id": round_id,
+            "rule": entry.rule,
+            "key": key_text(d.key),
+            "observed_at": entry.started_at,
+            "recorded": str(d.recorded),
+            "expected": str(d.expected),
+            "delta": str(d.delta),
+            "run_id": entry.run_id,
+            "recurring": key_text(d.key) in recurring,
+        }
+        for d in drifted
+    ]
+    for start in range(0, len(rows), CHUNK):
+        connection.execute(drift_history.insert(), rows[start : start + CHUNK])
+    return round_id
+
+
+def rounds_since_full(connection: Connection, rule: str) -> int | None:
+    """Incremental rounds of `rule` since its last full one (None if it never had a full round)."""
+    r = rounds.c
+    last_full = connection.execute(
+        sa.select(sa.func.max(r.id)).where(r.rule == rule, r.kind == "full", r.status != "skipped")
+    ).scalar()
+    if last_full is None:
+        return None
+    since = sa.select(sa.func.count()).where(r.rule == rule, r.kind == "incremental", r.id > last_full)
+    return connection.execute(since).scalar_one()
+
+
+def read_watermarks(connection: Connection, rule: str) -> dict[int, str]:
+    w = watermarks.c
+    return dict(connection.execute(sa.select(w.source, w.value).where(w.rule == rule)).all())
+
+
+def save_watermarks(connection: Connection, rule: str, marks: dict[int, str]) -> None:
+    w = watermarks.c
+    for source, value in marks.items():
+        connection.execute(watermarks.delete().where(w.rule == rule, w.source == source))
+        connection.execute(watermarks.insert().values(rule=rule, source=source, value=value, updated_at=now()))
+
+
+def sightings(
+    connection: Connection,
+    *,
+    rule: str | None = None,
+    key: Sequence[Any] | None = None,
+    since: datetime | None = None,
+    limit: int = 50,
+) -> list[Sighting]:
+    """The latest drifted keys seen by rounds, newest first."""
+    if not sa.inspect(connection).has_table(drift_history.name):
+        return []
+    h = drift_history.c
+    query = sa.select(h.observed_at, h.rule, h.key, h.recorded, h.expected, h.delta, h.run_id, h.recurring)
+    if rule:
+        query = query.where(h.rule == rule)
+    if key is not None:
+        query = query.where(h.key == key_text(key))
+    if since is not None:
+        query = query.where(h.observed_at >= since)
+    rows = connection.execute(query.order_by(h.observed_at.desc(), h.id.desc()).limit(limit))
+    return [
+        Sighting(at, r, tuple(json.loads(k)), _number(rec), _number(exp), _number(delta), run, bool(recurring))
+        for at, r, k, rec, exp, delta, run, recurring in rows
+    ]
+
+
+def recent_rounds(
+    connection: Connection, rule: str | None = None, since: datetime | None = None, limit: int = 500
+) -> list[Round]:
+    """Rounds, oldest first: the series behind the drift-over-time chart."""
+    if not sa.inspect(connection).has_table(rounds.name):
+        return []
+    r = rounds.c
+    query = sa.select(*[r[name] for name in Round._fields])
+    if rule:
+        query = query.where(r.rule == rule)
+    if since is not None:
+        query = query.where(r.started_at >= since)
+    newest = list(connection.execute(query.order_by(r.id.desc()).limit(limit)))
+    return [Round(*row) for row in reversed(newest)]
+
+
+def _number(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
