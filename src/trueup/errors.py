@@ -21,6 +21,10 @@ class UsageError(TrueupError):
     """An argument or API call is invalid."""
 
 
+class InputError(TrueupError):
+    """An input file or query cannot be read as the data it should hold (missing, unreadable, columns absent)."""
+
+
 class DatabaseError(TrueupError):
     """The database could not be reached, or refused a statement we built."""
 

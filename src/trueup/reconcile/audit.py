@@ -180,11 +180,11 @@ def _change(row: Any) -> Change:
         row.table_name,
         tuple(json.loads(row.key_columns)),
         row.quantity_column,
-        tuple(json.loads(row.key)),
+        tuple(json.loads(row.key, parse_float=Decimal)),
         row.op,
         number(row.before_value),
         number(row.after_value),
-        json.loads(row.row_image) if row.row_image else None,
+        json.loads(row.row_image, parse_float=Decimal) if row.row_image else None,
     )
 
 

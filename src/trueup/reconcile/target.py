@@ -30,6 +30,13 @@ class Target(NamedTuple):
         names = dict.fromkeys([*self.key, self.quantity, *extra])
         return sa.table(name, *[sa.column(c) for c in names], schema=schema or None)
 
+    def raw_rows(self, connection: Connection) -> sa.TableClause:
+        """Every column of the table, untyped: row images read and written through it keep each
+        value exactly as the database stores it (SQLite's text dates stay byte for byte)."""
+        schema, _, name = self.table.rpartition(".")
+        columns = [c["name"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)]
+        return sa.table(name, *[sa.column(c) for c in columns], schema=schema or None)
+
     def key_types(self, connection: Connection) -> list[type | None]:
         """The Python type of each key column, to turn text keys (CLI, JSON) back into values."""
         schema, _, name = self.table.rpartition(".")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from trueup.db import coerce, dialect_for, driver_message
+from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict, change_row
@@ -142,7 +142,7 @@ def _prepare(
     query = (
         sa.select(*work.keys, w.op, w.after_q, first_key.is_not(None), t[target.quantity])
         .select_from(work.table.outerjoin(table, sa.and_(*work.joins([t[k] for k in target.key]))))
-        .where(_conflicting(w, first_key, t[target.quantity]))
+        .where(_conflicting(work, first_key, t[target.quantity]))
     )
     conflicts = []
     for row in tx.execute(query):
@@ -157,10 +157,25 @@ def _prepare(
     return work, tuple(conflicts)
 
 
-def _conflicting(w: Any, first_key: sa.ColumnElement[Any], quantity: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
-    """On `work LEFT JOIN target`: the row no longer holds what the run wrote."""
+def _conflicting(
+    work: WorkTable, first_key: sa.ColumnElement[Any], quantity: sa.ColumnElement[Any]
+) -> sa.ColumnElement[bool]:
+    """On `work LEFT JOIN target`: the row no longer holds what the run wrote.
+
+    A row the run deleted must still be absent, unless the run inserted a row with the same key
+    in its place (a replacement): undo deletes that one first.
+    """
+    w = work.table.c
     changed = sa.or_(first_key.is_(None), quantity.is_distinct_from(w.after_q))
-    return sa.or_(sa.and_(w.op.in_([UPDATE, INSERT]), changed), sa.and_(w.op == DELETE, first_key.is_not(None)))
+    back = sa.and_(w.op == DELETE, first_key.is_not(None), ~_replaced(work).exists())
+    return sa.or_(sa.and_(w.op.in_([UPDATE, INSERT]), changed), back)
+
+
+def _replaced(work: WorkTable) -> sa.Select:
+    """The run's insert of the same key as this work row (a deleted row's replacement)."""
+    pair = work.table.alias("pair")
+    same_key = [pair.c[name] == work.table.c[name] for name in work.key_names]
+    return sa.select(sa.literal(1)).select_from(pair).where(*same_key, pair.c.op == INSERT)
 
 
 def _restore(
@@ -198,20 +213,19 @@ def _drop_conflicts(tx: Connection, work: WorkTable, table: sa.TableClause) -> N
     target = work.target
     w, t = work.table.c, table.c
     holds = sa.select(sa.literal(1)).select_from(table).where(*work.joins([t[k] for k in target.key]))
-    untouched = sa.or_(
-        sa.and_(w.op.in_([UPDATE, INSERT]), holds.where(t[target.quantity].is_not_distinct_from(w.after_q)).exists()),
-        sa.and_(w.op == DELETE, ~holds.exists()),
-    )
-    tx.execute(sa.delete(work.table).where(~untouched))
+    unchanged = holds.where(t[target.quantity].is_not_distinct_from(w.after_q)).exists()
+    tx.execute(sa.delete(work.table).where(w.op.in_([UPDATE, INSERT]), ~unchanged))
+    # A deleted row can come back only where no row stands, or where its surviving replacement will go.
+    tx.execute(sa.delete(work.table).where(w.op == DELETE, holds.exists(), ~_replaced(work).exists()))
 
 
 def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) -> int:
     """Delete the rows the run inserted, keeping each full row image in the undo's audit."""
     target = work.target
-    schema, _, name = target.table.rpartition(".")
-    full = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=tx)
-    inserted = work.contains([full.c[k] for k in target.key])
-    rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted, _op_is(work, target, full, INSERT)))]
+    full = target.raw_rows(tx)
+    columns = [full.c[k] for k in target.key]
+    inserted = sa.select(sa.literal(1)).where(*work.joins(columns), work.table.c.op == INSERT).exists()
+    rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted))]
     if not rows:
         return 0
     tx.execute(
@@ -223,27 +237,19 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
         ],
     )
     keys = [tuple(r[k] for k in target.key) for r in rows]
-    columns = [full.c[k] for k in target.key]
     return tx.execute(sa.delete(full).where(key_in(columns, keys))).rowcount
 
 
 def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
-    """Insert again the rows an earlier undo deleted (those still wanted after conflicts)."""
+    """Insert again, value for value, the rows the run deleted (those still wanted after conflicts)."""
     if not deleted:
         return 0
     target = work.target
-    schema, _, name = target.table.rpartition(".")
-    full = sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=tx)
     w = work.table.c
-    wanted = {tuple(r[: work.width]) for r in tx.execute(sa.select(*work.keys).where(w.op == DELETE))}
-    types = {c.name: _python_type(c.type) for c in full.columns}
-    rows = []
-    for change in deleted:
-        image = {k: coerce(v, types.get(k)) for k, v in (change.row_image or {}).items()}
-        if tuple(image[k] for k in target.key) in wanted:
-            rows.append(image)
+    wanted = {to_json(list(r)) for r in tx.execute(sa.select(*work.keys).where(w.op == DELETE))}
+    rows = [c.row_image for c in deleted if c.row_image and to_json([c.row_image[k] for k in target.key]) in wanted]
     if rows:
-        tx.execute(sa.insert(full), rows)
+        tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
         tx.execute(
             sa.insert(audit.changes),
             [
@@ -253,18 +259,6 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
             ],
         )
     return len(rows)
-
-
-def _op_is(work: WorkTable, target: Target, full: sa.Table, op: int) -> sa.ColumnElement[bool]:
-    w = work.table.c
-    return sa.select(sa.literal(1)).where(*work.joins([full.c[k] for k in target.key]), w.op == op).exists()
-
-
-def _python_type(sa_type: Any) -> type | None:
-    try:
-        return sa_type.python_type
-    except NotImplementedError:
-        return None
 
 
 def _text(value: Any) -> str | None:

@@ -1,0 +1,116 @@
+"""`trueup cost`."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trueup.cli import common
+from trueup.cli.app import app
+from trueup.cli.options import ConfigOption, DatabaseOption, QuietOption
+from trueup.config import DEFAULT_CONFIG, Config, load_config
+from trueup.cost import METHODS, compute, write_outputs
+from trueup.cost.compute import Input
+from trueup.cost.read import read_query
+from trueup.cost.result import CostResult
+from trueup.cost.store import COGS_TABLE, LOTS_TABLE, StoreResult, store
+from trueup.cost.write import result_dict
+from trueup.errors import UsageError
+from trueup.report.cost import print_store, print_summary, store_dict
+from trueup.report.format import to_json
+
+Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
+
+
+class SummaryFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+@common.handles_errors
+def cost(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for cogs.csv, lots_remaining.csv, ...")],
+    sales: Annotated[Path | None, typer.Option(help="Sales export (.csv, .xlsx or .parquet).")] = None,
+    lots: Annotated[Path | None, typer.Option(help="Purchase-lot export (.csv, .xlsx or .parquet).")] = None,
+    sales_sql: Annotated[str | None, typer.Option(help="Query for the sales, run on the configured database.")] = None,
+    lots_sql: Annotated[str | None, typer.Option(help="Query for the lots, run on the configured database.")] = None,
+    method: Annotated[Method, typer.Option(help="Costing method.")] = Method.fifo,  # type: ignore[attr-defined]
+    map_: Annotated[
+        list[str] | None, typer.Option("--map", help='Name a column: sales.sku="Item Code" (repeatable).')
+    ] = None,
+    policy: Annotated[
+        list[str] | None, typer.Option(help="Override a severity: date_mismatch=medium (repeatable).")
+    ] = None,
+    date_format: Annotated[str | None, typer.Option(help="Layout of day/month dates, e.g. %d/%m/%Y.")] = None,
+    sku_case: Annotated[str, typer.Option(help="SKU case folding: upper, lower or keep.")] = "upper",
+    report: Annotated[bool, typer.Option("--report", help="Also write a self-contained report.html.")] = False,
+    fmt: Annotated[SummaryFormat, typer.Option("--format", "-f", help="Summary format.")] = SummaryFormat.table,
+    write: Annotated[
+        bool, typer.Option("--write", help="Also store the results in the database (a dry run unless --apply).")
+    ] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="With --write: commit, as a run `trueup undo` reverts.")
+    ] = False,
+    cogs_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the cost of each sale line.")] = COGS_TABLE,
+    lots_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the lots remaining.")] = LOTS_TABLE,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Cost of goods sold from sales and purchase-lot exports; bad SKUs are quarantined (exit 1), never the batch.
+
+    Example: trueup cost --sales sales.csv --lots lots.xlsx --out cogs/ --policy cost_anomaly=high --report
+    """
+    if apply and not write:
+        raise UsageError("--apply commits what --write stores; give both")
+    with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
+        sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
+        result = compute(
+            sold, bought, method=method.value, policy=policy, columns=map_, date_format=date_format, sku_case=sku_case
+        )
+    write_outputs(result, out, report=report)
+    stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
+    if fmt is SummaryFormat.json:
+        document = result_dict(result, out) | ({"database": store_dict(stored)} if stored else {})
+        common.stdout().file.write(to_json(document) + "\n")
+    else:
+        print_summary(result, common.stdout())
+        if stored:
+            print_store(stored, common.stdout())
+    raise typer.Exit(result.exit_code)
+
+
+def _store(
+    result: CostResult, config: Path | None, database: str | None, apply: bool, cogs: str, lots: str
+) -> StoreResult:
+    settings = common.load_config_for(config, database)
+    with common.session(settings, database) as connection:
+        return store(connection, result, apply=apply, cogs=cogs, lots=lots)
+
+
+def _inputs(
+    stack: ExitStack,
+    sales: Path | None,
+    lots: Path | None,
+    sales_sql: str | None,
+    lots_sql: str | None,
+    config: Path | None,
+    database: str | None,
+) -> tuple[Input, Input]:
+    """The two inputs: files as given, queries run on one connection to the configured database."""
+    for role, path, sql in (("sales", sales, sales_sql), ("lots", lots, lots_sql)):
+        if (path is None) == (sql is None):
+            raise UsageError(f"give exactly one of --{role} FILE or --{role}-sql QUERY")
+    if sales_sql is None and lots_sql is None:
+        return sales, lots  # type: ignore[return-value]
+    settings = Config() if config is None and database and not DEFAULT_CONFIG.exists() else load_config(config)
+    connection = stack.enter_context(common.session(settings, database))
+    return (
+        read_query("sales query", connection, sales_sql) if sales_sql else sales,  # type: ignore[return-value]
+        read_query("lots query", connection, lots_sql) if lots_sql else lots,
+    )

@@ -1,0 +1,194 @@
+"""Reading exports: CSV, Excel and Parquet files, or a SQL query, into a `Table` of text.
+
+Every cell is read as text, exactly as exported, so that normalising can
+keep the raw value beside the parsed one and a finding can quote it. Each
+row carries the number a person would look for: the line in a CSV file, the
+row in a spreadsheet, or the 1-based row of a Parquet file or query result.
+
+CSV takes a fast path (polars, multi-threaded) when every record sits on one
+line and has no more fields than the header; otherwise a careful path (the
+`csv` module) keeps exact line numbers across quoted newlines and marks a
+record with too many fields (typically an unquoted `1,234`) as a problem of
+that row instead of guessing which fields belong together.
+
+    table = read_file("sales.csv")        # Table(name="sales.csv", frame=..., numbering="line")
+    table.where(0)                        # "sales.csv:2": the first data row is on line 2
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import polars as pl
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from trueup.db import driver_message, user_sql
+from trueup.errors import DatabaseError, InputError
+
+log = logging.getLogger(__name__)
+
+LINE = "__line"  # the row's line (or row) number, as shown to people
+PROBLEM = "__problem"  # why the row could not be read whole, or null
+_CSV = {".csv", ".txt", ".tsv"}
+_EXCEL = {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}
+_PARQUET = {".parquet", ".pq"}
+
+
+class Table(NamedTuple):
+    """One input as text: `frame` has the export's columns (all String) plus LINE and PROBLEM."""
+
+    name: str
+    frame: pl.DataFrame
+    numbering: str = "line"  # "line": sources read `name:N`; "row": `name row N`
+
+    @property
+    def headers(self) -> list[str]:
+        return [c for c in self.frame.columns if c not in (LINE, PROBLEM)]
+
+    def where(self, index: int) -> str:
+        return self.label(self.frame[LINE][index])
+
+    def label(self, number: int) -> str:
+        return f"{self.name}:{number}" if self.numbering == "line" else f"{self.name} row {number}"
+
+    def label_expr(self) -> pl.Expr:
+        """`where` for every row, as a column."""
+        glue = ":" if self.numbering == "line" else " row "
+        return pl.format("{}" + glue + "{}", pl.lit(self.name), pl.col(LINE))
+
+    def labels(self, rows: pl.Series) -> pl.Series:
+        return self.frame.select(self.label_expr()).to_series().gather(rows)
+
+
+def read_file(path: str | Path) -> Table:
+    """Read a CSV, Excel or Parquet export; an unreadable file is an InputError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in _EXCEL:
+            return _numbered(path.name, _as_text(pl.read_excel(path, engine="calamine", infer_schema_length=0)), 2)
+        if suffix in _PARQUET:
+            return _numbered(path.name, _as_text(pl.read_parquet(path)), 1, numbering="row")
+        if suffix not in _CSV:
+            log.info("%s: unknown suffix %r, reading it as CSV", path, suffix)
+        return read_csv(path.name, path.read_bytes())
+    except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+        if isinstance(error, InputError):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: cannot read it as {_kind(suffix)}: {first}") from None
+
+
+def read_csv(name: str, data: bytes) -> Table:
+    """A CSV export from its bytes; the separator (, ; tab |) is taken from the header line."""
+    if not data.strip():
+        raise InputError(f"{name}: the file is empty (expected a header line, then one line per row)")
+    separator = _separator(data)
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    try:
+        frame = pl.read_csv(data, infer_schema=False, separator=separator, encoding="utf8-lossy")
+    except pl.exceptions.ComputeError:
+        return _careful_csv(name, data, separator)
+    if lines != frame.height + 1:  # quoted newlines or blank lines: line numbers need the careful path
+        return _careful_csv(name, data, separator)
+    return _numbered(name, frame, 2)
+
+
+def read_frame(name: str, frame: pl.DataFrame) -> Table:
+    """A frame already in memory (e.g. built from Python records): its cells as text, rows numbered from 1."""
+    return _numbered(name, _as_text(frame), 1, numbering="row")
+
+
+def read_query(name: str, connection: Connection, sql: str) -> Table:
+    """The rows of the user's query as text; a failing query is a DatabaseError quoting the driver."""
+    try:
+        result = connection.execute(user_sql(sql))
+        headers = list(result.keys())
+        rows = result.fetchall()
+    except SQLAlchemyError as error:
+        raise DatabaseError(f"{name}: the query failed: {driver_message(error)}") from None
+    columns = {header: [_text(row[i]) for row in rows] for i, header in enumerate(headers)}
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(headers, pl.String))
+    return _numbered(name, frame, 1, numbering="row")
+
+
+def _careful_csv(name: str, data: bytes, separator: str) -> Table:
+    reader = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""), delimiter=separator)
+    headers: list[str] | None = None
+    records: list[list[str | None]] = []
+    numbers: list[int] = []
+    problems: list[str | None] = []
+    end = 0
+    for row in reader:
+        start, end = end + 1, reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if headers is None:
+            headers = _unique(row)
+            continue
+        width = len(headers)
+        problems.append(
+            f"{len(row)} fields where the header has {width} (an unquoted separator inside a value?)"
+            if len(row) > width
+            else None
+        )
+        records.append([*row[:width], *([None] * (width - len(row)))])
+        numbers.append(start)
+    if headers is None:
+        raise InputError(f"{name}: the file is empty (expected a header line, then one line per row)")
+    frame = pl.DataFrame(records, schema=dict.fromkeys(headers, pl.String), orient="row")
+    return Table(
+        name,
+        frame.with_columns(pl.Series(LINE, numbers, pl.Int64), pl.Series(PROBLEM, problems, pl.String)),
+    )
+
+
+def _numbered(name: str, frame: pl.DataFrame, first: int, *, numbering: str = "line") -> Table:
+    frame = frame.rename({c: c.strip() for c in frame.columns if c != c.strip()})
+    return Table(
+        name,
+        frame.with_columns(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + first).alias(LINE), pl.lit(None, pl.String).alias(PROBLEM)
+        ),
+        numbering,
+    )
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.all().cast(pl.String))
+
+
+def _separator(data: bytes) -> str:
+    header = data.split(b"\n", 1)[0]
+    counts = {sep: header.count(sep.encode()) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] else ","
+
+
+def _unique(headers: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for header in headers:
+        header = header.strip()
+        seen[header] = seen.get(header, 0) + 1
+        names.append(header if seen[header] == 1 else f"{header}_{seen[header]}")
+    return names
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat(sep=" ") if hasattr(value, "hour") and hasattr(value, "year") else value.isoformat()
+    return str(value)
+
+
+def _kind(suffix: str) -> str:
+    return "Excel" if suffix in _EXCEL else "Parquet" if suffix in _PARQUET else "CSV"
