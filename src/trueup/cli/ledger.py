@@ -333,7 +333,7 @@ def balance(
     with opened(config, database) as ledger:
         figure = ledger.balance(item, location, lot=lot, as_of=when)
     row = {"item": item, "location": location, "lot": lot, "as_of": when, "balance": figure}
-    show(fmt, row, dict, lambda r, console: console.print(render.number(figure), highlight=False))
+    show(fmt, row, dict, render.print_figure)
 
 
 @ledger_app.command()
@@ -352,7 +352,7 @@ def available(
     with opened(config, database) as ledger:
         figure = ledger.available(item, location)
     row = {"item": item, "location": location, "available": figure}
-    show(fmt, row, dict, lambda r, console: console.print(render.number(figure), highlight=False))
+    show(fmt, row, dict, render.print_figure)
 
 
 @ledger_app.command()

@@ -11,8 +11,6 @@ from rich.table import Table
 from trueup.ledger.records import LotEvent, LotValue, Reservation, Transaction
 from trueup.report.format import number
 
-__all__ = ["number"]
-
 
 def transaction_dict(transaction: Transaction) -> dict[str, Any]:
     return {
@@ -53,6 +51,11 @@ def print_transaction(transaction: Transaction, console: Console) -> None:
         table.add_row(number(m.quantity), m.from_location, m.from_lot, m.to_location, m.to_lot, number(m.unit_cost))
     if transaction.movements:
         console.print(table)
+
+
+def print_figure(row: dict[str, Any], console: Console) -> None:
+    """A balance or available figure alone on a line (the row's last value)."""
+    console.print(number(list(row.values())[-1]), highlight=False)
 
 
 def reservation_dict(reservation: Reservation) -> dict[str, Any]:
