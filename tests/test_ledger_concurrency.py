@@ -38,6 +38,16 @@ def url(request, tmp_path):
         drop()
 
 
+def run_all(target, arguments: list[tuple]) -> None:
+    """Run `target` once per argument tuple, each in its own process, and wait for all to succeed."""
+    processes = [FORK.Process(target=target, args=args) for args in arguments]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(240)
+        assert process.exitcode == 0
+
+
 def _race(url: str, barrier, wins) -> None:
     with Ledger(url) as ledger:
         for round_ in range(ROUNDS):
@@ -54,12 +64,7 @@ def test_two_processes_racing_for_the_last_unit_exactly_one_wins(url):
         for round_ in range(ROUNDS):
             ledger.receive(f"last-{round_}", "shop", 1, unit_cost=1)
     barrier, wins = FORK.Barrier(2), FORK.Queue()
-    racers = [FORK.Process(target=_race, args=(url, barrier, wins)) for _ in range(2)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(60)
-        assert racer.exitcode == 0
+    run_all(_race, [(url, barrier, wins)] * 2)
     won = sorted(wins.get(timeout=5) for _ in range(ROUNDS))
     assert won == list(range(ROUNDS)) and wins.empty()  # each last unit went to exactly one process
     with Ledger(url) as ledger:
@@ -95,13 +100,8 @@ def _write(url: str, writer: int, results) -> None:
 
 def test_eight_writers_lose_no_update(url):
     results = FORK.Queue()
-    writers = [FORK.Process(target=_write, args=(url, w, results)) for w in range(WRITERS)]
-    for writer in writers:
-        writer.start()
-    reports = [results.get(timeout=240) for _ in writers]
-    for writer in writers:
-        writer.join(30)
-        assert writer.exitcode == 0
+    run_all(_write, [(url, w, results) for w in range(WRITERS)])
+    reports = [results.get(timeout=5) for _ in range(WRITERS)]
     received = {item: sum(r[0][item] for r in reports) for item in HOT}
     issued = {item: sum(r[1][item] for r in reports) for item in HOT}
     postings = sum(r[2] for r in reports)
@@ -161,12 +161,7 @@ def _retry(url: str, barrier, ids) -> None:
 
 def test_the_same_key_posted_at_once_by_two_processes_posts_once(url):
     barrier, ids = FORK.Barrier(2), FORK.Queue()
-    racers = [FORK.Process(target=_retry, args=(url, barrier, ids)) for _ in range(2)]
-    for racer in racers:
-        racer.start()
-    for racer in racers:
-        racer.join(60)
-        assert racer.exitcode == 0
+    run_all(_retry, [(url, barrier, ids)] * 2)
     seen: dict[int, set[int]] = {}
     for _ in range(2 * ROUNDS):
         round_, number = ids.get(timeout=5)
