@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-cost clean
+.PHONY: demo test bench bench-check bench-apply bench-cost bench-ledger clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-cost
+bench: bench-check bench-apply bench-cost bench-ledger
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
@@ -28,6 +28,9 @@ bench-apply: $(STAMP)
 
 bench-cost: $(STAMP)
 	$(BIN)/python benchmarks/bench_cost.py $(BENCH_ARGS)
+
+bench-ledger: $(STAMP)
+	$(BIN)/python benchmarks/bench_ledger.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

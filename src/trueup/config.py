@@ -50,6 +50,7 @@ from trueup.errors import ConfigError
 
 DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
+LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
 _IDENTIFIER = re.compile(rf"{_NAME}(\.{_NAME})?")
@@ -145,8 +146,15 @@ class Database(_Model):
     production_pattern: str = r"(?<![a-z])(prod|production|live)(?![a-z])"
 
 
+class LedgerSettings(_Model):
+    """`[ledger]`: where `trueup ledger` keeps its books, when not in the [database] itself."""
+
+    url: str | None = None
+
+
 class Config(_Model):
     database: Database = Database()
+    ledger: LedgerSettings = LedgerSettings()
     rules: list[Rule] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)
@@ -179,6 +187,18 @@ class Config(_Model):
         if not url:
             raise ConfigError(f"{self._label()}: no database: set [database].url, ${DATABASE_URL_ENV} or --database")
         return expand_env(url, self._label())
+
+    def ledger_url(self, override: str | None = None) -> str:
+        """The ledger's URL: `override`, then $TRUEUP_LEDGER_URL, then [ledger].url, then the database's URL."""
+        url = override or os.environ.get(LEDGER_URL_ENV) or self.ledger.url
+        if url:
+            return expand_env(url, self._label())
+        if not (os.environ.get(DATABASE_URL_ENV) or self.database.url):
+            raise ConfigError(
+                f"{self._label()}: no ledger database: pass --database, set ${LEDGER_URL_ENV}, "
+                "or set [ledger].url (or [database].url) in the config"
+            )
+        return self.database_url()
 
     def _label(self) -> str:
         return str(self.path) if self.path else "config"

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
@@ -243,6 +244,37 @@ class Dialect:
         code = getattr(error.orig, "sqlstate", None) or (error.orig.args[0] if error.orig.args else None)
         return str(code) in self.retryable_codes
 
+    def serialize_writers(self, engine: Engine) -> Engine:
+        """`engine` for writers that serialise on row locks: READ COMMITTED, so each statement sees
+        what the previous lock holder committed (MySQL's default REPEATABLE READ would not).
+
+        Set once per connection as it opens: an isolation level in execution options would be set
+        and reset on every checkout, two round trips per transaction."""
+
+        @event.listens_for(engine, "connect")
+        def _read_committed(dbapi_connection: Any, _record: Any) -> None:
+            engine.dialect.set_isolation_level(dbapi_connection, "READ COMMITTED")
+
+        return engine
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        """INSERT that skips rows whose primary key already exists."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        """INSERT of rows keyed by `keys`; where the key exists, add the row's `column` to the stored one."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+
+    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+        """A new value of `sequence` (which numbers `table.c.id`)."""
+        return connection.execute(sa.select(sequence.next_value())).scalar_one()
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        """Hold a database-wide lock called `name` (e.g. around migrations) inside a transaction."""
+        raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+        yield
+
 
 @dataclass(frozen=True)
 class SQLiteDialect(Dialect):
@@ -325,6 +357,35 @@ class SQLiteDialect(Dialect):
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         pass  # BEGIN IMMEDIATE already holds the database's write lock
 
+    def serialize_writers(self, engine: Engine) -> Engine:
+        """Every transaction of `engine` starts with BEGIN IMMEDIATE (see `configure`): SQLite has one
+        writer at a time, and taking the write lock up front means a read-then-write transaction never
+        finds, too late, that another writer got in between. WAL lets readers go on meanwhile; with
+        synchronous=NORMAL a commit does not wait for fsync: a crash of the program loses nothing, a
+        power cut may lose the last commits but never leaves a half-written one."""
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection: Any, _record: Any) -> None:
+            if engine.url.database not in (None, "", ":memory:"):
+                dbapi_connection.execute("PRAGMA journal_mode = WAL")
+                dbapi_connection.execute("PRAGMA synchronous = NORMAL")
+
+        return engine.execution_options(sqlite_begin="IMMEDIATE")
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        return _on_conflict_add(sqlite.insert(table), table, keys, column)
+
+    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+        # No sequences in SQLite; safe because the caller holds the database's write lock.
+        return connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1)).scalar_one()
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        yield  # BEGIN IMMEDIATE already excludes every other writer
+
 
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
@@ -351,6 +412,17 @@ class PostgreSQLDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{name}"
+
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        return _on_conflict_add(postgresql.insert(table), table, keys, column)
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+        yield  # released when the transaction ends
 
     def try_lock(self, connection: Connection, name: str) -> bool:
         # A session-level advisory lock: the server releases it if our session dies.
@@ -389,6 +461,24 @@ class MySQLDialect(Dialect):
     def nullable_copy(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
         return sa.case((sa.literal_column("1") == sa.literal_column("0"), sa.null()), else_=column)
 
+    def insert_ignore(self, table: sa.Table) -> sa.Insert:
+        insert = mysql.insert(table)  # a no-op update, since INSERT IGNORE would also hide real errors
+        first = table.primary_key.columns[0]
+        return insert.on_duplicate_key_update({first.name: first})
+
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+        insert = mysql.insert(table)
+        return insert.on_duplicate_key_update({column: table.c[column] + insert.inserted[column]})
+
+    @contextmanager
+    def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
+        # GET_LOCK belongs to the session, not the transaction, so it is released explicitly.
+        connection.execute(sa.select(sa.func.get_lock(name, 60)))
+        try:
+            yield
+        finally:
+            connection.execute(sa.select(sa.func.release_lock(name)))
+
 
 LOCK_LEASE = 15 * 60  # seconds a SQLite lock row stays valid, should its holder vanish from another host
 _SQLITE_LOCKS = (
@@ -424,6 +514,11 @@ def _end_reads(connection: Connection) -> None:
     """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
     if connection.in_transaction():
         connection.commit()
+
+
+def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET column = column + excluded.column (SQLite, PostgreSQL)."""
+    return insert.on_conflict_do_update(index_elements=keys, set_={column: table.c[column] + insert.excluded[column]})
 
 
 _DIALECTS: dict[str, Dialect] = {

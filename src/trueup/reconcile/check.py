@@ -40,6 +40,11 @@ class CheckReport(NamedTuple):
     checks: tuple[CheckResult, ...]
 
     @property
+    def ok(self) -> bool:
+        """Nothing drifted and no error-severity check failed."""
+        return self.exit_code == 0
+
+    @property
     def exit_code(self) -> int:
         """1 when any rule drifted or an error-severity check failed, else 0."""
         found = any(r.drifted for r in self.rules) or any(c.fails_run for c in self.checks)

@@ -1,0 +1,100 @@
+"""Ledger results for people (Rich tables) and machines (plain dicts for `to_json`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from trueup.ledger.records import LotEvent, LotValue, Reservation, Transaction
+from trueup.report.format import number
+
+
+def transaction_dict(transaction: Transaction) -> dict[str, Any]:
+    return {
+        "id": transaction.id,
+        "item": transaction.item,
+        "kind": transaction.kind,
+        "at": transaction.at,
+        "key": transaction.key,
+        "reverts": transaction.reverts,
+        "reverted_by": transaction.reverted_by,
+        "cost": transaction.cost,
+        "lots": list(transaction.lots),
+        "movements": [
+            {
+                "line": m.line,
+                "quantity": m.quantity,
+                "from": [m.from_location, m.from_lot],
+                "to": [m.to_location, m.to_lot],
+                "unit_cost": m.unit_cost,
+            }
+            for m in transaction.movements
+        ],
+    }
+
+
+def print_transaction(transaction: Transaction, console: Console) -> None:
+    made = f", new lots {', '.join(transaction.lots)}" if transaction.lots else ""
+    undoes = f", reverting transaction {transaction.reverts}" if transaction.reverts else ""
+    console.print(
+        f"transaction {transaction.id}: {transaction.kind} {transaction.item}, cost {number(transaction.cost)}"
+        f"{made}{undoes}",
+        highlight=False,
+    )
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("quantity", "from", "lot", "to", "lot ", "unit cost"):
+        table.add_column(column, justify="right" if column in ("quantity", "unit cost") else "left")
+    for m in transaction.movements:
+        table.add_row(number(m.quantity), m.from_location, m.from_lot, m.to_location, m.to_lot, number(m.unit_cost))
+    if transaction.movements:
+        console.print(table)
+
+
+def print_figure(row: dict[str, Any], console: Console) -> None:
+    """A balance or available figure alone on a line (the row's last value)."""
+    console.print(number(list(row.values())[-1]), highlight=False)
+
+
+def reservation_dict(reservation: Reservation) -> dict[str, Any]:
+    return reservation._asdict()
+
+
+def print_reservation(reservation: Reservation, console: Console) -> None:
+    expiry = f", expires {reservation.expires_at.isoformat()}" if reservation.expires_at else ""
+    console.print(
+        f"reservation {reservation.id}: {number(reservation.quantity)} {reservation.item} at "
+        f"{reservation.location} for {reservation.hold_for}{expiry} ({reservation.state})",
+        highlight=False,
+    )
+
+
+def print_history(events: list[LotEvent], console: Console) -> None:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("transaction", "kind", "at", "quantity", "from", "lot", "to", "lot ", "note"):
+        table.add_column(column, justify="right" if column in ("transaction", "quantity") else "left")
+    for e in events:
+        note = f"reverts {e.reverts}" if e.reverts else (f"reverted by {e.reverted_by}" if e.reverted_by else "")
+        table.add_row(
+            str(e.transaction_id), e.kind, e.at.isoformat(timespec="seconds"), number(e.quantity),
+            e.from_location, e.from_lot, e.to_location, e.to_lot, note,
+        )  # fmt: skip
+    console.print(table)
+
+
+def print_valuation(lots: list[LotValue], console: Console) -> None:
+    table = Table(box=box.SIMPLE_HEAD, show_footer=True)
+    table.add_column("item", footer="total")
+    table.add_column("lot")
+    table.add_column("received")
+    table.add_column("quantity", justify="right")
+    table.add_column("unit cost", justify="right")
+    table.add_column("value", justify="right", footer=number(sum(v.value for v in lots)))
+    for v in lots:
+        table.add_row(
+            v.item, v.lot, v.received_at.isoformat(timespec="seconds"), number(v.quantity), number(v.unit_cost),
+            number(v.value),
+        )  # fmt: skip
+    console.print(table)
