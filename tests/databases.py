@@ -87,7 +87,7 @@ def make_database(kind: str, tmp_path: Any) -> tuple[Database, Any]:
     """A fresh database of `kind` and the function that drops it."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/test.db"
-        engine = sa.create_engine(url)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})  # as patient as trueup with busy writers
         return Database(kind, url, engine), engine.dispose
     require_server(kind)
     name = f"trueup_t_{uuid.uuid4().hex[:12]}"
