@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +134,8 @@ def user_sql(text: str) -> sa.TextClause:
 
 # -- dialects ----------------------------------------------------------------------------------
 
+STREAM_BATCH = 2000  # rows fetched per round trip when streaming
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -149,7 +151,11 @@ class Dialect:
         return column > sa.func.current_timestamp()
 
     def stream_options(self) -> dict[str, Any]:
-        return {"stream_results": True, "yield_per": 2000}
+        return {"stream_results": True, "yield_per": STREAM_BATCH}
+
+    def stream(self, connection: Connection, statement: sa.Executable) -> Iterator[Sequence[Any]]:
+        """The rows of `statement`, fetched a batch at a time so memory stays flat however many there are."""
+        yield from connection.execute(statement, execution_options=self.stream_options())
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,30 @@ class SQLiteDialect(Dialect):
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
+
+    def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        # The untyped literal takes the column's own type (timestamp, timestamptz or date) when the
+        # statement is parsed. Against CURRENT_TIMESTAMP a `timestamp` column is converted to
+        # timestamptz row by row, a time-zone lookup each that made the whole comparison 1.5x slower.
+        return column > sa.literal_column("'now'")
+
+    def stream(self, connection: Connection, statement: sa.Executable) -> Iterator[Sequence[Any]]:
+        # Server-side cursors (DECLARE CURSOR), SQLAlchemy's way to stream, are never given a parallel
+        # plan, so a big comparison ran 3x slower than the same query sent plainly. psycopg 3 streams a
+        # plain query instead, in chunks where libpq allows it. Bind values go to psycopg as they are:
+        # the statements streamed here bind only plain scalars, which psycopg adapts natively.
+        if connection.dialect.driver != "psycopg":
+            yield from super().stream(connection, statement)
+            return
+        psycopg = connection.dialect.loaded_dbapi
+        compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        sql, params = str(compiled), compiled.params
+        size = STREAM_BATCH if psycopg.capabilities.has_stream_chunked() else 1
+        with connection.connection.driver_connection.cursor() as cursor:
+            try:
+                yield from cursor.stream(sql, params, size=size)
+            except psycopg.Error as error:
+                raise DBAPIError.instance(sql, params, error, psycopg.Error) from error
 
 
 @dataclass(frozen=True)

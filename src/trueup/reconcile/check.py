@@ -96,7 +96,7 @@ class RuleScan:
                 keep=self._keep,
             )
             comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            for values in connection.execution_options(**dialect.stream_options()).execute(comparison):
+            for values in dialect.stream(connection, comparison):
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift
