@@ -192,6 +192,8 @@ class PostgreSQLDialect(Dialect):
         compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
         sql, params = str(compiled), compiled.params
         size = STREAM_BATCH if psycopg.capabilities.has_stream_chunked() else 1
+        if not connection.in_transaction():
+            connection.begin()  # as execute() would: so the caller's commit() or rollback() reach this query
         with connection.connection.driver_connection.cursor() as cursor:
             try:
                 yield from cursor.stream(sql, params, size=size)

@@ -44,10 +44,11 @@ def _decimal_text(value: Decimal) -> str:
     if text.lstrip("-").isdigit() and text != "-0":  # a whole number as written: the common case, kept fast
         return text
     if not value.is_finite():
-        return json.dumps(str(value))
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+        return json.dumps(text)
+    text = format(value, "f")  # every digit, no exponent (normalize() would round to the context's precision)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 _encode_text = json.JSONEncoder(ensure_ascii=False).encode
