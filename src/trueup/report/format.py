@@ -32,7 +32,20 @@ def _to_json_by_kind(value: Any) -> str:
 
 
 def _object(value: dict[Any, Any]) -> str:
-    return "{" + ", ".join([f"{json.dumps(str(k))}: {to_json(v)}" for k, v in value.items()]) + "}"
+    return "{" + ", ".join([f"{_key_text(k)}: {to_json(v)}" for k, v in value.items()]) + "}"
+
+
+def _key_text(key: Any) -> str:
+    """An object key as json.dumps writes it (ASCII-escaped); documents repeat a few field names."""
+    text = _KEY_TEXTS.get(key) if type(key) is str else None
+    if text is None:
+        text = json.dumps(str(key))
+        if type(key) is str and len(_KEY_TEXTS) < 256:
+            _KEY_TEXTS[key] = text
+    return text
+
+
+_KEY_TEXTS: dict[str, str] = {}
 
 
 def _array(value: list[Any] | tuple[Any, ...]) -> str:
