@@ -123,6 +123,10 @@ def test_opening_figure_is_read_from_the_recorded_rows(db: Database) -> None:
     assert query.reads_recorded_rows(rule, rule.expected[0])
     assert not query.reads_recorded_rows(rule, rule.expected[1])
     assert not query.reads_recorded_rows(rule, rule.expected[0], query.Scope(where="id > 0"))
+    filtered = rule.model_copy(update={"recorded": rule.recorded.model_copy(update={"where": "id > 0"})})
+    assert not query.reads_recorded_rows(filtered, rule.expected[0])  # other rows than the recorded ones
+    same_rows = rule.expected[0].model_copy(update={"where": "id > 0"})
+    assert query.reads_recorded_rows(filtered, same_rows)
     assert sql.count("FROM items") == 1
     assert sql.count("FROM logs") == 1
 
@@ -154,8 +158,16 @@ def test_scope_keys_are_bound_on_every_database(db: Database) -> None:
 
 def test_streaming_leaves_the_connection_as_it_was(db: Database) -> None:
     fill(db)
+    cfg = parse_config(
+        {
+            "database": {"url": db.url},
+            "rules": [RULE],
+            "checks": [{"name": "no negative stock", "sql": "SELECT id FROM items WHERE remaining < 0"}],
+        }
+    )
     with connect(db.engine) as connection:
-        CheckRun(connection, config(db.url)).report()
+        report = CheckRun(connection, cfg).report()
+        assert [c.failing for c in report.checks] == [0]
         assert "stream_results" not in connection.get_execution_options()
         assert connection.execute(sa.select(sa.func.count()).select_from(items)).scalar_one() == 8
 

@@ -155,7 +155,8 @@ class Dialect:
 
     def stream(self, connection: Connection, statement: sa.Executable) -> Iterator[Sequence[Any]]:
         """The rows of `statement`, fetched a batch at a time so memory stays flat however many there are."""
-        yield from connection.execute(statement, execution_options=self.stream_options())
+        with connection.execute(statement, execution_options=self.stream_options()) as result:
+            yield from result  # closed even when the caller stops early, so the connection is free again
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,9 @@ class PostgreSQLDialect(Dialect):
 
     def is_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         # The untyped literal takes the column's own type (timestamp, timestamptz or date) when the
-        # statement is parsed. Against CURRENT_TIMESTAMP a `timestamp` column is converted to
-        # timestamptz row by row, a time-zone lookup each that made the whole comparison 1.5x slower.
+        # statement is parsed: the same instant as CURRENT_TIMESTAMP, but a `timestamp` column is no
+        # longer converted to timestamptz row by row (a time-zone lookup each, 10-20% of a scan's time).
+        # Parsed when the statement is: fine for the comparison, which stream() never prepares.
         return column > sa.literal_column("'now'")
 
     def stream(self, connection: Connection, statement: sa.Executable) -> Iterator[Sequence[Any]]:

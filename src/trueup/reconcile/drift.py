@@ -3,8 +3,11 @@
 Pure functions and plain records; no database here. `classify()` decides
 what one comparison row (one key, see `trueup.reconcile.query`) means, and a
 `Tally` folds a stream of them into a `RuleResult` in constant memory: it keeps
-counts, sums, a bounded sample per finding and the first `keep` drift rows
-(the worst ones, since the query orders them worst first).
+counts, sums, a bounded sample per finding, the first `keep` drift rows
+(the worst ones, since the query orders them worst first) and totals per
+`group` for at most `MAX_GROUPS` groups; past that the breakdown is dropped
+and a `groups_omitted` finding says so (a group per item or two, such as a
+child or a customer, would otherwise make memory grow with the items).
 
 Example: a key with recorded 524, expected 480 and 3 future-dated records is
 drift (delta -44) *and* a `future_dated` finding counting 3 records; a key

@@ -8,6 +8,11 @@ The query is built in three layers, all inside the database:
        source i:  SELECT key AS k0, ±SUM(quantity) AS expected, COUNT(*) AS records, ...
                   FROM source WHERE ... GROUP BY key
 
+   A source on the recorded rows themselves (same table, key and filter: an
+   opening figure such as `quantity_total` beside `quantity_remaining`) is
+   read in the recorded branch instead, `±quantity AS expected` row by row,
+   which saves a scan of the table, a sum per key and a union row per key;
+
 2. `UNION ALL` of the branches, then `GROUP BY k0..kn` to fold each key's
    recorded row and source aggregates into one row (a FULL OUTER JOIN would
    do the same, but MySQL has none, and this folds any number of sources);
