@@ -109,7 +109,7 @@ GENERATE = [
     "INSERT INTO generated DEFAULT VALUES",
 ]
 
-# The floor: the query a SQL expert would write by hand for the same drifted keys and figures.
+# (b) The floor: the query an expert would write by hand for the same drifted keys and figures.
 FLOOR = """\
 SELECT i.id,
        i.quantity_remaining AS recorded,
@@ -124,6 +124,32 @@ LEFT JOIN (
 ) AS u ON u.inventory_item_id = i.id
 WHERE i.quantity_total - coalesce(u.used, 0) <> i.quantity_remaining
 ORDER BY abs(i.quantity_total - coalesce(u.used, 0) - i.quantity_remaining) DESC, i.id
+"""
+
+# (b') The same by hand with the integrity findings trueup reports in the same pass: orphan and
+# NULL-key logs, future-dated logs, NULL and negative figures (duplicate ids cannot occur: a key).
+FLOOR_WITH_FINDINGS = """\
+SELECT coalesce(i.id, u.inventory_item_id) AS id,
+       i.id IS NULL AS missing,
+       coalesce(i.quantity_remaining, 0) AS recorded,
+       coalesce(i.quantity_total, 0) - coalesce(u.used, 0) AS expected,
+       coalesce(i.quantity_total, 0) - coalesce(u.used, 0) - coalesce(i.quantity_remaining, 0) AS delta,
+       coalesce(u.records, 0) AS records,
+       coalesce(u.future, 0) AS future
+FROM inventory_items AS i
+FULL JOIN (
+    SELECT inventory_item_id, sum(quantity_used) AS used, count(*) AS records,
+           count(*) FILTER (WHERE logged_at > localtimestamp) AS future,
+           count(*) - count(quantity_used) AS null_used
+    FROM usage_logs
+    WHERE usage_type = 'diaper_change' AND is_deleted = false
+    GROUP BY inventory_item_id
+) AS u ON u.inventory_item_id = i.id
+WHERE i.id IS NULL OR u.future > 0 OR u.null_used > 0
+   OR i.quantity_remaining IS NULL OR i.quantity_total IS NULL OR i.quantity_remaining < 0
+   OR coalesce(i.quantity_total, 0) - coalesce(u.used, 0) < 0
+   OR coalesce(i.quantity_total, 0) - coalesce(u.used, 0) <> coalesce(i.quantity_remaining, 0)
+ORDER BY abs(coalesce(i.quantity_total, 0) - coalesce(u.used, 0) - coalesce(i.quantity_remaining, 0)) DESC, 1
 """
 
 # The loop's one query per item, as an ORM would issue it.
@@ -255,8 +281,8 @@ def run_trueup(url: URL, config: Path, output: Path) -> Timed:
     return timed
 
 
-def run_floor(url: URL, output: Path) -> Timed:
-    command = ["psql", "-X", "-q", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-c", FLOOR, "-o", str(output)]
+def run_psql(url: URL, sql: str, output: Path) -> Timed:
+    command = ["psql", "-X", "-q", "-A", "-t", "-F", ",", "-v", "ON_ERROR_STOP=1", "-c", sql, "-o", str(output)]
     env = {
         **os.environ,
         "PGHOST": url.host or "127.0.0.1",
@@ -311,17 +337,45 @@ def floor_drift(output: Path) -> list[tuple[str, int, int, int]]:
     return rows
 
 
-def agree(trueup: list[tuple[str, int, int, int]], floor: list[tuple[str, int, int, int]]) -> str:
+def floor_findings(output: Path) -> tuple[list[tuple[str, int, int, int]], dict[str, int]]:
+    """The drifted keys of (b'), and its findings counted as trueup counts them."""
+    drift, found = (
+        [],
+        dict.fromkeys(("missing_row", "null_key", "future_dated", "negative_expected", "negative_recorded"), 0),
+    )
+    for line in output.read_text().splitlines():
+        key, missing, *figures = line.split(",")
+        recorded, expected, delta, records, future = map(int, figures)
+        if not key:
+            found["null_key"] += records
+            continue
+        found["missing_row"] += missing == "t"
+        found["future_dated"] += future
+        found["negative_expected"] += expected < 0
+        found["negative_recorded"] += missing == "f" and recorded < 0
+        if missing == "f" and delta:
+            drift.append((key, recorded, expected, delta))
+    return drift, found
+
+
+def agree(trueup: list[tuple[str, int, int, int]], floor: list[tuple[str, int, int, int]], name: str) -> str:
     if trueup == floor:
-        return f"same {len(trueup):,} drifted keys and figures, same order"
+        return f"{name}: same {len(trueup):,} drifted keys and figures, same order"
     if sorted(trueup) == sorted(floor):
-        return f"same {len(trueup):,} drifted keys and figures (ties ordered differently)"
+        return f"{name}: same {len(trueup):,} drifted keys and figures (ties ordered differently)"
     only_a = set(trueup) - set(floor)
     only_b = set(floor) - set(trueup)
     raise SystemExit(
-        f"MISMATCH: {len(only_a)} rows only in trueup (e.g. {sorted(only_a)[:3]}), "
-        f"{len(only_b)} only in the floor (e.g. {sorted(only_b)[:3]})"
+        f"MISMATCH with {name}: {len(only_a)} rows only in trueup (e.g. {sorted(only_a)[:3]}), "
+        f"{len(only_b)} only in {name} (e.g. {sorted(only_b)[:3]})"
     )
+
+
+def agree_on_findings(trueup: dict[str, int], floor: dict[str, int]) -> str:
+    differ = {kind: (trueup.get(kind, 0), n) for kind, n in floor.items() if trueup.get(kind, 0) != n}
+    if differ:
+        raise SystemExit(f"MISMATCH in findings (trueup, b'): {differ}")
+    return "b': same findings (" + ", ".join(f"{kind} {n:,}" for kind, n in floor.items()) + ")"
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -332,10 +386,11 @@ class Measured:
     scale: Scale
     trueup: list[Timed]
     floor: list[Timed]
+    floor_with_findings: list[Timed]
     loop_per_item: float | None
     drifted: int
     findings: dict[str, int]
-    agreement: str
+    agreement: list[str]
     sizes: dict[str, int]
 
     @property
@@ -345,6 +400,14 @@ class Measured:
     @property
     def b(self) -> float:
         return statistics.median(t.seconds for t in self.floor)
+
+    @property
+    def b_findings(self) -> float:
+        return statistics.median(t.seconds for t in self.floor_with_findings)
+
+    def paired(self, floor: list[Timed]) -> float:
+        """Median of each round's ratio: runs side by side share the machine's load of the moment."""
+        return statistics.median(a.seconds / b.seconds for a, b in zip(self.trueup, floor, strict=True))
 
     @property
     def c(self) -> float | None:
@@ -360,20 +423,29 @@ def measure(base: URL, scale: Scale, *, repeat: int, sample: int, workdir: Path)
     url = schema_url(base, scale.schema)
     config = workdir / "trueup.toml"
     config.write_text(usage_logs.CONFIG, encoding="utf-8")
-    a_out, b_out = workdir / f"{scale.schema}.json", workdir / f"{scale.schema}.csv"
+    a_out, b_out, bf_out = (workdir / f"{scale.schema}.{suffix}" for suffix in ("json", "b.csv", "bf.csv"))
 
-    run_floor(url, b_out)  # warm-up: both contenders then start from the same cache state
-    trueup_times, floor_times = [], []
+    run_psql(url, FLOOR, b_out)  # warm-up: every contender then starts from the same cache state
+    times: dict[str, list[Timed]] = {"a": [], "b": [], "b'": []}
     for index in range(repeat):
         with console.status(f"{scale.schema}: round {index + 1}/{repeat}"):
-            trueup_times.append(run_trueup(url, config, a_out))
-            floor_times.append(run_floor(url, b_out))
+            times["a"].append(run_trueup(url, config, a_out))
+            times["b"].append(run_psql(url, FLOOR, b_out))
+            times["b'"].append(run_psql(url, FLOOR_WITH_FINDINGS, bf_out))
         console.print(
-            f"  round {index + 1}: trueup {trueup_times[-1].seconds:.2f} s "
-            f"({trueup_times[-1].peak_rss / MB:.0f} MB), floor {floor_times[-1].seconds:.2f} s"
+            f"  round {index + 1}: "
+            + ", ".join(
+                f"{name} {runs[-1].seconds:.2f} s ({runs[-1].peak_rss / MB:.0f} MB)" for name, runs in times.items()
+            )
         )
     a_rows, rule = trueup_drift(a_out)
-    agreement = agree(a_rows, floor_drift(b_out))
+    findings = {f["kind"]: f["count"] for f in rule["findings"]}
+    bf_rows, bf_findings = floor_findings(bf_out)
+    agreement = [
+        agree(a_rows, floor_drift(b_out), "b"),
+        agree(a_rows, bf_rows, "b'"),
+        agree_on_findings(findings, bf_findings),
+    ]
 
     per_item = None
     if sample:
@@ -382,11 +454,10 @@ def measure(base: URL, scale: Scale, *, repeat: int, sample: int, workdir: Path)
         expected = {key: (rec, exp, delta) for key, rec, exp, delta in a_rows if key in loop_drift}
         if expected != loop_drift:
             raise SystemExit("MISMATCH: the per-item loop and trueup disagree on the sampled items")
-        agreement += f"; the loop agrees on its {sample:,} sampled items ({len(loop_drift):,} drifted)"
+        agreement.append(f"c: agrees on its {sample:,} sampled items ({len(loop_drift):,} drifted)")
     sizes = table_sizes(engine)
     engine.dispose()
-    findings = {f["kind"]: f["count"] for f in rule["findings"]}
-    return Measured(scale, trueup_times, floor_times, per_item, rule["drifted"], findings, agreement, sizes)
+    return Measured(scale, times["a"], times["b"], times["b'"], per_item, rule["drifted"], findings, agreement, sizes)
 
 
 def report(full: Measured, small: Measured) -> Table:
@@ -394,17 +465,24 @@ def report(full: Measured, small: Measured) -> Table:
     table.add_column("")
     for m in (full, small):
         table.add_column(f"{m.scale.items:,} items / {m.scale.rows:,} logs", justify="right")
+
+    def runs(timed: list[Timed]) -> str:
+        return f"{statistics.median(t.seconds for t in timed):.2f} s  ({', '.join(f'{t.seconds:.1f}' for t in timed)})"
+
     rows: list[tuple[str, Any]] = [
         ("tables on disk", lambda m: f"{sum(m.sizes.values()) / MB:,.0f} MB"),
         ("drifted keys streamed", lambda m: f"{m.drifted:,}"),
-        ("(a) trueup check", lambda m: f"{m.a:.2f} s  ({', '.join(f'{t.seconds:.2f}' for t in m.trueup)})"),
-        ("(b) floor: one SQL via psql", lambda m: f"{m.b:.2f} s  ({', '.join(f'{t.seconds:.2f}' for t in m.floor)})"),
+        ("(a) trueup check --format json", lambda m: runs(m.trueup)),
+        ("(b) floor: one SQL via psql", lambda m: runs(m.floor)),
+        ("(b') floor with the same findings", lambda m: runs(m.floor_with_findings)),
         ("(c) per-item loop, extrapolated", lambda m: "—" if m.c is None else f"{m.c:,.0f} s"),
         ("    per item", lambda m: "—" if m.c is None else f"{m.loop_per_item * 1e6:,.0f} µs"),
-        ("a/b (goal ≤ 1.25)", lambda m: f"{m.a / m.b:.2f}"),
+        ("a/b (goal ≤ 1.25): medians / paired", lambda m: f"{m.a / m.b:.2f} / {m.paired(m.floor):.2f}"),
+        ("a/b': medians / paired", lambda m: f"{m.a / m.b_findings:.2f} / {m.paired(m.floor_with_findings):.2f}"),
         ("c/a (goal ≥ 100)", lambda m: "—" if m.c is None else f"{m.c / m.a:,.0f}"),
+        ("c/b (the floor's own ratio)", lambda m: "—" if m.c is None else f"{m.c / m.b:,.0f}"),
         ("trueup peak RSS (goal ≤ 150 MB)", lambda m: f"{m.rss / MB:.0f} MB"),
-        ("psql peak RSS (for scale)", lambda m: f"{max(t.peak_rss for t in m.floor) / MB:.0f} MB"),
+        ("psql peak RSS (b)", lambda m: f"{max(t.peak_rss for t in m.floor) / MB:.0f} MB"),
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(m) for m in (full, small)))
@@ -422,7 +500,7 @@ def main(
     items: Annotated[int, typer.Option(help="Items (recorded rows).")] = 1_000_000,
     rows: Annotated[int, typer.Option(help="Usage logs (source rows).")] = 20_000_000,
     drift: Annotated[float, typer.Option(help="Share of items whose deduction never ran.")] = 0.1,
-    repeat: Annotated[int, typer.Option(help="Timed runs of (a) and (b); the median is reported.")] = 3,
+    repeat: Annotated[int, typer.Option(help="Rounds of (a), (b) and (b'); medians are reported.")] = 3,
     sample: Annotated[int, typer.Option(help="Items the per-item loop runs on (0: skip it).")] = 2000,
     small: Annotated[int, typer.Option(help="The smaller run is this many times smaller.")] = 100,
     url: Annotated[str, typer.Option(envvar="TRUEUP_BENCH_URL", help="PostgreSQL database to use.")] = DEFAULT_URL,
@@ -441,10 +519,10 @@ def main(
         small_run = measure(base, small_scale, repeat=repeat, sample=0, workdir=workdir)
     with sa.create_engine(base).connect() as connection:
         server = connection.scalar(sa.text("SHOW server_version"))
-    out = Console()
+    out = Console(width=130)
     out.print(report(full, small_run))
-    out.print(f"checks: {full.agreement}")
-    out.print(f"findings at full scale: {full.findings}")
+    for line in full.agreement + small_run.agreement:
+        out.print(f"check: {line}")
     out.print(f"machine: {machine()}, PostgreSQL {server}, {datetime.now(UTC):%Y-%m-%d}")
     record = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -458,8 +536,11 @@ def main(
                 "trueup_s": [t.seconds for t in m.trueup],
                 "trueup_rss_mb": [round(t.peak_rss / MB, 1) for t in m.trueup],
                 "floor_s": [t.seconds for t in m.floor],
+                "floor_with_findings_s": [t.seconds for t in m.floor_with_findings],
                 "loop_s_per_item": m.loop_per_item,
                 "a_over_b": m.a / m.b,
+                "a_over_b_paired": m.paired(m.floor),
+                "a_over_b_findings": m.a / m.b_findings,
                 "c_over_a": None if m.c is None else m.c / m.a,
                 "findings": m.findings,
             }
