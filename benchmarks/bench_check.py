@@ -4,11 +4,18 @@ One run, on PostgreSQL, of the usage_logs incident shape (`trueup.examples.usage
 items that open with `quantity_total`, minus their non-deleted `diaper_change` logs.
 
 (a) trueup   the real CLI in a subprocess, `check --format json --output FILE`, so every
-             drifted key is streamed and written; its peak RSS comes from wait4().
+             drifted key is streamed and written; peak RSS is the process's own VmHWM.
 (b) floor    one hand-written query (aggregate the logs, join the items, keep the drifted
              keys worst first) run through psql: what an expert gets with no tool at all.
+(b')         the same by hand, also finding what trueup finds in the same pass (orphan,
+             NULL-key and future-dated logs, negative figures): shows what those cost.
 (c) loop     what one-off scripts do: for each item, one aggregate query over its logs
              (a Django `for item in items:` loop), timed on a random sample and extrapolated.
+
+Each round runs (a), (b), (b') back to back; medians are reported, and the median of each
+round's own ratio ("paired"), which the load of a shared machine disturbs less. The drifted
+keys of (a), (b) and (b') must agree, figure for figure and in order, and (a)'s findings
+must equal those (b') counts, or the run stops.
 
 Goals (issue 2): a/b <= 1.25, c/a >= 100, peak RSS <= 150 MB whatever the item count; a
 second, 100x smaller run shows the RSS does not grow with the items.
@@ -29,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -229,20 +237,28 @@ class Timed:
 def run_measured(command: list[str], env: dict[str, str] | None = None) -> tuple[Timed, int, str]:
     """Run `command`, returning its wall time, its own peak RSS and exit code.
 
-    The peak is the kernel's high-water mark (VmHWM) of the command's own memory, polled
-    while it runs; wait4()'s ru_maxrss would also count this process, copied at fork.
+    The peak is the kernel's high-water mark (VmHWM) of the command's own memory, read by a
+    thread while the command runs (wait4()'s ru_maxrss would also count this process, copied
+    at fork); the main thread waits for the exit, so the time is exact.
     """
-    started = time.perf_counter()
+    peak, done = [0], threading.Event()
     with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=errors)
-        peak = 0
-        while process.poll() is None:
-            peak = max(peak, high_water_mark(process.pid))
-            time.sleep(0.02)
+
+        def watch() -> None:
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], high_water_mark(process.pid))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        process.wait()
         elapsed = time.perf_counter() - started
+        done.set()
+        watcher.join()
         errors.seek(0)
         stderr = errors.read().decode()
-    return Timed(elapsed, peak), process.returncode, stderr
+    return Timed(elapsed, peak[0]), process.returncode, stderr
 
 
 def high_water_mark(pid: int) -> int:
