@@ -278,3 +278,22 @@ def test_constant_quantity_counts_records(db: Database) -> None:
     assert {d.key: d.delta for d in result.worst} == {(1,): 3 - 90, (2,): 2 - 50, (5,): 1 - 30}
     assert "null_quantity" not in {f.kind for f in result.findings}
     assert result.abs_drift == 87 + 48 + 29
+
+
+def test_postgresql_time_column_must_be_a_time(tmp_path) -> None:
+    from tests.databases import make_database
+    from trueup.errors import ConfigError
+
+    db, drop = make_database("postgresql", tmp_path)
+    try:
+        db.execute("CREATE TABLE stock (id integer, qty integer)")
+        db.execute("CREATE TABLE moves (id integer, qty integer, at text)")
+        rule = {
+            "name": "texts",
+            "recorded": {"table": "stock", "key": ["id"], "quantity": "qty"},
+            "expected": [{"table": "moves", "key": ["id"], "quantity": "qty", "time": "at"}],
+        }
+        with connect(db.engine) as connection, pytest.raises(ConfigError, match=r"rule 'texts': expected\[0\]"):
+            CheckRun(connection, config(db.url, rule))
+    finally:
+        drop()
