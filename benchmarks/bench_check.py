@@ -521,7 +521,7 @@ def main(
     small: Annotated[int, typer.Option(help="The smaller run is this many times smaller.")] = 100,
     url: Annotated[str, typer.Option(envvar="TRUEUP_BENCH_URL", help="PostgreSQL database to use.")] = DEFAULT_URL,
 ) -> None:
-    """Time `trueup check` (a) beside one hand-written SQL query (b) and a per-item loop (c).
+    """Time `trueup check` (a) beside hand-written SQL without (b) and with (b') findings, and a per-item loop (c).
 
     Example: flock /tmp/trueup-bench.lock make bench-check BENCH_ARGS="--items 100000 --rows 2000000"
     """
