@@ -7,15 +7,19 @@ planted so every counter of the comparison query is exercised.
 
 from __future__ import annotations
 
+import tomllib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from tests.databases import Database
+from tests.databases import Database, make_database
 from trueup.config import parse_config
 from trueup.db import connect, dialect_for
+from trueup.errors import ConfigError
+from trueup.examples import usage_logs
 from trueup.reconcile import query
 from trueup.reconcile.check import CheckRun, RuleScan
 from trueup.reconcile.resolve import resolve_rule
@@ -57,6 +61,16 @@ RULE = {
 
 def config(url: str, *rules: dict):
     return parse_config({"database": {"url": url}, "rules": list(rules or [RULE])})
+
+
+@pytest.fixture
+def pg(tmp_path) -> Iterator[Database]:
+    """PostgreSQL alone, for what its dialect does differently."""
+    database, drop = make_database("postgresql", tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
 
 
 def fill(db: Database) -> None:
@@ -182,87 +196,60 @@ def test_stream_yields_every_row_across_batches(db: Database) -> None:
     assert streamed == [(n, n) for n in range(rows)]
 
 
-def test_postgresql_stream_error_mid_way_is_a_database_error(tmp_path) -> None:
-    from tests.databases import make_database
-
-    db, drop = make_database("postgresql", tmp_path)
-    try:
-        # 1 / (g - 3000) fails on row 3000, after a first batch of rows has been delivered.
-        failing = sa.select(sa.literal_column("1 / (g - 3000)")).select_from(sa.text("generate_series(1, 5000) AS g"))
-        with connect(db.engine) as connection:
-            delivered = 0
-            with pytest.raises(sa.exc.DBAPIError, match="division by zero"):
-                for _ in dialect_for(connection).stream(connection, failing):
-                    delivered += 1
-            assert 0 < delivered < 3000
-            connection.rollback()
-            assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
-    finally:
-        drop()
+def test_postgresql_stream_error_mid_way_is_a_database_error(pg: Database) -> None:
+    # 1 / (g - 3000) fails on row 3000, after a first batch of rows has been delivered.
+    failing = sa.select(sa.literal_column("1 / (g - 3000)")).select_from(sa.text("generate_series(1, 5000) AS g"))
+    with connect(pg.engine) as connection:
+        delivered = 0
+        with pytest.raises(sa.exc.DBAPIError, match="division by zero"):
+            for _ in dialect_for(connection).stream(connection, failing):
+                delivered += 1
+        assert 0 < delivered < 3000
+        connection.rollback()
+        assert connection.execute(sa.text("SELECT 1")).scalar_one() == 1
 
 
-def test_postgresql_uuid_scope_keys(tmp_path) -> None:
-    from tests.databases import make_database
-    from trueup.examples import usage_logs
-
-    db, drop = make_database("postgresql", tmp_path)
-    try:
-        with db.engine.begin() as connection:
-            usage_logs.metadata.create_all(connection)
-            usage_logs.generate(connection, items=40, seed=3)
-        cfg = parse_config({"database": {"url": db.url}, "rules": _rules_of(usage_logs.CONFIG)})
-        with connect(db.engine) as connection:
-            everything = CheckRun(connection, cfg, keep=None).report().rules[0].worst
-            wanted = [d.key for d in everything[::3]]
-            rule = resolve_rule(connection, cfg.rules[0])
-            scoped = list(RuleScan(connection, rule, scope=query.Scope(keys=wanted), keep=None))
-        assert isinstance(wanted[0][0], uuid.UUID)
-        assert sorted(d.key for d in scoped) == sorted(wanted)
-        assert [d for d in everything if d.key in wanted] == scoped
-    finally:
-        drop()
+def test_postgresql_uuid_scope_keys(pg: Database) -> None:
+    with pg.engine.begin() as connection:
+        usage_logs.metadata.create_all(connection)
+        usage_logs.generate(connection, items=40, seed=3)
+    cfg = parse_config({"database": {"url": pg.url}, "rules": tomllib.loads(usage_logs.CONFIG)["rules"]})
+    with connect(pg.engine) as connection:
+        everything = CheckRun(connection, cfg, keep=None).report().rules[0].worst
+        wanted = [d.key for d in everything[::3]]
+        rule = resolve_rule(connection, cfg.rules[0])
+        scoped = list(RuleScan(connection, rule, scope=query.Scope(keys=wanted), keep=None))
+    assert isinstance(wanted[0][0], uuid.UUID)
+    assert sorted(d.key for d in scoped) == sorted(wanted)
+    assert [d for d in everything if d.key in wanted] == scoped
 
 
-def _rules_of(toml_text: str) -> list[dict]:
-    import tomllib
-
-    return tomllib.loads(toml_text)["rules"]
-
-
-def test_postgresql_future_dated_for_each_time_type(tmp_path) -> None:
+def test_postgresql_future_dated_for_each_time_type(pg: Database) -> None:
     """timestamp, timestamptz and date columns are each compared with now in their own type."""
-    from tests.databases import make_database
-
-    db, drop = make_database("postgresql", tmp_path)
-    try:
-        db.execute("CREATE TABLE stock (id integer, qty integer)")
-        db.execute("CREATE TABLE moves (id integer, qty integer, at_ts timestamp, at_tz timestamptz, on_day date)")
-        db.execute("INSERT INTO stock VALUES (1, 3)")
-        now, today = datetime.now(UTC), date.today()
-        moves = [(now - timedelta(days=2), today - timedelta(days=2))] + [
-            (now + timedelta(days=2), today + timedelta(2))
-        ] * 2
-        for at, day in [*moves, (now - timedelta(hours=1), today)]:  # today is not in the future
-            db.execute(
-                "INSERT INTO moves VALUES (1, 1, :ts, :tz, :day)",
-                {"ts": at.astimezone().replace(tzinfo=None), "tz": at, "day": day},
-            )
-        rules = [
-            {
-                "name": column,
-                "recorded": {"table": "stock", "key": ["id"], "quantity": "qty"},
-                "expected": [{"table": "moves", "key": ["id"], "quantity": "qty", "time": column}],
-            }
-            for column in ("at_ts", "at_tz", "on_day")
-        ]
-        with connect(db.engine) as connection:
-            connection.execute(sa.text("SET TIME ZONE 'Asia/Kolkata'"))  # timestamps read in the session's zone
-            report = CheckRun(connection, config(db.url, *rules)).report()
-        for result in report.rules:
-            assert {f.kind: f.count for f in result.findings} == {"future_dated": 2}, result.name
-            assert result.worst[0].delta == 1  # 4 moves against 3 recorded
-    finally:
-        drop()
+    pg.execute("CREATE TABLE stock (id integer, qty integer)")
+    pg.execute("CREATE TABLE moves (id integer, qty integer, at_ts timestamp, at_tz timestamptz, on_day date)")
+    pg.execute("INSERT INTO stock VALUES (1, 3)")
+    now, today = datetime.now(UTC), date.today()
+    for days in (-2, 2, 2, -3):  # two moves in the future
+        at = now + timedelta(days=days)
+        pg.execute(
+            "INSERT INTO moves VALUES (1, 1, :ts, :tz, :day)",
+            {"ts": at.astimezone().replace(tzinfo=None), "tz": at, "day": today + timedelta(days=days)},
+        )
+    rules = [
+        {
+            "name": column,
+            "recorded": {"table": "stock", "key": ["id"], "quantity": "qty"},
+            "expected": [{"table": "moves", "key": ["id"], "quantity": "qty", "time": column}],
+        }
+        for column in ("at_ts", "at_tz", "on_day")
+    ]
+    with connect(pg.engine) as connection:
+        connection.execute(sa.text("SET TIME ZONE 'Asia/Kolkata'"))  # timestamps are read in the session's zone
+        report = CheckRun(connection, config(pg.url, *rules)).report()
+    for result in report.rules:
+        assert {f.kind: f.count for f in result.findings} == {"future_dated": 2}, result.name
+        assert result.worst[0].delta == 1  # 4 moves against 3 recorded
 
 
 def test_constant_quantity_counts_records(db: Database) -> None:
@@ -280,20 +267,13 @@ def test_constant_quantity_counts_records(db: Database) -> None:
     assert result.abs_drift == 87 + 48 + 29
 
 
-def test_postgresql_time_column_must_be_a_time(tmp_path) -> None:
-    from tests.databases import make_database
-    from trueup.errors import ConfigError
-
-    db, drop = make_database("postgresql", tmp_path)
-    try:
-        db.execute("CREATE TABLE stock (id integer, qty integer)")
-        db.execute("CREATE TABLE moves (id integer, qty integer, at text)")
-        rule = {
-            "name": "texts",
-            "recorded": {"table": "stock", "key": ["id"], "quantity": "qty"},
-            "expected": [{"table": "moves", "key": ["id"], "quantity": "qty", "time": "at"}],
-        }
-        with connect(db.engine) as connection, pytest.raises(ConfigError, match=r"rule 'texts': expected\[0\]"):
-            CheckRun(connection, config(db.url, rule))
-    finally:
-        drop()
+def test_postgresql_time_column_must_be_a_time(pg: Database) -> None:
+    pg.execute("CREATE TABLE stock (id integer, qty integer)")
+    pg.execute("CREATE TABLE moves (id integer, qty integer, at text)")
+    rule = {
+        "name": "texts",
+        "recorded": {"table": "stock", "key": ["id"], "quantity": "qty"},
+        "expected": [{"table": "moves", "key": ["id"], "quantity": "qty", "time": "at"}],
+    }
+    with connect(pg.engine) as connection, pytest.raises(ConfigError, match=r"rule 'texts': expected\[0\]"):
+        CheckRun(connection, config(pg.url, rule))
