@@ -103,7 +103,7 @@ class RuleScan:
                 keep=self._keep,
             )
             comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            for values in connection.execute(comparison, execution_options=dialect.stream_options()):
+            for values in dialect.stream(connection, comparison):
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift

@@ -31,8 +31,9 @@ class CheckResult(NamedTuple):
 
 
 def run_check(connection: Connection, check: Check, label: str = "config") -> CheckResult:
+    options = dialect_for(connection).stream_options()  # for this statement only, not the connection's
     try:
-        result = connection.execute(user_sql(check.sql), execution_options=dialect_for(connection).stream_options())
+        result = connection.execute(user_sql(check.sql), execution_options=options)
         columns = list(result.keys())
         failing, sample = 0, []
         for row in result:

@@ -3,8 +3,11 @@
 Pure functions and plain records; no database here. `classify()` decides
 what one comparison row (one key, see `trueup.reconcile.query`) means, and a
 `Tally` folds a stream of them into a `RuleResult` in constant memory: it keeps
-counts, sums, a bounded sample per finding and the first `keep` drift rows
-(the worst ones, since the query orders them worst first).
+counts, sums, a bounded sample per finding, the first `keep` drift rows
+(the worst ones, since the query orders them worst first) and totals per
+`group` for at most `MAX_GROUPS` groups; past that the breakdown is dropped
+and a `groups_omitted` finding says so (a group per item or two, such as a
+child or a customer, would otherwise make memory grow with the items).
 
 Example: a key with recorded 524, expected 480 and 3 future-dated records is
 drift (delta -44) *and* a `future_dated` finding counting 3 records; a key
@@ -15,12 +18,14 @@ with expected -5 and no recorded row is a `missing_row` finding (and
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 SAMPLE_SIZE = 5
+MAX_GROUPS = 10_000  # distinct groups a breakdown holds; beyond it memory would grow with the items
 
 
 class ComparisonRow(NamedTuple):
@@ -108,13 +113,19 @@ FINDING_KINDS: dict[str, tuple[str, str, str]] = {
         "key(s) have a negative expected figure: the opening figure or the sources are wrong",
     ),
     "negative_recorded": ("warning", "keys", "recorded figure(s) are negative"),
+    "groups_omitted": (
+        "info",
+        "groups",
+        "or more groups drifted, too many to break down: the breakdown by group is left out "
+        "(each drifted key still names its group); choose a coarser group column",
+    ),
 }
 
 
 def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | None, list[tuple[str, int]]]:
     """What one key means: a drift row (or None) and its findings as (kind, count) pairs."""
     findings: list[tuple[str, int]] = []
-    if any(part is None for part in row.key):
+    if None in row.key:
         return None, [("null_key", row.records + row.rec_rows)]
     if row.rec_rows > 1:
         findings.append(("duplicate_key", 1))
@@ -144,11 +155,16 @@ def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | No
 def delta_bucket(delta: Decimal) -> str:
     """Order-of-magnitude bucket for the distribution chart: '-99..-10', '-9..-1', '+1..+9', ..."""
     magnitude = abs(delta)
-    if magnitude < 1:
-        return "-<1" if delta < 0 else "+<1"
-    decade = magnitude.adjusted()  # exponent of the leading digit: 7 -> 0, 42 -> 1, 850 -> 2
+    # exponent of the leading digit: 7 -> 0, 42 -> 1, 850 -> 2; below 1 -> one bucket per sign
+    return _bucket_label(delta < 0, magnitude.adjusted() if magnitude >= 1 else None)
+
+
+@functools.cache
+def _bucket_label(negative: bool, decade: int | None) -> str:
+    if decade is None:
+        return "-<1" if negative else "+<1"
     low, high = 10**decade, 10 ** (decade + 1) - 1
-    return f"-{high}..-{low}" if delta < 0 else f"+{low}..+{high}"
+    return f"-{high}..-{low}" if negative else f"+{low}..+{high}"
 
 
 def bucket_order(label: str) -> float:
@@ -182,6 +198,7 @@ class Tally:
         self.abs_value_impact: Decimal | None = None
         self.worst: list[DriftRow] = []
         self.groups: dict[Any, list[Any]] = {}
+        self.groups_omitted = False  # more than MAX_GROUPS groups drifted: no breakdown
         self.finding_counts: Counter[str] = Counter()
         self.finding_samples: dict[str, list[dict[str, Any]]] = {}
         self.distribution: Counter[str] = Counter()
@@ -189,7 +206,7 @@ class Tally:
     def add(self, row: ComparisonRow) -> DriftRow | None:
         """Account for one comparison row; return its drift row, if it drifted."""
         drift, findings = classify(row, insert_missing=self.insert_missing)
-        if row.rec_rows == 0 and not any(p is None for p in row.key):
+        if row.rec_rows == 0 and None not in row.key:
             self.items += 1  # a key only the sources know is an item too
         for kind, count in findings:
             self._note(kind, count, row)
@@ -211,8 +228,9 @@ class Tally:
             )
 
     def _count(self, drift: DriftRow) -> None:
+        size = abs(drift.delta)
         self.drifted += 1
-        self.abs_drift += abs(drift.delta)
+        self.abs_drift += size
         self.distribution[delta_bucket(drift.delta)] += 1
         value = drift.value
         if value is not None:
@@ -220,13 +238,26 @@ class Tally:
             self.abs_value_impact = (self.abs_value_impact or Decimal(0)) + abs(value)
         if self.keep is None or len(self.worst) < self.keep:
             self.worst.append(drift)
-        group = self.groups.setdefault(drift.group, [0, Decimal(0), None])
+        if not self.groups_omitted:
+            self._count_group(drift.group, size, value)
+
+    def _count_group(self, name: Any, size: Decimal, value: Decimal | None) -> None:
+        group = self.groups.get(name)
+        if group is None:
+            if len(self.groups) == MAX_GROUPS:  # memory must not grow with the items: stop here
+                self.groups_omitted = True
+                self.groups.clear()
+                return
+            group = self.groups[name] = [0, Decimal(0), None]
         group[0] += 1
-        group[1] += abs(drift.delta)
+        group[1] += size
         if value is not None:
             group[2] = (group[2] or Decimal(0)) + value
 
     def result(self) -> RuleResult:
+        if self.groups_omitted:
+            self.finding_counts["groups_omitted"] = MAX_GROUPS
+            self.finding_samples["groups_omitted"] = []
         findings = tuple(
             Finding(
                 kind, FINDING_KINDS[kind][0], count, tuple(self.finding_samples[kind]), _finding_message(kind, count)

@@ -8,6 +8,11 @@ The query is built in three layers, all inside the database:
        source i:  SELECT key AS k0, ±SUM(quantity) AS expected, COUNT(*) AS records, ...
                   FROM source WHERE ... GROUP BY key
 
+   A source on the recorded rows themselves (same table, key and filter: an
+   opening figure such as `quantity_total` beside `quantity_remaining`) is
+   read in the recorded branch instead, `±quantity AS expected` row by row,
+   which saves a scan of the table, a sum per key and a union row per key;
+
 2. `UNION ALL` of the branches, then `GROUP BY k0..kn` to fold each key's
    recorded row and source aggregates into one row (a FULL OUTER JOIN would
    do the same, but MySQL has none, and this folds any number of sources);
@@ -31,6 +36,8 @@ table, pushed into every branch so indexes are used.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,8 +89,9 @@ def key_names(rule: Rule) -> list[str]:
 def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope = EVERYTHING) -> sa.Select:
     """The per-key comparison for `rule`, only interesting keys, worst first."""
     prep = sa_dialect.identifier_preparer
-    branches = [recorded_branch(rule, prep, scope)]
-    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected]
+    opening = [s for s in rule.expected if reads_recorded_rows(rule, s, scope)]
+    branches = [recorded_branch(rule, prep, dialect, scope, opening)]
+    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected if s not in opening]
     union = sa.union_all(*branches).subquery("u")
 
     keys = [union.c[name] for name in key_names(rule)]
@@ -128,48 +136,44 @@ def recorded_count(rule: Rule, sa_dialect: sa.Dialect, scope: Scope = EVERYTHING
     return query.where(*_recorded_filters(rule, prep, scope))
 
 
-def recorded_branch(rule: Rule, prep: Any, scope: Scope) -> sa.Select:
+def recorded_branch(rule: Rule, prep: Any, dialect: Dialect, scope: Scope, opening: Sequence[Source] = ()) -> sa.Select:
+    """The recorded rows, carrying the figures of the `opening` sources read from those same rows."""
     rec = rule.recorded
     quantity = column_ref(prep, rec.quantity)
+    figures = [_row_figures(source, prep, dialect) for source in opening]
     columns = [column_ref(prep, k).label(n) for k, n in zip(rec.key, key_names(rule), strict=True)]
     columns += [
         quantity.label("recorded"),
-        sa.literal_column("1").label("rec_rows"),
+        _ONE.label("rec_rows"),
         _flag(quantity.is_(None)).label("rec_nulls"),
         (column_ref(prep, rec.unit_value) if rec.unit_value else sa.null()).label("unit_value"),
         (column_ref(prep, rec.group) if rec.group else sa.null()).label("grp"),
-        sa.literal_column("0").label("expected"),
-        sa.literal_column("0").label("records"),
-        sa.literal_column("0").label("future"),
-        sa.literal_column("0").label("null_qty"),
+        _added(expected for expected, _, _ in figures).label("expected"),
+        sa.literal_column(str(len(figures))).label("records"),  # each opening source is one record per row
+        _added(future for _, future, _ in figures).label("future"),
+        _added(null_qty for _, _, null_qty in figures).label("null_qty"),
     ]
     query = sa.select(*columns).select_from(table_ref(rec.table))
     return query.where(*_recorded_filters(rule, prep, scope))
 
 
 def source_branch(rule: Rule, source: Source, prep: Any, dialect: Dialect, scope: Scope) -> sa.Select:
+    """A source's records summed per key, with their counts (records, future-dated, NULL quantity)."""
     keys = [column_ref(prep, k) for k in source.key]
-    if isinstance(source.quantity, str):
-        quantity: sa.ColumnElement[Any] = column_ref(prep, source.quantity)
-        null_qty = sa.func.sum(_flag(quantity.is_(None)))
-    else:
-        quantity = sa.literal_column(str(source.quantity))
-        null_qty = sa.literal_column("0")
-    total = sa.func.coalesce(sa.func.sum(quantity), 0)
-    future = (
-        sa.func.sum(_flag(dialect.is_future(column_ref(prep, source.time)))) if source.time else sa.literal_column("0")
-    )
+    quantity, nullable = _quantity(source, prep)
+    total = sa.func.coalesce(sa.func.sum(quantity), _ZERO)
+    future = _count(sa.func.count(sa.case((_is_future(source, prep, dialect), _ONE)))) if source.time else _ZERO
     columns = [k.label(n) for k, n in zip(keys, key_names(rule), strict=True)]
     columns += [
         sa.null().label("recorded"),
-        sa.literal_column("0").label("rec_rows"),
-        sa.literal_column("0").label("rec_nulls"),
+        _ZERO.label("rec_rows"),
+        _ZERO.label("rec_nulls"),
         sa.null().label("unit_value"),
         sa.null().label("grp"),
         (total if source.sign == 1 else -total).label("expected"),
-        sa.func.count().label("records"),
+        _count(sa.func.count()).label("records"),
         future.label("future"),
-        null_qty.label("null_qty"),
+        (_count(sa.func.count() - sa.func.count(quantity)) if nullable else _ZERO).label("null_qty"),
     ]
     origin = table_ref(source.table) if source.table else user_sql(source.from_ or "")
     query = sa.select(*columns).select_from(origin)
@@ -177,6 +181,55 @@ def source_branch(rule: Rule, source: Source, prep: Any, dialect: Dialect, scope
         query = query.where(user_sql(source.where))
     query = query.where(*_source_scope(rule, keys, prep, scope))
     return query.group_by(*keys)
+
+
+def reads_recorded_rows(rule: Rule, source: Source, scope: Scope = EVERYTHING) -> bool:
+    """True for a source on the very rows of the recorded table (an opening figure beside the cached one).
+
+    Same table, same key, same filter: its figures are read in the recorded branch, row by row,
+    instead of in a branch of their own that would scan the table again, sum it per key and add a
+    row per key to the union. A `Scope.where` selects source rows by their key (see
+    `_source_scope`), which differs when keys repeat, so it keeps the source apart.
+    """
+    return (
+        source.table == rule.recorded.table
+        and list(source.key) == list(rule.recorded.key)
+        and source.where == rule.recorded.where
+        and scope.where is None
+    )
+
+
+def _row_figures(source: Source, prep: Any, dialect: Dialect) -> tuple[sa.ColumnElement[Any], ...]:
+    """(expected, future, null_qty) of one source row, as its summed branch would count it."""
+    quantity, nullable = _quantity(source, prep)
+    expected = sa.func.coalesce(quantity, _ZERO)
+    return (
+        expected if source.sign == 1 else -expected,
+        _flag(_is_future(source, prep, dialect)) if source.time else _ZERO,
+        _flag(quantity.is_(None)) if nullable else _ZERO,
+    )
+
+
+def _quantity(source: Source, prep: Any) -> tuple[sa.ColumnElement[Any], bool]:
+    """The source's quantity expression, and whether it can be NULL (a column) or not (a constant)."""
+    if isinstance(source.quantity, str):
+        return column_ref(prep, source.quantity), True
+    return sa.literal_column(str(source.quantity)), False
+
+
+def _is_future(source: Source, prep: Any, dialect: Dialect) -> sa.ColumnElement[bool]:
+    return dialect.is_future(column_ref(prep, source.time or ""))
+
+
+def _count(counted: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    # COUNT is a BIGINT, which PostgreSQL sums through NUMERIC, one allocation per key in the outer
+    # GROUP BY; as INTEGER it sums in a machine word (no key has 2**31 records).
+    return sa.cast(counted, sa.Integer)
+
+
+def _added(terms: Any) -> sa.ColumnElement[Any]:
+    terms = list(terms)
+    return functools.reduce(operator.add, terms) if terms else _ZERO
 
 
 def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElement[bool]]:
@@ -227,5 +280,9 @@ def _key_tuple(columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[Any]:
     return columns[0] if len(columns) == 1 else sa.tuple_(*columns)
 
 
+_ZERO = sa.literal_column("0")
+_ONE = sa.literal_column("1")
+
+
 def _flag(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-    return sa.case((condition, 1), else_=0)
+    return sa.case((condition, _ONE), else_=_ZERO)

@@ -90,7 +90,7 @@ def _probe(connection: Connection, rule: Rule, where: str) -> None:
     """Run each branch with LIMIT 0 so a mistake in the user's SQL names its source."""
     sa_dialect, dialect = connection.dialect, dialect_for(connection)
     prep = sa_dialect.identifier_preparer
-    branches = [("recorded", query.recorded_branch(rule, prep, query.EVERYTHING))]
+    branches = [("recorded", query.recorded_branch(rule, prep, dialect, query.EVERYTHING))]
     branches += [
         (f"expected[{i}]", query.source_branch(rule, s, prep, dialect, query.EVERYTHING))
         for i, s in enumerate(rule.expected)

@@ -11,14 +11,19 @@ from typing import Any
 
 def to_json(value: Any) -> str:
     """JSON text for plain data; Decimals are written as exact numbers, never through float."""
+    encode = _ENCODERS.get(type(value))  # the exact type first: this runs for every value streamed
+    return encode(value) if encode is not None else _to_json_by_kind(value)
+
+
+def _to_json_by_kind(value: Any) -> str:
     if isinstance(value, Decimal):
         return _decimal_text(value)
     if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {to_json(v)}" for k, v in value.items()) + "}"
+        return _object(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(to_json(v) for v in value) + "]"
+        return _array(value)
     if isinstance(value, (datetime, date, time)):
         return json.dumps(value.isoformat())
     if isinstance(value, (uuid.UUID, bytes)):
@@ -26,12 +31,51 @@ def to_json(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+def _object(value: dict[Any, Any]) -> str:
+    return "{" + ", ".join([f"{_key_text(k)}: {to_json(v)}" for k, v in value.items()]) + "}"
+
+
+def _key_text(key: Any) -> str:
+    """An object key as json.dumps writes it (ASCII-escaped); documents repeat a few field names."""
+    text = _KEY_TEXTS.get(key) if type(key) is str else None
+    if text is None:
+        text = json.dumps(str(key))
+        if type(key) is str and len(_KEY_TEXTS) < 256:
+            _KEY_TEXTS[key] = text
+    return text
+
+
+_KEY_TEXTS: dict[str, str] = {}
+
+
+def _array(value: list[Any] | tuple[Any, ...]) -> str:
+    return "[" + ", ".join([to_json(v) for v in value]) + "]"
+
+
 def _decimal_text(value: Decimal) -> str:
+    text = str(value)
+    if text.lstrip("-").isdigit() and text != "-0":  # a whole number as written: the common case, kept fast
+        return text
     if not value.is_finite():
-        return json.dumps(str(value))
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+        return json.dumps(text)
+    text = format(value, "f")  # every digit, no exponent (normalize() would round to the context's precision)
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+_encode_text = json.JSONEncoder(ensure_ascii=False).encode
+_ENCODERS: dict[type, Any] = {
+    str: _encode_text,
+    int: int.__repr__,
+    bool: lambda value: "true" if value else "false",
+    type(None): lambda value: "null",
+    list: _array,
+    tuple: _array,
+    dict: _object,
+    uuid.UUID: lambda value: f'"{value}"',
+    Decimal: _decimal_text,
+}
 
 
 def number(value: Decimal | int | None, *, signed: bool = False) -> str:
