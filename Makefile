@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-cost bench-ledger clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-ledger clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,13 +18,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-cost bench-ledger
+bench: bench-check bench-apply bench-sync bench-cost bench-ledger
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
 
 bench-apply: $(STAMP)
 	$(BIN)/python benchmarks/bench_apply.py $(BENCH_ARGS)
+
+bench-sync: $(STAMP)
+	$(BIN)/python benchmarks/bench_sync.py $(BENCH_ARGS)
 
 bench-cost: $(STAMP)
 	$(BIN)/python benchmarks/bench_cost.py $(BENCH_ARGS)

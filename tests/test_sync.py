@@ -160,7 +160,7 @@ def test_incremental_rounds_see_late_records_within_the_overlap_and_full_rounds_
 ) -> None:
     config, _ = shop(db, tmp_path)
     engine = open_engine(db.url)
-    options = SyncOptions(full_every=3, overlap=timedelta(minutes=5))
+    options = SyncOptions(full_every=4, overlap=timedelta(minutes=5))
     sell(db, 9, 1)  # a correct sale, so the first round leaves a real watermark: now
     assert run_round(engine, config, "stock", options).kind == "full"  # no watermark yet
 
@@ -172,10 +172,15 @@ def test_incremental_rounds_see_late_records_within_the_overlap_and_full_rounds_
     assert {d.key[0]: d.delta for d in second.drift} == {1: -5, 2: -3}
     assert second.checked == 3  # only the touched keys were compared (9 included: within the overlap)
 
-    assert run_round(engine, config, "stock", options).kind == "incremental"
+    sell(db, 7, 2, deduct=False, at=now() + timedelta(days=30))  # a skewed clock: must not move the watermark
+    third = run_round(engine, config, "stock", options)
+    assert third.kind == "incremental"
+    sell(db, 8, 6, deduct=False)
+    still_seen = run_round(engine, config, "stock", options)
+    assert {1, 2, 7, 8} <= {d.key[0] for d in still_seen.drift}  # 8 is not hidden behind the future date
     fourth = run_round(engine, config, "stock", options)
-    assert fourth.kind == "full"  # full, then two incremental rounds: the full one sees what they cannot
-    assert {d.key[0]: d.delta for d in fourth.drift} == {1: -5, 2: -3, 3: -4}
+    assert fourth.kind == "full"  # full, then three incremental rounds: the full one sees what they cannot
+    assert {d.key[0]: d.delta for d in fourth.drift} == {1: -5, 2: -3, 3: -4, 7: -2, 8: -6}
     engine.dispose()
 
 

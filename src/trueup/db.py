@@ -204,6 +204,10 @@ class Dialect:
         """A value to compare a time column with; `like` is a value read from that column, as text."""
         return moment
 
+    def not_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """`column` is not after the database's now, in a form an index on it can serve."""
+        return column <= sa.func.current_timestamp()
+
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
         """A transaction for writing: READ COMMITTED, so each statement sees the latest commits."""
@@ -316,6 +320,9 @@ class SQLiteDialect(Dialect):
     def time_bound(self, moment: datetime, like: str) -> Any:
         # SQLite compares stored times as text: write the bound in the column's own layout.
         return moment.isoformat(sep="T" if "T" in like else " ")
+
+    def not_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        return ~self.is_future(column)  # julianday() reads every layout SQLite stores times in
 
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:

@@ -312,10 +312,19 @@ def _origin(source: Source) -> Any:
 
 
 def _newest(connection: Connection, rule: Rule, timed: list[_Timed]) -> dict[int, str]:
-    """Each timed source's newest time or id right now: the watermarks this round will reach."""
+    """Each timed source's newest time (or id) right now: the watermarks this round will reach.
+
+    Times ahead of the database's clock (a client with a skewed clock, a typo) are left out: a
+    watermark in the future would hide every ordinary record until then. Such records stay past
+    the watermark, so every round looks at them again until their time has come.
+    """
+    dialect = dialect_for(connection)
     marks = {}
     for source in timed:
-        value = connection.execute(sa.select(sa.func.max(source.column)).select_from(source.origin)).scalar()
+        newest = sa.select(sa.func.max(source.column)).select_from(source.origin)
+        if not source.sequence:
+            newest = newest.where(dialect.not_future(source.column))
+        value = connection.execute(newest).scalar()
         marks[source.slot] = BEGINNING if value is None else _mark_text(value)
     if connection.in_transaction():
         connection.rollback()
