@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 import trueup
 from tests.databases import Database
 from trueup.config import parse_config
+from trueup.reconcile import audit
 
 ITEMS = 4000
 KILLS = 22
@@ -206,3 +207,28 @@ def test_apply_beside_eight_concurrent_sellers_loses_no_sale(db: Database) -> No
     with db.engine.connect() as connection:
         recorded_sales = sa.select(sa.func.count(), sa.func.sum(usage.c.qty)).where(usage.c.id > initial_usage)
         assert tuple(connection.execute(recorded_sales).one()) == (len(sold), sum(sold))
+
+
+def test_a_sale_committed_between_computing_and_writing_is_not_lost(server_db: Database) -> None:
+    """The moved-row path, made certain: the sale lands after the corrections are computed."""
+    load(server_db, 5, 2)
+    config = rule_config(server_db)
+    sold = []
+
+    def sell_now(phase: str) -> None:
+        if phase.startswith("applying") and not sold:
+            with server_db.engine.begin() as connection:
+                connection.execute(usage.insert().values(item_id=3, qty=4))
+                connection.execute(items.update().where(items.c.id == 3).values(remaining=items.c.remaining - 4))
+            sold.append(4)
+
+    result = trueup.apply(config, backup_dir=None, phase=sell_now)
+    assert sold and result.changed == 5
+    assert trueup.check(config).rules[0].drifted == 0  # the sale's decrement survived the repair
+    with server_db.engine.connect() as connection:
+        used = connection.execute(sa.select(sa.func.sum(usage.c.qty)).where(usage.c.item_id == 3)).scalar_one()
+        before = connection.execute(
+            sa.select(audit.changes.c.before_value).where(audit.changes.c.key == "[3]")
+        ).scalar_one()
+    assert int(before) == 100 - 4  # the pre-image is the figure the sale left, not the one computed before it
+    assert used >= 4
