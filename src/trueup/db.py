@@ -180,9 +180,6 @@ class Dialect:
 
     name: str = "default"
     ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
-    # UPDATE … RETURNING inside a WITH that also inserts (PostgreSQL): a repair can write, audit
-    # and learn which rows it wrote in one statement, instead of locking them first.
-    guarded_update: bool = False
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -407,7 +404,6 @@ class SQLiteDialect(Dialect):
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
-    guarded_update: bool = True
     retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:

@@ -12,11 +12,7 @@ Inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE), per rule:
 3. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
    order) and compared with the figure observed in step 1. A row that moved in
    between was written by someone else: it is recomputed now that it is
-   locked (or, for a saved plan, refused). On PostgreSQL, step 4 comes first
-   for every row that did not move: one statement updates each row still
-   holding its observed figure, audits it and marks it done (a guarded UPDATE …
-   RETURNING feeding the audit's INSERT), and only the rows left over are
-   locked and recomputed;
+   locked (or, for a saved plan, refused);
 4. one `UPDATE … JOIN trueup_now_N` sets recorded = expected (absolute, so a
    second apply finds nothing to do), missing rows are inserted where the rule
    allows it, and the pre/post images are copied to `trueup_changes` in one
@@ -64,7 +60,6 @@ from trueup.report.format import to_json
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
 NO_LIMITS = Limits()
-DONE = 2  # `missing` of a work-table row already written (0: update it, 1: insert it)
 
 
 class Conflict(NamedTuple):
@@ -272,10 +267,9 @@ def _write(
     outcomes = []
     for job, now, conflicts in zip(jobs, nows, refused, strict=True):
         phase(f"applying {job.rule.name}")
-        guarded = _write_unmoved(tx, job, now, run_id) if dialect_for(tx).guarded_update else 0
-        now.lock_targets(only=now.table.c.missing != DONE)
+        now.lock_targets()
         conflicts += _settle_moved(tx, job, now)
-        updated = guarded + _update(tx, job.rule, job.target, now)
+        updated = _update(tx, job.rule, job.target, now)
         inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
         _record_updates(tx, job.rule, job.target, now, run_id)
         outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
@@ -335,37 +329,6 @@ def _size(tx: Connection, jobs: list[_Job], nows: list[WorkTable]) -> tuple[int,
         if top is not None and (worst is None or abs(as_decimal(top[-1])) > abs(worst[2])):
             worst = (job.rule.name, tuple(top[:-1]), as_decimal(top[-1]))
     return changes, worst
-
-
-def _write_unmoved(tx: Connection, job: _Job, now: WorkTable, run_id: int) -> int:
-    """PostgreSQL: correct and audit, in one statement, every row still holding what was observed.
-
-    The guard (`figure IS NOT DISTINCT FROM observed`) is checked against the row's latest version
-    (PostgreSQL re-evaluates it after waiting for a concurrent writer), so the audit's pre-image is
-    exact. The rows written are marked DONE in the work table; any row a writer changed in between
-    stays behind, for the lock-and-recompute path that follows.
-    """
-    target, n = job.target, now.table.c
-    table = target.clause()
-    written = (
-        sa.update(table)
-        .where(*now.joins([table.c[k] for k in target.key]), n.missing == 0)
-        .where(table.c[target.quantity].is_not_distinct_from(n.observed))
-        .values({target.quantity: n.expected})
-        .returning(*now.keys, n.observed, n.expected)
-        .cte("written")
-    )
-    w = written.c
-    fixed = change_row(run_id, job.rule.name, target, None, "update")
-    audited = sa.select(
-        *[sa.literal(value) for value in fixed.values()],
-        dialect_for(tx).json_array(*[w[k] for k in now.key_names]),
-        sa.cast(w.observed, sa.Text),
-        sa.cast(w.expected, sa.Text),
-    )
-    logged = sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], audited).cte("logged")
-    done = sa.update(now.table).where(*[n[k] == w[k] for k in now.key_names]).values(missing=DONE)
-    return tx.execute(done.add_cte(written).add_cte(logged)).rowcount
 
 
 def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, ...]:

@@ -77,19 +77,16 @@ class WorkTable:
         """Equality of this table's keys with `other_columns`, for ON / WHERE clauses."""
         return [mine == theirs for mine, theirs in zip(self.keys, other_columns, strict=True)]
 
-    def contains(
-        self, columns: list[sa.ColumnElement[Any]], only: sa.ColumnElement[bool] | None = None
-    ) -> sa.ColumnElement[bool]:
-        """`columns` (a key) is one of this table's keys (of its rows matching `only`)."""
-        listed = sa.select(*self.keys) if only is None else sa.select(*self.keys).where(only)
+    def contains(self, columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
+        """`columns` (a key) is one of this table's keys."""
+        listed = sa.select(*self.keys)
         return columns[0].in_(listed) if len(columns) == 1 else sa.tuple_(*columns).in_(listed)
 
-    def lock_targets(self, only: sa.ColumnElement[bool] | None = None) -> None:
-        """Row-lock the target rows whose keys this table holds (those rows of it matching `only`),
-        in key order (a no-op on SQLite)."""
+    def lock_targets(self) -> None:
+        """Row-lock the target rows whose keys this table holds, in key order (a no-op on SQLite)."""
         table = self.target.clause()
         columns = [table.c[k] for k in self.target.key]
-        query = sa.select(*columns).where(self.contains(columns, only)).order_by(*columns)
+        query = sa.select(*columns).where(self.contains(columns)).order_by(*columns)
         dialect_for(self.connection).lock_rows(self.connection, query)
 
     def _insert(self, batch: list[Mapping[str, Any]]) -> None:
