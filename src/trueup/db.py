@@ -236,7 +236,7 @@ class Dialect:
         return column
 
     def analyze(self, connection: Connection, table: str) -> None:
-        """Give the planner statistics for a freshly filled work table."""
+        """Give the planner statistics for a table just filled with many rows (a work table, the history)."""
 
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         """Take row locks on what `query` selects, held until the transaction ends."""

@@ -76,6 +76,7 @@ watermarks = sa.Table(
 )
 
 CHUNK = 500
+ANALYZE_AFTER = 10_000  # rows recorded by one round
 
 
 class Round(NamedTuple):
@@ -153,6 +154,10 @@ def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRo
     ]
     for start in range(0, len(rows), CHUNK):
         connection.execute(drift_history.insert(), rows[start : start + CHUNK])
+    if len(rows) >= ANALYZE_AFTER:
+        # A first full round may record 100,000 keys into an empty table; until the server's
+        # autovacuum notices, the next rounds' lookups by key would scan all of them.
+        dialect_for(connection).analyze(connection, drift_history.name)
     return round_id
 
 
