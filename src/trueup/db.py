@@ -13,6 +13,7 @@ checks) go through `user_sql()`, which only protects them from SQLAlchemy's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -180,6 +181,7 @@ class Dialect:
 
     name: str = "default"
     ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
+    update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -276,9 +278,13 @@ class Dialect:
         """INSERT of rows keyed by `keys`; where the key exists, add the row's `column` to the stored one."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
 
+    def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
+        """An expression taking a new value of `sequence` (which numbers `table.c.id`)."""
+        return sequence.next_value()
+
     def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
         """A new value of `sequence` (which numbers `table.c.id`)."""
-        return connection.execute(sa.select(sequence.next_value())).scalar_one()
+        return connection.execute(_next_id_select(self, sequence, table)).scalar_one()
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -392,9 +398,9 @@ class SQLiteDialect(Dialect):
     def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
         return _on_conflict_add(sqlite.insert(table), table, keys, column)
 
-    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+    def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
         # No sequences in SQLite; safe because the caller holds the database's write lock.
-        return connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1)).scalar_one()
+        return sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1).scalar_subquery()
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -483,6 +489,7 @@ class PostgreSQLDialect(Dialect):
 class MySQLDialect(Dialect):
     name: str = "mysql"
     ddl_commits: bool = True
+    update_returning: bool = False
     retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
@@ -557,6 +564,12 @@ def _end_reads(connection: Connection) -> None:
     """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
     if connection.in_transaction():
         connection.commit()
+
+
+@functools.cache
+def _next_id_select(dialect: Dialect, sequence: sa.Sequence, table: sa.Table) -> sa.Select[tuple[int]]:
+    """`SELECT <next id>`, built once: building a Core expression costs more than SQLite takes to run it."""
+    return sa.select(dialect.next_id_value(sequence, table))
 
 
 def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:

@@ -29,9 +29,6 @@ class Place(NamedTuple):
 
 _VIRTUAL = {name: Place(name, True, True) for name in t.VIRTUAL_LOCATIONS}  # seeded once, never changed
 
-_PLACE = sa.select(t.locations.c.name, t.locations.c.virtual, t.locations.c.allow_negative).where(
-    t.locations.c.name == sa.bindparam("name")
-)
 _STOCK = (
     sa.select(t.balances.c.lot, t.balances.c.quantity, t.lots.c.unit_cost, t.lots.c.received_at)
     .join(t.lots, sa.and_(t.lots.c.item == t.balances.c.item, t.lots.c.lot == t.balances.c.lot))
@@ -52,15 +49,24 @@ _BALANCES = sa.select(t.balances.c.location, t.balances.c.lot, t.balances.c.quan
     t.balances.c.item == sa.bindparam("item"),
     sa.tuple_(t.balances.c.location, t.balances.c.lot).in_(sa.bindparam("keys", expanding=True)),
 )
-_HELD = sa.select(t.total(t.reservations.c.quantity)).where(
+_OPEN_HOLDS = sa.select(t.total(t.reservations.c.quantity)).where(
     t.reservations.c.item == sa.bindparam("item"),
-    t.reservations.c.location == sa.bindparam("location"),
     t.reservations.c.state == "open",
     sa.or_(
         t.reservations.c.expires_at.is_(None), t.reservations.c.expires_at > sa.bindparam("now", type_=t.UTCDateTime)
     ),
-    t.reservations.c.id != sa.bindparam("excluding"),
 )
+_HELD = _OPEN_HOLDS.where(
+    t.reservations.c.location == sa.bindparam("location"), t.reservations.c.id != sa.bindparam("excluding")
+)
+# A location and what is held there, in one round trip: a posting that takes stock from a location
+# needs both (is it real, may it go negative, how much of it is spoken for).
+_PLACE = sa.select(
+    t.locations.c.name,
+    t.locations.c.virtual,
+    t.locations.c.allow_negative,
+    _OPEN_HOLDS.where(t.reservations.c.location == t.locations.c.name).scalar_subquery().label("held"),
+).where(t.locations.c.name == sa.bindparam("name"))
 _LOT = sa.select(t.lots.c.lot, t.lots.c.unit_cost, t.lots.c.received_at).where(
     t.lots.c.item == sa.bindparam("item"), t.lots.c.lot == sa.bindparam("lot")
 )
@@ -76,6 +82,7 @@ class Book:
     def __init__(self, connection: Connection, item: str, now: datetime):
         self.connection, self.item, self.now = connection, item, now
         self._places: dict[str, Place] = {}
+        self._held: dict[str, Decimal] = {}  # location -> held by all open reservations, read with the place
         self._balances: dict[tuple[str, str], Decimal] = {}  # (location, lot) -> quantity, as read
 
     def place(self, name: str) -> Place:
@@ -83,10 +90,11 @@ class Book:
         if name in _VIRTUAL:
             return _VIRTUAL[name]
         if name not in self._places:
-            row = self.connection.execute(_PLACE, {"name": name}).first()
+            row = self.connection.execute(_PLACE, {"name": name, "item": self.item, "now": self.now}).first()
             if row is None:
                 raise NotFound(f"no location {name!r} (receive into it, or add it with add_location)")
             self._places[name] = Place(row.name, bool(row.virtual), bool(row.allow_negative))
+            self._held[name] = row.held
         return self._places[name]
 
     def oldest(self, location: str, quantity: Decimal) -> list[LotStock]:
@@ -124,6 +132,8 @@ class Book:
 
     def held(self, location: str, *, excluding: int | None = None) -> Decimal:
         """What open, unexpired reservations hold at `location` (leaving out reservation `excluding`)."""
+        if excluding is None and location in self._held:
+            return self._held[location]
         params = {"item": self.item, "location": location, "now": self.now, "excluding": excluding or 0}
         return self.connection.execute(_HELD, params).scalar_one()
 

@@ -5,7 +5,8 @@
                     what differs when it is not
     2. lock         `UPDATE ledger_items SET version = version + 1 WHERE item = ?`
     3. number       the transaction id, taken after the lock, so the ids of one
-                    item rise in the order its transactions commit
+                    item rise in the order its transactions commit (in the same
+                    statement, `RETURNING nextval(…)`, where the database allows)
     4. plan         the operation reads the item's stock through a `Book` and
                     returns a `Draft`: movement lines and the lots they create
     5. guard        no (location, lot) and no location's available figure (on
@@ -116,8 +117,7 @@ def post(
                     if original is not None:
                         return original
                 now = t.utc(None)
-                lock_item(connection, dialect, item)
-                number = dialect.next_id(connection, t.transaction_ids, t.transactions)
+                number = lock_and_number(connection, dialect, item)
                 book = Book(connection, item, now)
                 draft = plan(book, number)
                 guard(book, draft)
@@ -135,17 +135,46 @@ _KEY = sa.select(t.keys.c.item, t.keys.c.transaction_id, t.keys.c.request).where
 _INSERT = {table.name: table.insert() for table in (t.transactions, t.keys, t.lots, t.lot_parents, t.movements)}
 
 
+class _Statements(NamedTuple):
+    """The dialect's statements of a posting, built once."""
+
+    add_item: sa.Insert  # insert-or-skip of an item row
+    add_balances: sa.Insert  # upsert adding deltas to balance rows
+    lock_and_number: sa.Update | None  # the lock bump returning a new transaction id, where UPDATE … RETURNING exists
+
+
 @functools.cache
-def _statements(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
-    """The dialect's insert-or-skip of an item row and upsert adding balance deltas, built once."""
-    return dialect.insert_ignore(t.items), dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity")
+def _statements(dialect: Dialect) -> _Statements:
+    numbered = None
+    if dialect.update_returning:
+        numbered = _BUMP.returning(dialect.next_id_value(t.transaction_ids, t.transactions))
+    return _Statements(
+        dialect.insert_ignore(t.items),
+        dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity"),
+        numbered,
+    )
 
 
 def lock_item(connection: Connection, dialect: Dialect, item: str) -> None:
     """Take the item's posting lock (making its row on first use)."""
     if connection.execute(_BUMP, {"the_item": item}).rowcount == 0:
-        connection.execute(_statements(dialect)[0], {"item": item, "version": 0})
+        connection.execute(_statements(dialect).add_item, {"item": item, "version": 0})
         connection.execute(_BUMP, {"the_item": item})
+
+
+def lock_and_number(connection: Connection, dialect: Dialect, item: str) -> int:
+    """Take the item's posting lock, then a new transaction id: one round trip where UPDATE … RETURNING exists.
+
+    The id is still taken after the lock: PostgreSQL computes RETURNING once the row is updated, that
+    is after waiting for a concurrent holder of its lock, and SQLite already holds the write lock.
+    """
+    numbered = _statements(dialect).lock_and_number
+    if numbered is not None:
+        number = connection.execute(numbered, {"the_item": item}).scalar()
+        if number is not None:
+            return number
+    lock_item(connection, dialect, item)  # no UPDATE … RETURNING, or the item's first posting (no row yet)
+    return dialect.next_id(connection, t.transaction_ids, t.transactions)
 
 
 def guard(book: Book, draft: Draft) -> None:
@@ -203,7 +232,7 @@ def _write(
         connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
         deltas = sorted(balance_deltas(moves).items())
         connection.execute(
-            _statements(dialect)[1],
+            _statements(dialect).add_balances,
             _rows([{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]),
         )
     return Transaction(
