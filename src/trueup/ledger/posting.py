@@ -13,6 +13,7 @@
                     hand − held) may end below zero unless the location allows it
     6. write        transaction, key, lots, lineage, movements, then one upsert
                     per (location, lot) adding the deltas to the cached balances
+                    (a new balance row also gets its lot's cost and FIFO order)
 
 Why row locks and not optimistic versions: a posting reads balances (to pick
 FIFO lots and check stock) and then writes them, so a concurrent posting of the
@@ -47,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trueup.db import Dialect
 from trueup.ledger import schema as t
-from trueup.ledger.book import Book, insufficient
+from trueup.ledger.book import Book, LotFacts, insufficient
 from trueup.ledger.errors import IdempotencyConflict, InvalidRequest
 from trueup.ledger.queries import load_transaction
 from trueup.ledger.records import Movement, Transaction
@@ -231,10 +232,13 @@ def _write(
     if moves:
         connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
         deltas = sorted(balance_deltas(moves).items())
-        connection.execute(
-            _statements(dialect).add_balances,
-            _rows([{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]),
-        )
+        made = {lot.lot: LotFacts(lot.unit_cost, lot.received_at, number, n) for n, lot in enumerate(draft.new_lots, 1)}
+        facts = {**book.facts({lot for (_, lot), _ in deltas} - made.keys()), **made}
+        rows = [
+            {"item": item, "location": loc, "lot": lot, "quantity": delta, **facts[lot]._asdict()}
+            for (loc, lot), delta in deltas
+        ]
+        connection.execute(_statements(dialect).add_balances, _rows(rows))
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
