@@ -321,3 +321,21 @@ def test_a_long_read_does_not_hold_up_postings_on_sqlite(sqlite_db):
             assert time.perf_counter() - started < 5  # not the 30 s busy timeout
             assert reading.execute(sa.text("SELECT COUNT(*) FROM ledger_movements")).scalar_one() == 3  # snapshot
         assert ledger.balance("widget") == 18
+
+
+def test_migration_0002_copies_lot_order_onto_existing_balances(db):
+    from alembic import command
+
+    from trueup.ledger.migrate import alembic_config
+
+    with Ledger(db.url) as ledger:
+        ledger.receive("widget", "shop", 5, unit_cost=2, lot="NEW")
+        ledger.receive("widget", "shop", 5, unit_cost=1, lot="OLD", at=datetime(2020, 1, 1, tzinfo=UTC))
+        config = alembic_config()
+        for target, upgrade in (("0001", False), ("head", True)):  # as a ledger made before 0002 is upgraded
+            with ledger.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                (command.upgrade if upgrade else command.downgrade)(config, target)
+        sale = ledger.issue("widget", "shop", 6)
+        assert [(m.from_lot, m.quantity) for m in sale.movements] == [("OLD", 5), ("NEW", 1)]
+        assert sale.cost == 7 and ledger.verify().ok
