@@ -40,6 +40,8 @@ from trueup.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
 
+Source = tuple[list[str], sa.Select[Any]] | None  # INSERT … SELECT: the columns written, the SELECT
+
 # The drivers trueup ships with, used when a URL names only the database kind.
 # Memory for the hash aggregate of a repair, per operation, for trueup's own transactions only.
 WORK_MEM = "64MB"
@@ -182,6 +184,7 @@ class Dialect:
     name: str = "default"
     ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
     update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
+    upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -274,8 +277,9 @@ class Dialect:
         """INSERT that skips rows whose primary key already exists."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        """INSERT of rows keyed by `keys`; where the key exists, add the row's `column` to the stored one."""
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        """INSERT of rows keyed by `keys` (VALUES, or `source`: the columns written and a SELECT of them);
+        where the key exists, add the row's `column` to the stored one."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
 
     def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
@@ -395,8 +399,8 @@ class SQLiteDialect(Dialect):
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        return _on_conflict_add(sqlite.insert(table), table, keys, column)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        return _on_conflict_add(_insert(sqlite.insert(table), source), table, keys, column)
 
     def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
         # No sequences in SQLite; safe because the caller holds the database's write lock.
@@ -436,8 +440,8 @@ class PostgreSQLDialect(Dialect):
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        return _on_conflict_add(postgresql.insert(table), table, keys, column)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        return _on_conflict_add(_insert(postgresql.insert(table), source), table, keys, column)
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -490,6 +494,7 @@ class MySQLDialect(Dialect):
     name: str = "mysql"
     ddl_commits: bool = True
     update_returning: bool = False
+    upsert_counts_rows: bool = False
     retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
@@ -516,8 +521,8 @@ class MySQLDialect(Dialect):
         first = table.primary_key.columns[0]
         return insert.on_duplicate_key_update({first.name: first})
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        insert = mysql.insert(table)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        insert = _insert(mysql.insert(table), source)
         return insert.on_duplicate_key_update({column: table.c[column] + insert.inserted[column]})
 
     @contextmanager
@@ -570,6 +575,10 @@ def _end_reads(connection: Connection) -> None:
 def _next_id_select(dialect: Dialect, sequence: sa.Sequence, table: sa.Table) -> sa.Select[tuple[int]]:
     """`SELECT <next id>`, built once: building a Core expression costs more than SQLite takes to run it."""
     return sa.select(dialect.next_id_value(sequence, table))
+
+
+def _insert(insert: Any, source: Source) -> Any:
+    return insert if source is None else insert.from_select(*source)
 
 
 def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:

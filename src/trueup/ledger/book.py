@@ -30,21 +30,11 @@ class Place(NamedTuple):
 _VIRTUAL = {name: Place(name, True, True) for name in t.VIRTUAL_LOCATIONS}  # seeded once, never changed
 
 
-class LotFacts(NamedTuple):
-    """What never changes about a lot, copied onto each of its balance rows (FIFO reads them there)."""
-
-    unit_cost: Decimal
-    received_at: datetime
-    created_by: int
-    position: int
-
-
-_FACTS = (t.balances.c.unit_cost, *t.FIFO_ORDER)
 # One table, no join: the oldest lots with stock come straight off the partial index
 # ix_ledger_balances_fifo (quantity <> 0). The 0 is written into the SQL, not bound, so that a
 # prepared statement's generic plan can still use that index.
 _STOCK = (
-    sa.select(t.balances.c.lot, t.balances.c.quantity, *_FACTS)
+    sa.select(t.balances.c.lot, t.balances.c.quantity, t.balances.c.unit_cost, t.balances.c.received_at)
     .where(
         t.balances.c.item == sa.bindparam("item"),
         t.balances.c.location == sa.bindparam("location"),
@@ -80,12 +70,8 @@ _PLACE = sa.select(
     t.locations.c.allow_negative,
     _OPEN_HOLDS.where(t.reservations.c.location == t.locations.c.name).scalar_subquery().label("held"),
 ).where(t.locations.c.name == sa.bindparam("name"))
-_LOT_FACTS = (t.lots.c.unit_cost, t.lots.c.received_at, t.lots.c.created_by, t.lots.c.position)
-_LOT = sa.select(t.lots.c.lot, *_LOT_FACTS).where(
+_LOT = sa.select(t.lots.c.lot, t.lots.c.unit_cost, t.lots.c.received_at).where(
     t.lots.c.item == sa.bindparam("item"), t.lots.c.lot == sa.bindparam("lot")
-)
-_LOTS = sa.select(t.lots.c.lot, *_LOT_FACTS).where(
-    t.lots.c.item == sa.bindparam("item"), t.lots.c.lot.in_(sa.bindparam("lots", expanding=True))
 )
 _LATEST_COST = (
     sa.select(t.lots.c.unit_cost)
@@ -101,7 +87,6 @@ class Book:
         self._places: dict[str, Place] = {}
         self._held: dict[str, Decimal] = {}  # location -> held by all open reservations, read with the place
         self._balances: dict[tuple[str, str], Decimal] = {}  # (location, lot) -> quantity, as read
-        self._facts: dict[str, LotFacts] = {}  # lot -> its facts, as read
 
     def place(self, name: str) -> Place:
         """The location called `name`; NotFound if there is none."""
@@ -143,23 +128,9 @@ class Book:
     def on_hand(self, location: str) -> Decimal:
         return self.connection.execute(_ON_HAND, {"item": self.item, "location": location}).scalar_one()
 
-    def facts(self, lots: Iterable[str]) -> dict[str, LotFacts]:
-        """The facts of `lots`, reading only those no earlier read brought along."""
-        lots = set(lots)
-        unseen = sorted(lots - self._facts.keys())
-        if unseen:
-            rows = self.connection.execute(_LOTS, {"item": self.item, "lots": unseen})
-            self._facts.update({row.lot: LotFacts(*row[1:]) for row in rows})
-        missing = lots - self._facts.keys()
-        assert not missing, f"item {self.item!r} has no lots {sorted(missing)}"  # lots are made before they move
-        return {lot: self._facts[lot] for lot in lots}
-
     def _read(self, location: str, rows: Iterable[Any]) -> list[LotStock]:
-        stock = []
-        for lot, quantity, unit_cost, received_at, created_by, position in rows:
-            stock.append(LotStock(lot, quantity, unit_cost, received_at))
-            self._balances[(location, lot)] = quantity
-            self._facts[lot] = LotFacts(unit_cost, received_at, created_by, position)
+        stock = [LotStock(*row) for row in rows]
+        self._balances.update({(location, s.lot): s.quantity for s in stock})
         return stock
 
     def held(self, location: str, *, excluding: int | None = None) -> Decimal:
@@ -174,7 +145,6 @@ class Book:
         row = self.connection.execute(_LOT, {"item": self.item, "lot": name}).first()
         if row is None:
             raise NotFound(f"item {self.item!r} has no lot {name!r}")
-        self._facts[row.lot] = LotFacts(*row[1:])
         return LotStock(row.lot, Decimal(0), row.unit_cost, row.received_at)
 
     def latest_cost(self) -> Decimal:

@@ -48,7 +48,7 @@ from sqlalchemy.exc import IntegrityError
 
 from trueup.db import Dialect
 from trueup.ledger import schema as t
-from trueup.ledger.book import Book, LotFacts, insufficient
+from trueup.ledger.book import Book, insufficient
 from trueup.ledger.errors import IdempotencyConflict, InvalidRequest
 from trueup.ledger.queries import load_transaction
 from trueup.ledger.records import Movement, Transaction
@@ -149,11 +149,21 @@ def _statements(dialect: Dialect) -> _Statements:
     numbered = None
     if dialect.update_returning:
         numbered = _BUMP.returning(dialect.next_id_value(t.transaction_ids, t.transactions))
-    return _Statements(
-        dialect.insert_ignore(t.items),
-        dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity"),
-        numbered,
-    )
+    return _Statements(dialect.insert_ignore(t.items), _add_balances(dialect), numbered)
+
+
+def _add_balances(dialect: Dialect) -> sa.Insert:
+    """Add a delta to the balance of (item, location, lot); a new row copies the lot's cost and FIFO order.
+
+    The copy is taken in the database (INSERT … SELECT from ledger_lots), so a posting binds four
+    values per balance row, as before the copy existed: most rows already exist and ignore it.
+    """
+    lots, b = t.lots, t.balances
+    given = [sa.bindparam(name, type_=b.c[name].type) for name in ("item", "location", "lot", "quantity")]
+    copied = (lots.c.unit_cost, lots.c.received_at, lots.c.created_by, lots.c.position)
+    source = sa.select(*given, *copied).where(lots.c.item == given[0], lots.c.lot == given[2])
+    names = [column.key for column in (*given, *copied)]
+    return dialect.upsert_add(b, ["item", "location", "lot"], "quantity", source=(names, source))
 
 
 def lock_item(connection: Connection, dialect: Dialect, item: str) -> None:
@@ -232,13 +242,12 @@ def _write(
     if moves:
         connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
         deltas = sorted(balance_deltas(moves).items())
-        made = {lot.lot: LotFacts(lot.unit_cost, lot.received_at, number, n) for n, lot in enumerate(draft.new_lots, 1)}
-        facts = {**book.facts({lot for (_, lot), _ in deltas} - made.keys()), **made}
-        rows = [
-            {"item": item, "location": loc, "lot": lot, "quantity": delta, **facts[lot]._asdict()}
-            for (loc, lot), delta in deltas
-        ]
-        connection.execute(_statements(dialect).add_balances, _rows(rows))
+        rows = [{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]
+        added = connection.execute(_statements(dialect).add_balances, _rows(rows)).rowcount
+        # INSERT … SELECT writes nothing for a lot missing from ledger_lots; lots are made before they
+        # move and never deleted, so this only guards that invariant, where the driver counts (not -1).
+        if dialect.upsert_counts_rows and added >= 0:
+            assert added == len(rows), f"{added} of {len(rows)} balance rows written"
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
