@@ -42,8 +42,10 @@ _STOCK = (
     )
     .order_by(*t.FIFO_ORDER)
 )
-_PAGE = 32  # FIFO reads this many of the oldest lots first, and all of them only when that is not enough
-_OLDEST = _STOCK.limit(_PAGE)
+# FIFO reads pages of the oldest lots, growing, and all of them only when those are not enough: most
+# issues are covered by the oldest lot or two, and each row read costs decimal conversions.
+_PAGES = (4, 64)
+_OLDEST = _STOCK.limit(sa.bindparam("page"))
 _NAMED = _STOCK.where(t.balances.c.lot.in_(sa.bindparam("lots", expanding=True)))
 _ON_HAND = sa.select(t.total(t.balances.c.quantity)).where(
     t.balances.c.item == sa.bindparam("item"), t.balances.c.location == sa.bindparam("location")
@@ -106,9 +108,10 @@ class Book:
         An issue reads a page of the oldest lots, not every lot the location holds.
         """
         params = {"item": self.item, "location": location}
-        page = self._read(location, self.connection.execute(_OLDEST, params))
-        if len(page) < _PAGE or sum((s.quantity for s in page if s.quantity > 0), Decimal(0)) >= quantity:
-            return page
+        for size in _PAGES:
+            page = self._read(location, self.connection.execute(_OLDEST, {**params, "page": size}))
+            if len(page) < size or sum((s.quantity for s in page if s.quantity > 0), Decimal(0)) >= quantity:
+                return page
         return self._read(location, self.connection.execute(_STOCK, params))
 
     def named(self, location: str, lots: list[str]) -> list[LotStock]:
