@@ -273,6 +273,12 @@ class Dialect:
 
         return engine
 
+    @contextmanager
+    def pipeline(self, connection: Connection) -> Iterator[None]:
+        """Statements inside are sent without waiting for each answer, where the driver can; their
+        errors may then surface at the end of the block. Only for statements returning nothing."""
+        yield
+
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """INSERT that skips rows whose primary key already exists."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
@@ -436,6 +442,21 @@ class PostgreSQLDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{name}"
+
+    @contextmanager
+    def pipeline(self, connection: Connection) -> Iterator[None]:
+        # psycopg 3's pipeline mode: the statements go out together and one sync collects the
+        # answers. An error then comes from the driver at the sync, outside SQLAlchemy: wrap it as
+        # SQLAlchemy would have.
+        if connection.dialect.driver != "psycopg":
+            yield
+            return
+        psycopg = connection.dialect.loaded_dbapi
+        try:
+            with connection.connection.driver_connection.pipeline():
+                yield
+        except psycopg.Error as error:
+            raise DBAPIError.instance("(pipeline)", None, error, psycopg.Error) from error
 
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return postgresql.insert(table).on_conflict_do_nothing()

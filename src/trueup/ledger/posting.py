@@ -109,7 +109,7 @@ def post(
     `after` runs inside the same database transaction once the movements are written
     (committing a reservation uses it to close the reservation).
     """
-    text = canonical(request)
+    text = canonical(request) if key is not None else ""  # only a keyed posting stores its request
     for _ in range(_ATTEMPTS):
         try:
             with engine.begin() as connection:
@@ -229,7 +229,9 @@ def _write(
     moves = tuple(Movement(number, index, *line) for index, line in enumerate(draft.lines, start=1))
     cost = sum((m.quantity * m.unit_cost for m in moves), Decimal(0))
     transaction = {"item": item, "id": number, "kind": kind, "at": at, "posted_at": book.now, "key": key}
-    connection.execute(_INSERT["ledger_transactions"], {**transaction, "reverts": draft.reverts, "cost": cost})
+    # The writes a request can make fail (a taken key, a reused lot id) run one at a time, so that
+    # their errors say which; the rest go to the database together (a pipeline, where the driver
+    # has one) and are answered in one round trip.
     if key is not None:
         try:  # on a server, waits for a concurrent posting holding the same key, then fails
             connection.execute(
@@ -239,18 +241,26 @@ def _write(
             raise _KeyTaken from None
     if draft.new_lots:
         _insert_lots(connection, item, number, draft.new_lots)
-    if moves:
-        connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
-        deltas = sorted(balance_deltas(moves).items())
-        rows = [{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]
-        added = connection.execute(_statements(dialect).add_balances, _rows(rows)).rowcount
-        # INSERT … SELECT writes nothing for a lot missing from ledger_lots; lots are made before they
-        # move and never deleted, so this only guards that invariant, where the driver counts (not -1).
-        if dialect.upsert_counts_rows and added >= 0:
-            assert added == len(rows), f"{added} of {len(rows)} balance rows written"
+    with dialect.pipeline(connection):
+        connection.execute(_INSERT["ledger_transactions"], {**transaction, "reverts": draft.reverts, "cost": cost})
+        if moves:
+            _move(connection, dialect, item, at, moves)
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
+
+
+def _move(connection: Connection, dialect: Dialect, item: str, at: datetime, moves: Sequence[Movement]) -> None:
+    """Append the movements and add their deltas to the balances."""
+    connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
+    deltas = sorted(balance_deltas(moves).items())
+    rows = [{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]
+    added = connection.execute(_statements(dialect).add_balances, _rows(rows)).rowcount
+    # INSERT … SELECT writes nothing for a lot missing from ledger_lots; lots are made before they
+    # move and never deleted, so this only guards that invariant, where the driver counts (not -1,
+    # as in a pipeline).
+    if dialect.upsert_counts_rows and added >= 0:
+        assert added == len(rows), f"{added} of {len(rows)} balance rows written"
 
 
 def _insert_lots(connection: Connection, item: str, number: int, lots: Sequence[NewLot]) -> None:
