@@ -22,6 +22,7 @@ from trueup.ledger import (
     ReservationClosed,
     RevertBlocked,
 )
+from trueup.ledger import schema as t
 from trueup.ledger.migrate import VERSION_TABLE, head
 
 
@@ -321,3 +322,38 @@ def test_a_long_read_does_not_hold_up_postings_on_sqlite(sqlite_db):
             assert time.perf_counter() - started < 5  # not the 30 s busy timeout
             assert reading.execute(sa.text("SELECT COUNT(*) FROM ledger_movements")).scalar_one() == 3  # snapshot
         assert ledger.balance("widget") == 18
+
+
+def test_migration_0002_copies_lot_order_onto_existing_balances(db):
+    from alembic import command
+
+    from trueup.ledger.migrate import alembic_config
+
+    with Ledger(db.url) as ledger:
+        ledger.receive("widget", "shop", 5, unit_cost=2, lot="NEW")
+        ledger.receive("widget", "shop", 5, unit_cost=1, lot="OLD", at=datetime(2020, 1, 1, tzinfo=UTC))
+        config = alembic_config()
+        for target, upgrade in (("0001", False), ("head", True)):  # as a ledger made before 0002 is upgraded
+            with ledger.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                (command.upgrade if upgrade else command.downgrade)(config, target)
+        sale = ledger.issue("widget", "shop", 6)
+        assert [(m.from_lot, m.quantity) for m in sale.movements] == [("OLD", 5), ("NEW", 1)]
+        assert sale.cost == 7 and ledger.verify().ok
+
+
+def test_a_failing_pipelined_write_is_an_integrity_error_and_rolls_back(ledger):
+    stocked(ledger)
+    duplicate = {"item": "widget", "location": "shop", "lot": "A", "quantity": 1}
+    with (  # on PostgreSQL the error only comes at the pipeline's sync
+        pytest.raises(sa.exc.IntegrityError),
+        ledger.engine.begin() as connection,
+        ledger.dialect.pipeline(connection),
+    ):
+        connection.execute(sa.insert(t.items), {"item": "gadget", "version": 0})
+        connection.execute(sa.insert(t.balances).from_select(
+            ["item", "location", "lot", "quantity", "unit_cost", "received_at", "created_by", "position"],
+            sa.select(*(sa.literal(v) for v in duplicate.values()), t.lots.c.unit_cost, t.lots.c.received_at,
+                      t.lots.c.created_by, t.lots.c.position).where(t.lots.c.lot == "A"),
+        ))  # fmt: skip
+    assert count(ledger, "ledger_items") == 1 and ledger.verify().ok

@@ -13,6 +13,7 @@ checks) go through `user_sql()`, which only protects them from SQLAlchemy's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +39,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from trueup.errors import ConfigError, DatabaseError
 
 log = logging.getLogger(__name__)
+
+Source = tuple[list[str], sa.Select[Any]] | None  # INSERT … SELECT: the columns written, the SELECT
 
 # The drivers trueup ships with, used when a URL names only the database kind.
 # Memory for the hash aggregate of a repair, per operation, for trueup's own transactions only.
@@ -180,6 +183,8 @@ class Dialect:
 
     name: str = "default"
     ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
+    update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
+    upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -268,17 +273,28 @@ class Dialect:
 
         return engine
 
+    @contextmanager
+    def pipeline(self, connection: Connection) -> Iterator[None]:
+        """Statements inside are sent without waiting for each answer, where the driver can; their
+        errors may then surface at the end of the block. Only for statements returning nothing."""
+        yield
+
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         """INSERT that skips rows whose primary key already exists."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        """INSERT of rows keyed by `keys`; where the key exists, add the row's `column` to the stored one."""
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        """INSERT of rows keyed by `keys` (VALUES, or `source`: the columns written and a SELECT of them);
+        where the key exists, add the row's `column` to the stored one."""
         raise DatabaseError(f"{self.name} is not supported here (use SQLite, PostgreSQL or MySQL/MariaDB)")
+
+    def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
+        """An expression taking a new value of `sequence` (which numbers `table.c.id`)."""
+        return sequence.next_value()
 
     def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
         """A new value of `sequence` (which numbers `table.c.id`)."""
-        return connection.execute(sa.select(sequence.next_value())).scalar_one()
+        return connection.execute(_next_id_select(self, sequence, table)).scalar_one()
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -389,12 +405,12 @@ class SQLiteDialect(Dialect):
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return sqlite.insert(table).on_conflict_do_nothing()
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        return _on_conflict_add(sqlite.insert(table), table, keys, column)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        return _on_conflict_add(_insert(sqlite.insert(table), source), table, keys, column)
 
-    def next_id(self, connection: Connection, sequence: sa.Sequence, table: sa.Table) -> int:
+    def next_id_value(self, sequence: sa.Sequence, table: sa.Table) -> sa.ColumnElement[int]:
         # No sequences in SQLite; safe because the caller holds the database's write lock.
-        return connection.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1)).scalar_one()
+        return sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0) + 1).scalar_subquery()
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -427,11 +443,26 @@ class PostgreSQLDialect(Dialect):
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{name}"
 
+    @contextmanager
+    def pipeline(self, connection: Connection) -> Iterator[None]:
+        # psycopg 3's pipeline mode: the statements go out together and one sync collects the
+        # answers. An error then comes from the driver at the sync, outside SQLAlchemy: wrap it as
+        # SQLAlchemy would have.
+        if connection.dialect.driver != "psycopg":
+            yield
+            return
+        psycopg = connection.dialect.loaded_dbapi
+        try:
+            with connection.connection.driver_connection.pipeline():
+                yield
+        except psycopg.Error as error:
+            raise DBAPIError.instance("(pipeline)", None, error, psycopg.Error) from error
+
     def insert_ignore(self, table: sa.Table) -> sa.Insert:
         return postgresql.insert(table).on_conflict_do_nothing()
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        return _on_conflict_add(postgresql.insert(table), table, keys, column)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        return _on_conflict_add(_insert(postgresql.insert(table), source), table, keys, column)
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
@@ -483,6 +514,8 @@ class PostgreSQLDialect(Dialect):
 class MySQLDialect(Dialect):
     name: str = "mysql"
     ddl_commits: bool = True
+    update_returning: bool = False
+    upsert_counts_rows: bool = False
     retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
@@ -509,8 +542,8 @@ class MySQLDialect(Dialect):
         first = table.primary_key.columns[0]
         return insert.on_duplicate_key_update({first.name: first})
 
-    def upsert_add(self, table: sa.Table, keys: list[str], column: str) -> sa.Insert:
-        insert = mysql.insert(table)
+    def upsert_add(self, table: sa.Table, keys: list[str], column: str, *, source: Source = None) -> sa.Insert:
+        insert = _insert(mysql.insert(table), source)
         return insert.on_duplicate_key_update({column: table.c[column] + insert.inserted[column]})
 
     @contextmanager
@@ -557,6 +590,16 @@ def _end_reads(connection: Connection) -> None:
     """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
     if connection.in_transaction():
         connection.commit()
+
+
+@functools.cache
+def _next_id_select(dialect: Dialect, sequence: sa.Sequence, table: sa.Table) -> sa.Select[tuple[int]]:
+    """`SELECT <next id>`, built once: building a Core expression costs more than SQLite takes to run it."""
+    return sa.select(dialect.next_id_value(sequence, table))
+
+
+def _insert(insert: Any, source: Source) -> Any:
+    return insert if source is None else insert.from_select(*source)
 
 
 def _on_conflict_add(insert: Any, table: sa.Table, keys: list[str], column: str) -> sa.Insert:

@@ -29,21 +29,23 @@ class Place(NamedTuple):
 
 _VIRTUAL = {name: Place(name, True, True) for name in t.VIRTUAL_LOCATIONS}  # seeded once, never changed
 
-_PLACE = sa.select(t.locations.c.name, t.locations.c.virtual, t.locations.c.allow_negative).where(
-    t.locations.c.name == sa.bindparam("name")
-)
+
+# One table, no join: the oldest lots with stock come straight off the partial index
+# ix_ledger_balances_fifo (quantity <> 0). The 0 is written into the SQL, not bound, so that a
+# prepared statement's generic plan can still use that index.
 _STOCK = (
-    sa.select(t.balances.c.lot, t.balances.c.quantity, t.lots.c.unit_cost, t.lots.c.received_at)
-    .join(t.lots, sa.and_(t.lots.c.item == t.balances.c.item, t.lots.c.lot == t.balances.c.lot))
+    sa.select(t.balances.c.lot, t.balances.c.quantity, t.balances.c.unit_cost, t.balances.c.received_at)
     .where(
         t.balances.c.item == sa.bindparam("item"),
         t.balances.c.location == sa.bindparam("location"),
-        t.balances.c.quantity != 0,
+        t.balances.c.quantity != sa.literal_column("0"),
     )
-    .order_by(t.lots.c.received_at, t.lots.c.created_by, t.lots.c.position)
+    .order_by(*t.FIFO_ORDER)
 )
-_PAGE = 32  # FIFO reads this many of the oldest lots first, and all of them only when that is not enough
-_OLDEST = _STOCK.limit(_PAGE)
+# FIFO reads pages of the oldest lots, growing, and all of them only when those are not enough: most
+# issues are covered by the oldest lot or two, and each row read costs decimal conversions.
+_PAGES = (4, 64)
+_OLDEST = _STOCK.limit(sa.bindparam("page"))
 _NAMED = _STOCK.where(t.balances.c.lot.in_(sa.bindparam("lots", expanding=True)))
 _ON_HAND = sa.select(t.total(t.balances.c.quantity)).where(
     t.balances.c.item == sa.bindparam("item"), t.balances.c.location == sa.bindparam("location")
@@ -52,15 +54,24 @@ _BALANCES = sa.select(t.balances.c.location, t.balances.c.lot, t.balances.c.quan
     t.balances.c.item == sa.bindparam("item"),
     sa.tuple_(t.balances.c.location, t.balances.c.lot).in_(sa.bindparam("keys", expanding=True)),
 )
-_HELD = sa.select(t.total(t.reservations.c.quantity)).where(
+_OPEN_HOLDS = sa.select(t.total(t.reservations.c.quantity)).where(
     t.reservations.c.item == sa.bindparam("item"),
-    t.reservations.c.location == sa.bindparam("location"),
     t.reservations.c.state == "open",
     sa.or_(
         t.reservations.c.expires_at.is_(None), t.reservations.c.expires_at > sa.bindparam("now", type_=t.UTCDateTime)
     ),
-    t.reservations.c.id != sa.bindparam("excluding"),
 )
+_HELD = _OPEN_HOLDS.where(
+    t.reservations.c.location == sa.bindparam("location"), t.reservations.c.id != sa.bindparam("excluding")
+)
+# A location and what is held there, in one round trip: a posting that takes stock from a location
+# needs both (is it real, may it go negative, how much of it is spoken for).
+_PLACE = sa.select(
+    t.locations.c.name,
+    t.locations.c.virtual,
+    t.locations.c.allow_negative,
+    _OPEN_HOLDS.where(t.reservations.c.location == t.locations.c.name).scalar_subquery().label("held"),
+).where(t.locations.c.name == sa.bindparam("name"))
 _LOT = sa.select(t.lots.c.lot, t.lots.c.unit_cost, t.lots.c.received_at).where(
     t.lots.c.item == sa.bindparam("item"), t.lots.c.lot == sa.bindparam("lot")
 )
@@ -76,6 +87,7 @@ class Book:
     def __init__(self, connection: Connection, item: str, now: datetime):
         self.connection, self.item, self.now = connection, item, now
         self._places: dict[str, Place] = {}
+        self._held: dict[str, Decimal] = {}  # location -> held by all open reservations, read with the place
         self._balances: dict[tuple[str, str], Decimal] = {}  # (location, lot) -> quantity, as read
 
     def place(self, name: str) -> Place:
@@ -83,10 +95,11 @@ class Book:
         if name in _VIRTUAL:
             return _VIRTUAL[name]
         if name not in self._places:
-            row = self.connection.execute(_PLACE, {"name": name}).first()
+            row = self.connection.execute(_PLACE, {"name": name, "item": self.item, "now": self.now}).first()
             if row is None:
                 raise NotFound(f"no location {name!r} (receive into it, or add it with add_location)")
             self._places[name] = Place(row.name, bool(row.virtual), bool(row.allow_negative))
+            self._held[name] = row.held
         return self._places[name]
 
     def oldest(self, location: str, quantity: Decimal) -> list[LotStock]:
@@ -95,9 +108,10 @@ class Book:
         An issue reads a page of the oldest lots, not every lot the location holds.
         """
         params = {"item": self.item, "location": location}
-        page = self._read(location, self.connection.execute(_OLDEST, params))
-        if len(page) < _PAGE or sum((s.quantity for s in page if s.quantity > 0), Decimal(0)) >= quantity:
-            return page
+        for size in _PAGES:
+            page = self._read(location, self.connection.execute(_OLDEST, {**params, "page": size}))
+            if len(page) < size or sum((s.quantity for s in page if s.quantity > 0), Decimal(0)) >= quantity:
+                return page
         return self._read(location, self.connection.execute(_STOCK, params))
 
     def named(self, location: str, lots: list[str]) -> list[LotStock]:
@@ -124,6 +138,8 @@ class Book:
 
     def held(self, location: str, *, excluding: int | None = None) -> Decimal:
         """What open, unexpired reservations hold at `location` (leaving out reservation `excluding`)."""
+        if excluding is None and location in self._held:
+            return self._held[location]
         params = {"item": self.item, "location": location, "now": self.now, "excluding": excluding or 0}
         return self.connection.execute(_HELD, params).scalar_one()
 

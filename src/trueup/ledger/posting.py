@@ -5,13 +5,15 @@
                     what differs when it is not
     2. lock         `UPDATE ledger_items SET version = version + 1 WHERE item = ?`
     3. number       the transaction id, taken after the lock, so the ids of one
-                    item rise in the order its transactions commit
+                    item rise in the order its transactions commit (in the same
+                    statement, `RETURNING nextval(…)`, where the database allows)
     4. plan         the operation reads the item's stock through a `Book` and
                     returns a `Draft`: movement lines and the lots they create
     5. guard        no (location, lot) and no location's available figure (on
                     hand − held) may end below zero unless the location allows it
     6. write        transaction, key, lots, lineage, movements, then one upsert
                     per (location, lot) adding the deltas to the cached balances
+                    (a new balance row also gets its lot's cost and FIFO order)
 
 Why row locks and not optimistic versions: a posting reads balances (to pick
 FIFO lots and check stock) and then writes them, so a concurrent posting of the
@@ -107,7 +109,7 @@ def post(
     `after` runs inside the same database transaction once the movements are written
     (committing a reservation uses it to close the reservation).
     """
-    text = canonical(request)
+    text = canonical(request) if key is not None else ""  # only a keyed posting stores its request
     for _ in range(_ATTEMPTS):
         try:
             with engine.begin() as connection:
@@ -116,8 +118,7 @@ def post(
                     if original is not None:
                         return original
                 now = t.utc(None)
-                lock_item(connection, dialect, item)
-                number = dialect.next_id(connection, t.transaction_ids, t.transactions)
+                number = lock_and_number(connection, dialect, item)
                 book = Book(connection, item, now)
                 draft = plan(book, number)
                 guard(book, draft)
@@ -135,17 +136,56 @@ _KEY = sa.select(t.keys.c.item, t.keys.c.transaction_id, t.keys.c.request).where
 _INSERT = {table.name: table.insert() for table in (t.transactions, t.keys, t.lots, t.lot_parents, t.movements)}
 
 
+class _Statements(NamedTuple):
+    """The dialect's statements of a posting, built once."""
+
+    add_item: sa.Insert  # insert-or-skip of an item row
+    add_balances: sa.Insert  # upsert adding deltas to balance rows
+    lock_and_number: sa.Update | None  # the lock bump returning a new transaction id, where UPDATE … RETURNING exists
+
+
 @functools.cache
-def _statements(dialect: Dialect) -> tuple[sa.Insert, sa.Insert]:
-    """The dialect's insert-or-skip of an item row and upsert adding balance deltas, built once."""
-    return dialect.insert_ignore(t.items), dialect.upsert_add(t.balances, ["item", "location", "lot"], "quantity")
+def _statements(dialect: Dialect) -> _Statements:
+    numbered = None
+    if dialect.update_returning:
+        numbered = _BUMP.returning(dialect.next_id_value(t.transaction_ids, t.transactions))
+    return _Statements(dialect.insert_ignore(t.items), _add_balances(dialect), numbered)
+
+
+def _add_balances(dialect: Dialect) -> sa.Insert:
+    """Add a delta to the balance of (item, location, lot); a new row copies the lot's cost and FIFO order.
+
+    The copy is taken in the database (INSERT … SELECT from ledger_lots), so a posting binds four
+    values per balance row, as before the copy existed: most rows already exist and ignore it.
+    """
+    lots, b = t.lots, t.balances
+    given = [sa.bindparam(name, type_=b.c[name].type) for name in ("item", "location", "lot", "quantity")]
+    copied = (lots.c.unit_cost, lots.c.received_at, lots.c.created_by, lots.c.position)
+    source = sa.select(*given, *copied).where(lots.c.item == given[0], lots.c.lot == given[2])
+    names = [column.key for column in (*given, *copied)]
+    return dialect.upsert_add(b, ["item", "location", "lot"], "quantity", source=(names, source))
 
 
 def lock_item(connection: Connection, dialect: Dialect, item: str) -> None:
     """Take the item's posting lock (making its row on first use)."""
     if connection.execute(_BUMP, {"the_item": item}).rowcount == 0:
-        connection.execute(_statements(dialect)[0], {"item": item, "version": 0})
+        connection.execute(_statements(dialect).add_item, {"item": item, "version": 0})
         connection.execute(_BUMP, {"the_item": item})
+
+
+def lock_and_number(connection: Connection, dialect: Dialect, item: str) -> int:
+    """Take the item's posting lock, then a new transaction id: one round trip where UPDATE … RETURNING exists.
+
+    The id is still taken after the lock: PostgreSQL computes RETURNING once the row is updated, that
+    is after waiting for a concurrent holder of its lock, and SQLite already holds the write lock.
+    """
+    numbered = _statements(dialect).lock_and_number
+    if numbered is not None:
+        number = connection.execute(numbered, {"the_item": item}).scalar()
+        if number is not None:
+            return number
+    lock_item(connection, dialect, item)  # no UPDATE … RETURNING, or the item's first posting (no row yet)
+    return dialect.next_id(connection, t.transaction_ids, t.transactions)
 
 
 def guard(book: Book, draft: Draft) -> None:
@@ -189,7 +229,9 @@ def _write(
     moves = tuple(Movement(number, index, *line) for index, line in enumerate(draft.lines, start=1))
     cost = sum((m.quantity * m.unit_cost for m in moves), Decimal(0))
     transaction = {"item": item, "id": number, "kind": kind, "at": at, "posted_at": book.now, "key": key}
-    connection.execute(_INSERT["ledger_transactions"], {**transaction, "reverts": draft.reverts, "cost": cost})
+    # The writes a request can make fail (a taken key, a reused lot id) run one at a time, so that
+    # their errors say which; the rest go to the database together (a pipeline, where the driver
+    # has one) and are answered in one round trip.
     if key is not None:
         try:  # on a server, waits for a concurrent posting holding the same key, then fails
             connection.execute(
@@ -199,16 +241,26 @@ def _write(
             raise _KeyTaken from None
     if draft.new_lots:
         _insert_lots(connection, item, number, draft.new_lots)
-    if moves:
-        connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
-        deltas = sorted(balance_deltas(moves).items())
-        connection.execute(
-            _statements(dialect)[1],
-            _rows([{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]),
-        )
+    with dialect.pipeline(connection):
+        connection.execute(_INSERT["ledger_transactions"], {**transaction, "reverts": draft.reverts, "cost": cost})
+        if moves:
+            _move(connection, dialect, item, at, moves)
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
+
+
+def _move(connection: Connection, dialect: Dialect, item: str, at: datetime, moves: Sequence[Movement]) -> None:
+    """Append the movements and add their deltas to the balances."""
+    connection.execute(_INSERT["ledger_movements"], _rows([{"item": item, "at": at, **m._asdict()} for m in moves]))
+    deltas = sorted(balance_deltas(moves).items())
+    rows = [{"item": item, "location": loc, "lot": lot, "quantity": delta} for (loc, lot), delta in deltas]
+    added = connection.execute(_statements(dialect).add_balances, _rows(rows)).rowcount
+    # INSERT … SELECT writes nothing for a lot missing from ledger_lots; lots are made before they
+    # move and never deleted, so this only guards that invariant, where the driver counts (not -1,
+    # as in a pipeline).
+    if dialect.upsert_counts_rows and added >= 0:
+        assert added == len(rows), f"{added} of {len(rows)} balance rows written"
 
 
 def _insert_lots(connection: Connection, item: str, number: int, lots: Sequence[NewLot]) -> None:

@@ -7,7 +7,9 @@
                          from_location/from_lot, to_location/to_lot  leaving one place for another
     ledger_lots          item, lot, unit_cost, received_at, created_by   one per receipt, piece, bundle
     ledger_lot_parents   item, lot, parent                         lineage of cut or combined lots
-    ledger_balances      item, location, lot, quantity             the cached figure, rebuilt by verify
+    ledger_balances      item, location, lot, quantity,            the cached figure, rebuilt by verify,
+                         unit_cost, received_at, created_by,       with its lot's cost and FIFO order
+                         position
     ledger_reservations  item, id, location, quantity, hold_for, expires_at, state
     ledger_keys          key, item, transaction_id, request        idempotency keys
 
@@ -195,7 +197,24 @@ balances = sa.Table(
     sa.Column("location", Name, primary_key=True),
     sa.Column("lot", Name, primary_key=True),
     sa.Column("quantity", Exact, nullable=False),
+    # The lot's unit cost and FIFO order, copied from ledger_lots (which never changes) so that
+    # FIFO reads the oldest lots with stock straight off an index (migration 0002).
+    sa.Column("unit_cost", Exact, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("created_by", Id, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index(
+        "ix_ledger_balances_fifo",
+        "item",
+        "location",
+        "received_at",
+        "created_by",
+        "position",
+        postgresql_where=sa.text("quantity <> 0"),
+        sqlite_where=sa.text("quantity <> 0"),
+    ),
 )
+FIFO_ORDER = (balances.c.received_at, balances.c.created_by, balances.c.position)
 
 reservation_ids = sa.Sequence("ledger_reservation_ids")
 reservations = sa.Table(
