@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.ledger_helpers import at, balances, count
-from trueup.errors import TrueupError
+from trueup.errors import DatabaseError, TrueupError
 from trueup.ledger import (
     AlreadyReverted,
     IdempotencyConflict,
@@ -357,3 +357,32 @@ def test_a_failing_pipelined_write_is_an_integrity_error_and_rolls_back(ledger):
                       t.lots.c.created_by, t.lots.c.position).where(t.lots.c.lot == "A"),
         ))  # fmt: skip
     assert count(ledger, "ledger_items") == 1 and ledger.verify().ok
+
+
+def test_a_posting_rolled_back_as_a_deadlock_victim_is_posted_again_once(ledger, monkeypatch):
+    from trueup.ledger import posting
+
+    stocked(ledger)
+    real_guard, calls = posting.guard, []
+
+    def guard_losing_once(book, draft):
+        calls.append(draft)
+        real_guard(book, draft)
+        if len(calls) == 1:  # after reading and checking, as a deadlock on the first write would
+            raise sa.exc.OperationalError("INSERT …", {}, Exception("Deadlock found when trying to get lock"))
+
+    monkeypatch.setattr(posting, "guard", guard_losing_once)
+    monkeypatch.setattr(type(ledger.dialect), "is_retryable", lambda self, error: "Deadlock" in str(error.orig))
+    sale = ledger.issue("widget", "shop", 5, at=at(4))
+    assert len(calls) == 2
+    assert sale.cost == Decimal("10.5")  # 4 × 2.00 + 1 × 2.50, taken once
+    assert ledger.balance("widget", "shop") == 14
+    assert count(ledger, "ledger_transactions") == 4
+    assert ledger.verify().ok
+
+    calls.clear()
+    monkeypatch.setattr(type(ledger.dialect), "is_retryable", lambda self, error: False)
+    with pytest.raises(DatabaseError, match="Deadlock found"):  # one line naming the database, exit 2 in the CLI
+        ledger.issue("widget", "shop", 1, at=at(5))
+    assert len(calls) == 1  # not retryable: raised at once, nothing posted
+    assert count(ledger, "ledger_transactions") == 4

@@ -232,3 +232,29 @@ def test_a_sale_committed_between_computing_and_writing_is_not_lost(server_db: D
         ).scalar_one()
     assert int(before) == 100 - 4  # the pre-image is the figure the sale left, not the one computed before it
     assert used >= 4
+
+
+def test_a_real_deadlock_is_recognised_as_retryable(server_db: Database):
+    """Apply and the ledger post again after a deadlock; that needs the server's own error recognised."""
+    from trueup.db import dialect_for
+
+    server_db.execute("CREATE TABLE pair (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+    server_db.execute("INSERT INTO pair (id, n) VALUES (1, 0), (2, 0)")
+    both_locked, errors = threading.Barrier(2), []
+
+    def cross(first: int, second: int) -> None:
+        try:
+            with server_db.engine.begin() as connection:
+                connection.execute(sa.text("UPDATE pair SET n = n + 1 WHERE id = :id"), {"id": first})
+                both_locked.wait(timeout=10)
+                connection.execute(sa.text("UPDATE pair SET n = n + 1 WHERE id = :id"), {"id": second})
+        except DBAPIError as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=cross, args=pair) for pair in ((1, 2), (2, 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    [victim] = errors  # the server picked exactly one; the other committed
+    assert dialect_for(server_db.engine).is_retryable(victim), victim.orig

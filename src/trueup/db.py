@@ -257,8 +257,9 @@ class Dialect:
 
     def is_retryable(self, error: DBAPIError) -> bool:
         """A deadlock or serialization failure: the whole transaction may simply be run again."""
-        code = getattr(error.orig, "sqlstate", None) or (error.orig.args[0] if error.orig.args else None)
-        return str(code) in self.retryable_codes
+        orig = error.orig  # psycopg names the SQLSTATE; PyMySQL both the SQLSTATE and its own error number
+        codes = {str(getattr(orig, "sqlstate", None)), str(orig.args[0]) if orig.args else ""}
+        return not codes.isdisjoint(self.retryable_codes)
 
     def serialize_writers(self, engine: Engine) -> Engine:
         """`engine` for writers that serialise on row locks: READ COMMITTED, so each statement sees
@@ -516,7 +517,7 @@ class MySQLDialect(Dialect):
     ddl_commits: bool = True
     update_returning: bool = False
     upsert_counts_rows: bool = False
-    retryable_codes: tuple[str, ...] = ("1213",)  # deadlock
+    retryable_codes: tuple[str, ...] = ("1213", "40001")  # deadlock: error number, SQLSTATE
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         connection.execute(sa.text("SET SESSION innodb_lock_wait_timeout = :s"), {"s": max(1, int(seconds))})

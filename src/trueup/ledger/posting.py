@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from trueup.db import Dialect
 from trueup.ledger import schema as t
@@ -110,7 +110,7 @@ def post(
     (committing a reservation uses it to close the reservation).
     """
     text = canonical(request) if key is not None else ""  # only a keyed posting stores its request
-    for _ in range(_ATTEMPTS):
+    for attempt in range(1, _ATTEMPTS + 1):
         try:
             with engine.begin() as connection:
                 if key is not None:
@@ -128,6 +128,13 @@ def post(
                 return transaction
         except _KeyTaken:
             log.info("idempotency key %r was taken by a concurrent posting; looking it up", key)
+        except DBAPIError as error:
+            # InnoDB can still choose a posting as a deadlock victim: its duplicate-key checks on
+            # inserts and upserts take next-key locks even under READ COMMITTED. The whole
+            # transaction was rolled back, so posting it again is safe (MySQL's manual asks for it).
+            if attempt == _ATTEMPTS or not dialect.is_retryable(error):
+                raise
+            log.info("posting for item %r was rolled back (%s); posting it again", item, error.orig)
     raise AssertionError(f"idempotency key {key!r} kept being taken and released")  # pragma: no cover
 
 
