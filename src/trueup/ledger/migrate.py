@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from trueup.db import dialect_for
 
@@ -52,11 +52,15 @@ def head() -> str:
 
 def current(engine: Engine) -> str | None:
     """The revision the database is at (None when the ledger has not been created)."""
+    with engine.connect() as connection:
+        return _revision(connection)
+
+
+def _revision(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
 
 
 def upgrade(engine: Engine) -> None:
@@ -68,6 +72,8 @@ def upgrade(engine: Engine) -> None:
         return
     config = alembic_config()
     with engine.begin() as connection, dialect_for(connection).exclusive(connection, _LOCK):
+        if _revision(connection) == target:  # another process upgraded it while this one waited
+            return
         config.attributes["connection"] = connection
         log.info("upgrading the ledger schema to %s", target)
         command.upgrade(config, "head")
