@@ -68,6 +68,13 @@ def test_issue_from_named_lots_and_transfer_keeps_lots(ledger):
     }  # fmt: skip
     exact = ledger.issue("widget", "shop", 3, lots={"C": 1, "B": 2})
     assert exact.cost == Decimal("8.00")  # 1 × 3.00 + 2 × 2.50
+    for post in (
+        lambda: ledger.issue("widget", "shop", 5, lots={"B": 3}),
+        lambda: ledger.transfer("widget", "shop", "van", 5, lots={"B": 3}),
+    ):
+        with pytest.raises(InvalidRequest, match="the named lots add up to 3, not 5"):
+            post()
+    assert ledger.balance("widget", "shop", lot="B") == 6  # nothing moved
 
 
 def test_refusals_write_nothing_and_say_why(ledger):

@@ -150,7 +150,8 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Move stock between real locations, oldest lots first (or the named `lots`)."""
-        qty, lots = _quantity(qty, "qty"), _lots(lots)
+        qty = _quantity(qty, "qty")
+        lots = _lots(lots, qty)
         if from_location == to_location:
             raise InvalidRequest(f"transfer from {from_location!r} to itself")
 
@@ -176,10 +177,9 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Stock leaves for a sale, usage or scrap, oldest lots first; `.cost` is the cost of the goods."""
-        qty, lots = _quantity(qty, "qty"), _lots(lots)
+        qty = _quantity(qty, "qty")
+        lots = _lots(lots, qty)
         _reason(reason)
-        if isinstance(lots, Mapping) and sum(lots.values()) != qty:
-            raise InvalidRequest(f"the named lots add up to {t.plain(sum(lots.values()))}, not {t.plain(qty)}")
 
         def plan(book: Book, number: int) -> Draft:
             _real(book, location)
@@ -525,13 +525,17 @@ def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
     return t.plain(number)
 
 
-def _lots(lots: Sequence[str] | Mapping[str, Any] | None) -> list[str] | dict[str, Decimal] | None:
+def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[str] | dict[str, Decimal] | None:
+    """Lot ids to take from (FIFO among them), or exact amounts per lot, which must add up to `qty`."""
     if lots is None:
         return None
     if isinstance(lots, str):
         raise InvalidRequest(f"lots must be a list of lot ids or a mapping of lot id to quantity, not {lots!r}")
     if isinstance(lots, Mapping):
-        return {str(lot): _quantity(q, f"lots[{lot!r}]") for lot, q in lots.items()}
+        amounts = {str(lot): _quantity(q, f"lots[{lot!r}]") for lot, q in lots.items()}
+        if sum(amounts.values()) != qty:
+            raise InvalidRequest(f"the named lots add up to {t.plain(sum(amounts.values()))}, not {t.plain(qty)}")
+        return amounts
     return [str(lot) for lot in lots]
 
 
