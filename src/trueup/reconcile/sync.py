@@ -151,10 +151,10 @@ def run_round(
         with connect(engine) as connection:
             history.ensure_tables(connection)
             rule = resolve_rule(connection, config.rule(rule_name))
-            if full is None:
+            if full is None and keys is None:
                 since_full = history.rounds_since_full(connection, rule_name)
                 full = since_full is None or since_full + 1 >= options.full_every
-            return _round(connection, config, rule, options, full, keys, started, clock)
+            return _round(connection, config, rule, options, bool(full), keys, started, clock)
 
 
 def _round(
@@ -167,18 +167,20 @@ def _round(
     started: datetime,
     clock: float,
 ) -> RoundResult:
-    timed = _timed_sources(rule, connection.dialect.identifier_preparer)
-    marks = history.read_watermarks(connection, rule.name)
-    newest = _newest(connection, rule, timed)
     touched: WorkTable | None = None
+    round_marks: dict[int, str] = {}  # a round of named keys leaves the watermarks alone
     if keys is not None:
         kind, scope = "keys", typed_scope(connection, rule, Scope(keys=tuple(keys)))
-    elif full or not timed or not marks:
-        kind, scope = "full", EVERYTHING
     else:
-        kind = "incremental"
-        touched = _touched_keys(connection, rule, timed, marks, options)
-        scope = Scope(key_table=touched.table)
+        timed = _timed_sources(rule, connection.dialect.identifier_preparer)
+        marks = history.read_watermarks(connection, rule.name) if timed and not full else {}
+        round_marks = _newest(connection, rule, timed)  # read before the scan: what lands during it comes next time
+        if not marks:
+            kind, scope = "full", EVERYTHING
+        else:
+            kind = "incremental"
+            touched = _touched_keys(connection, rule, timed, marks, options)
+            scope = Scope(key_table=touched.table)
     try:
         scan = RuleScan(connection, rule, scope=scope, keep=None)
         result = scan.result()
@@ -186,7 +188,6 @@ def _round(
         if connection.in_transaction():
             connection.rollback()
         recurring = _recurring(connection, rule, drift, options)
-        round_marks = newest if kind != "keys" else {}
         entry = history.Round(
             rule.name,
             kind,
@@ -257,7 +258,9 @@ def _repair(
         with dialect_for(connection).write_transaction(connection):
             _remember(connection, rule, done, drift, recurring, marks)
     else:
-        done = recorded_entry[0]._replace(status="residual" if outcome.residual else "corrected")
+        done = recorded_entry[-1]._replace(
+            status="residual" if outcome.residual else "corrected"
+        )  # the attempt that committed
     message = f"{len(outcome.conflicts)} key(s) refused" if outcome.conflicts else ""
     return RoundResult(
         rule.name, entry.kind, done.status, entry.started_at, done.duration, entry.checked, len(drift),
