@@ -241,7 +241,7 @@ def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElem
     if scope.keys:
         filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
     if scope.key_table is not None:
-        filters.append(_in_key_table([column_ref(prep, k) for k in rule.recorded.key], scope.key_table))
+        filters.append(in_key_table([column_ref(prep, k) for k in rule.recorded.key], scope.key_table))
     return filters
 
 
@@ -252,7 +252,7 @@ def _source_scope(
     if scope.keys:
         filters.append(key_in(keys, scope.keys))
     if scope.key_table is not None:
-        filters.append(_in_key_table(keys, scope.key_table))
+        filters.append(in_key_table(keys, scope.key_table))
     if scope.where:
         # Only keys whose recorded row matches: a semi-join on the recorded table.
         recorded_keys = (
@@ -271,7 +271,8 @@ def key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])
 
 
-def _in_key_table(columns: list[sa.ColumnElement[Any]], table: sa.TableClause) -> sa.ColumnElement[bool]:
+def in_key_table(columns: list[sa.ColumnElement[Any]], table: sa.TableClause) -> sa.ColumnElement[bool]:
+    """`columns` (one key) is among the keys k0..kn of a work `table`."""
     listed = sa.select(*[table.c[f"k{i}"] for i in range(len(columns))])
     return _key_tuple(columns).in_(listed)
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup.db import column_ref, dialect_for, table_ref
+from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 
 QUANTITY = "quantity"  # a column typed like the recorded quantity
@@ -77,16 +78,11 @@ class WorkTable:
         """Equality of this table's keys with `other_columns`, for ON / WHERE clauses."""
         return [mine == theirs for mine, theirs in zip(self.keys, other_columns, strict=True)]
 
-    def contains(self, columns: list[sa.ColumnElement[Any]]) -> sa.ColumnElement[bool]:
-        """`columns` (a key) is one of this table's keys."""
-        listed = sa.select(*self.keys)
-        return columns[0].in_(listed) if len(columns) == 1 else sa.tuple_(*columns).in_(listed)
-
     def lock_targets(self) -> None:
         """Row-lock the target rows whose keys this table holds, in key order (a no-op on SQLite)."""
         table = self.target.clause()
         columns = [table.c[k] for k in self.target.key]
-        query = sa.select(*columns).where(self.contains(columns)).order_by(*columns)
+        query = sa.select(*columns).where(in_key_table(columns, self.table)).order_by(*columns)
         dialect_for(self.connection).lock_rows(self.connection, query)
 
     def _insert(self, batch: list[Mapping[str, Any]]) -> None:
