@@ -33,7 +33,9 @@ from trueup.cost.write import cogs_frame, lots_frame
 from trueup.db import dialect_for
 from trueup.reconcile import audit
 from trueup.reconcile.apply import change_row
+from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
+from trueup.reconcile.worktable import WorkTable
 from trueup.report.format import to_json
 
 COGS_TABLE = "trueup_cogs"
@@ -162,8 +164,10 @@ def _replace(
     staged_key = sa.select(sa.literal(1)).select_from(new).where(*same_key).exists()
     removed = 0
     if skus is not None:  # before anything leaves the staging table: lots of a costed SKU not there are gone
-        stale = sa.and_(table.c.sku.in_(skus), ~staged_key) if len(skus) < 10_000 else ~staged_key
-        removed = _remove(tx, table, target, stale, run_id)
+        costed = WorkTable(tx, f"trueup_skus_{table.name}"[:60], Target(table.name, ("sku",), target.quantity), {})
+        costed.create().fill({"k0": sku} for sku in skus)
+        removed = _remove(tx, table, target, sa.and_(in_key_table([table.c.sku], costed.table), ~staged_key), run_id)
+        costed.drop()
     identical = sa.select(sa.literal(1)).select_from(table).where(*same_key, ~differs).exists()
     unchanged = tx.execute(sa.delete(new).where(identical)).rowcount
     replaced = _remove(tx, table, target, staged_key, run_id)
