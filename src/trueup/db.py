@@ -620,5 +620,16 @@ def dialect_for_name(backend: str) -> Dialect:
     return _DIALECTS.get(backend, Dialect(name=backend))
 
 
+def create_missing(connection: Connection, metadata: sa.MetaData) -> None:
+    """Create `metadata`'s tables that do not exist yet, in a (writing) transaction of their own."""
+    dialect = dialect_for(connection)
+    try:
+        with dialect.write_transaction(connection):
+            metadata.create_all(connection, checkfirst=True)
+    except DBAPIError:  # another process created them at the same moment
+        with dialect.write_transaction(connection):
+            metadata.create_all(connection, checkfirst=True)
+
+
 def dialect_for(bind: Engine | Connection) -> Dialect:
     return dialect_for_name(bind.dialect.name)

@@ -54,7 +54,7 @@ from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
 from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
-from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
+from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
 from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def _dropping(connection: Connection, tables: list[WorkTable]) -> Iterator[None]
     except BaseException:
         if connection.in_transaction():
             connection.rollback()
-        _drop(connection, tables)
+        drop_all(connection, tables)
         raise
 
 
@@ -364,7 +364,7 @@ def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase
     status = "residual" if residual else "verified"
     with dialect_for(connection).write_transaction(connection):
         audit.set_status(connection, written.run_id, status=status, residual=str(residual))
-    _drop(connection, tables)
+    drop_all(connection, tables)
     return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, written.backup.warnings)
 
 
@@ -373,14 +373,6 @@ def _residual(connection: Connection, rule: Rule, keys: sa.TableClause) -> Decim
     if connection.in_transaction():
         connection.rollback()
     return residual
-
-
-def _drop(connection: Connection, tables: list[WorkTable]) -> None:
-    if connection.in_transaction():
-        connection.rollback()
-    with connection.begin():
-        for table in tables:
-            table.drop()
 
 
 def _planned_rows(tx: Connection, rule: Rule, target: Target, rule_plan: RulePlan) -> Iterator[dict[str, Any]]:

@@ -22,10 +22,9 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from trueup import __version__
-from trueup.db import dialect_for
+from trueup.db import create_missing
 from trueup.errors import UsageError
 
 metadata = sa.MetaData()
@@ -111,13 +110,7 @@ class Change(NamedTuple):
 
 def ensure_tables(connection: Connection) -> None:
     """Create the audit tables if they are missing, in a (writing) transaction of their own."""
-    dialect = dialect_for(connection)
-    try:
-        with dialect.write_transaction(connection):
-            metadata.create_all(connection, checkfirst=True)
-    except DBAPIError:  # another process created them at the same moment
-        with dialect.write_transaction(connection):
-            metadata.create_all(connection, checkfirst=True)
+    create_missing(connection, metadata)
 
 
 def start_run(connection: Connection, *, kind: str, rule: str, triggered_by: str, **fields: Any) -> int:

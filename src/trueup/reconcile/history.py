@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.db import dialect_for
+from trueup.db import create_missing, dialect_for
 from trueup.reconcile.audit import now
 from trueup.reconcile.drift import DriftRow
 from trueup.report.format import to_json
@@ -107,8 +107,7 @@ class Sighting(NamedTuple):
 
 
 def ensure_tables(connection: Connection) -> None:
-    with dialect_for(connection).write_transaction(connection):
-        metadata.create_all(connection, checkfirst=True)
+    create_missing(connection, metadata)
 
 
 def key_text(key: Sequence[Any]) -> str:

@@ -57,7 +57,7 @@ from trueup.reconcile.guard import Limits
 from trueup.reconcile.query import EVERYTHING, Scope
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
-from trueup.reconcile.worktable import WorkTable
+from trueup.reconcile.worktable import WorkTable, drop_all
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def _round(
         )
     finally:
         if touched is not None:
-            _drop(connection, touched)
+            drop_all(connection, [touched])
 
 
 def _repair(
@@ -362,13 +362,6 @@ def _mark_text(value: Any) -> str:
     if isinstance(value, datetime | date):
         return value.isoformat(sep=" ") if isinstance(value, datetime) else value.isoformat()
     return str(value)
-
-
-def _drop(connection: Connection, table: WorkTable) -> None:
-    if connection.in_transaction():
-        connection.rollback()
-    with connection.begin():
-        table.drop()
 
 
 # -- recurring ---------------------------------------------------------------------------------

@@ -88,3 +88,13 @@ class WorkTable:
     def _insert(self, batch: list[Mapping[str, Any]]) -> None:
         # One INSERT … VALUES (…), (…) per batch: drivers' executemany sends a statement per row.
         self.connection.execute(sa.insert(self.table).values(list(batch)))
+
+
+def drop_all(connection: Connection, tables: Iterable[WorkTable]) -> None:
+    """Drop work tables in a transaction of their own, ending any open one first (MySQL keeps
+    temporary tables across a rollback, so they are dropped, not left to the transaction)."""
+    if connection.in_transaction():
+        connection.rollback()
+    with connection.begin():
+        for table in tables:
+            table.drop()
