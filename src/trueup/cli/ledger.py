@@ -10,14 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from trueup.cli import common
 from trueup.cli.app import app
-from trueup.cli.options import ConfigOption
+from trueup.cli.options import ConfigOption, Output, OutputFormatOption
 from trueup.config import DEFAULT_CONFIG, Config, load_config
 from trueup.errors import UsageError
 from trueup.ledger import ISSUE_REASONS, Ledger
@@ -33,18 +32,12 @@ ledger_app = typer.Typer(
 app.add_typer(ledger_app, name="ledger")
 
 
-class Output(StrEnum):
-    table = "table"
-    json = "json"
-
-
 LedgerDatabase = Annotated[
     str | None,
     typer.Option(
         "--database", "-d", help="Ledger database URL.", show_default="$TRUEUP_LEDGER_URL, [ledger].url, [database].url"
     ),
 ]
-FormatOption = Annotated[Output, typer.Option("--format", "-f", help="Output format.")]
 KeyOption = Annotated[str | None, typer.Option("--key", "-k", help="Idempotency key: a retry returns the original.")]
 AtOption = Annotated[str | None, typer.Option("--at", help="When it happened (ISO 8601; default now, UTC).")]
 LotsOption = Annotated[
@@ -107,7 +100,7 @@ def receive(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Stock arrives from the supplier into a new lot.
 
@@ -130,7 +123,7 @@ def transfer(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Move stock between locations, oldest lots first.
 
@@ -153,7 +146,7 @@ def issue(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Stock leaves (sale, usage, scrap), oldest lots first; prints the cost of the goods.
 
@@ -177,7 +170,7 @@ def adjust(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Record a stocktake: post the difference from on hand to the adjustment location.
 
@@ -199,7 +192,7 @@ def split(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Cut pieces off a lot (a roll into lengths); each piece becomes a new lot.
 
@@ -222,7 +215,7 @@ def merge(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Combine lots into bundles of a size, plus one remainder lot.
 
@@ -244,7 +237,7 @@ def revert(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Post the compensating transaction of a transaction; refused if already reverted.
 
@@ -265,7 +258,7 @@ def reserve(
     expires_at: Annotated[str | None, typer.Option("--expires-at", help="When the hold lapses (ISO 8601).")] = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Hold stock for someone; available = on hand − held.
 
@@ -282,7 +275,7 @@ def release(
     reservation_id: Annotated[int, typer.Argument(help="The reservation.")],
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """End a hold without moving stock.
 
@@ -303,7 +296,7 @@ def commit(
     at: AtOption = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Issue what a reservation holds and close it.
 
@@ -323,7 +316,7 @@ def balance(
     as_of: Annotated[str | None, typer.Option("--as-of", help="As it stood then (ISO 8601).")] = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Print the quantity on hand, now or as of a past time.
 
@@ -343,7 +336,7 @@ def available(
     location: LocationArg,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Print on hand minus what open reservations hold.
 
@@ -362,7 +355,7 @@ def history(
     item: Annotated[str | None, typer.Option("--item", help="The lot's item (if the name is ambiguous).")] = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """List every movement of a lot, oldest first.
 
@@ -379,7 +372,7 @@ def valuation(
     item: Annotated[str | None, typer.Argument(help="Only this item.", show_default="all items")] = None,
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Value the stock on hand: remaining quantity × unit cost, per lot.
 
@@ -395,7 +388,7 @@ def valuation(
 def verify(
     database: LedgerDatabase = None,
     config: ConfigOption = None,
-    fmt: FormatOption = Output.table,
+    fmt: OutputFormatOption = Output.table,
 ) -> None:
     """Rebuild every balance from the movement log and compare; exit 1 if anything differs.
 

@@ -91,7 +91,3 @@ def bundle(pieces: Sequence[Pick], size: Decimal, count: int) -> list[list[Pick]
             if room == 0:
                 target, room = target + 1, size
     return [*outputs, remainder] if remainder else outputs
-
-
-def cost(picks: Sequence[Pick]) -> Decimal:
-    return sum((p.quantity * p.unit_cost for p in picks), Decimal(0))
