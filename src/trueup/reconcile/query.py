@@ -271,9 +271,11 @@ def key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])
 
 
-def in_key_table(columns: list[sa.ColumnElement[Any]], table: sa.TableClause) -> sa.ColumnElement[bool]:
-    """`columns` (one key) is among the keys k0..kn of a work `table`."""
-    listed = sa.select(*[table.c[f"k{i}"] for i in range(len(columns))])
+def in_key_table(
+    columns: list[sa.ColumnElement[Any]], table: sa.TableClause, *where: sa.ColumnElement[bool]
+) -> sa.ColumnElement[bool]:
+    """`columns` (one key) is among the keys k0..kn of a work `table` (of its rows matching `where`)."""
+    listed = sa.select(*[table.c[f"k{i}"] for i in range(len(columns))]).where(*where)
     return _key_tuple(columns).in_(listed)
 
 

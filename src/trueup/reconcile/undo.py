@@ -32,7 +32,7 @@ from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict, change_row
-from trueup.reconcile.query import key_in
+from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
 from trueup.report.format import to_json
@@ -203,7 +203,7 @@ def _restore(
     restored = tx.execute(
         sa.update(table).where(*joined, w.op == UPDATE).values({target.quantity: w.before_q})
     ).rowcount
-    deleted = _delete_inserted(tx, work, rule, run_id)
+    deleted = _delete_inserted(tx, work, rule, run_id) if any(c.op == "insert" for c in changes) else 0
     reinserted = _reinsert_deleted(tx, work, rule, [c for c in changes if c.op == "delete"], run_id)
     return _Counts(restored, deleted, reinserted)
 
@@ -223,8 +223,7 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
     """Delete the rows the run inserted, keeping each full row image in the undo's audit."""
     target = work.target
     full = target.raw_rows(tx)
-    columns = [full.c[k] for k in target.key]
-    inserted = sa.select(sa.literal(1)).where(*work.joins(columns), work.table.c.op == INSERT).exists()
+    inserted = in_key_table([full.c[k] for k in target.key], work.table, work.table.c.op == INSERT)
     rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted))]
     if not rows:
         return 0
@@ -236,8 +235,7 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
             for r in rows
         ],
     )
-    keys = [tuple(r[k] for k in target.key) for r in rows]
-    return tx.execute(sa.delete(full).where(key_in(columns, keys))).rowcount
+    return tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
 
 
 def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
