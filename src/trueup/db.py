@@ -182,7 +182,6 @@ class Dialect:
     """Base behaviour (standard SQL); subclasses override what their database does differently."""
 
     name: str = "default"
-    ddl_commits: bool = False  # DDL ends the transaction (MySQL): create tables before writing
     update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
     upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
     retryable_codes: tuple[str, ...] = ()
@@ -514,7 +513,6 @@ class PostgreSQLDialect(Dialect):
 @dataclass(frozen=True)
 class MySQLDialect(Dialect):
     name: str = "mysql"
-    ddl_commits: bool = True
     update_returning: bool = False
     upsert_counts_rows: bool = False
     retryable_codes: tuple[str, ...] = ("1213", "40001")  # deadlock: error number, SQLSTATE

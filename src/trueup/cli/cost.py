@@ -12,7 +12,6 @@ import typer
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, QuietOption
-from trueup.config import DEFAULT_CONFIG, Config, load_config
 from trueup.cost import METHODS, compute, write_outputs
 from trueup.cost.compute import Input
 from trueup.cost.read import read_query
@@ -108,7 +107,7 @@ def _inputs(
             raise UsageError(f"give exactly one of --{role} FILE or --{role}-sql QUERY")
     if sales_sql is None and lots_sql is None:
         return sales, lots  # type: ignore[return-value]
-    settings = Config() if config is None and database and not DEFAULT_CONFIG.exists() else load_config(config)
+    settings = common.load_config_for(config, database)
     connection = stack.enter_context(common.session(settings, database))
     return (
         read_query("sales query", connection, sales_sql) if sales_sql else sales,  # type: ignore[return-value]

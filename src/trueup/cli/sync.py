@@ -37,7 +37,7 @@ from trueup.reconcile.query import Scope
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.sync import SyncOptions, Watcher, run_round
 from trueup.report.format import to_json
-from trueup.report.sync import Metrics, print_sightings, round_json, round_line, sighting_document
+from trueup.report.sync import print_sightings, round_json, round_line, sighting_document
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -117,7 +117,11 @@ def watch(
     )
     engine = open_engine(cfg.database_url(database))
     watcher = Watcher(engine, cfg, rule, options)
-    metrics = Metrics(metrics_file) if metrics_file else None
+    metrics = None
+    if metrics_file:
+        from trueup.report.metrics import Metrics  # prometheus_client, for this option only
+
+        metrics = Metrics(metrics_file)
     stop = _stop_on_signals()
     unresolved = False
     try:
