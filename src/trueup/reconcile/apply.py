@@ -84,8 +84,16 @@ class ApplyResult(NamedTuple):
     warnings: tuple[str, ...] = ()
 
     @property
+    def updated(self) -> int:
+        return sum(r.updated for r in self.rules)
+
+    @property
+    def inserted(self) -> int:
+        return sum(r.inserted for r in self.rules)
+
+    @property
     def changed(self) -> int:
-        return sum(r.updated + r.inserted for r in self.rules)
+        return self.updated + self.inserted
 
     @property
     def conflicts(self) -> tuple[Conflict, ...]:

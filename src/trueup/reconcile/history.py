@@ -141,15 +141,16 @@ def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRo
         {
             "round_id": round_id,
             "rule": entry.rule,
-            "key": key_text(d.key),
+            "key": key,
             "observed_at": entry.started_at,
             "recorded": str(d.recorded),
             "expected": str(d.expected),
             "delta": str(d.delta),
             "run_id": entry.run_id,
-            "recurring": key_text(d.key) in recurring,
+            "recurring": key in recurring,
         }
         for d in drifted
+        for key in (key_text(d.key),)
     ]
     for start in range(0, len(rows), CHUNK):
         connection.execute(drift_history.insert(), rows[start : start + CHUNK])

@@ -54,11 +54,8 @@ def print_apply(result: ApplyResult, console: Console) -> None:
         )
         console.print(Text(message, style="bold green" if result.status == "nothing to do" else "bold red"))
     else:
-        updated = sum(r.updated for r in result.rules)
-        inserted = sum(r.inserted for r in result.rules)
-        console.print(
-            Text(f"Run {result.run_id} applied: {updated} row(s) updated, {inserted} inserted.", style="bold green")
-        )
+        applied = f"Run {result.run_id} applied: {result.updated} row(s) updated, {result.inserted} inserted."
+        console.print(Text(applied, style="bold green"))
         if result.residual:
             console.print(
                 Text(f"Verify found residual drift of {number(result.residual)} on the applied keys.", style="bold red")
@@ -84,8 +81,8 @@ def apply_document(result: ApplyResult) -> dict[str, Any]:
         "run_id": result.run_id,
         "status": result.status,
         "changed": result.changed,
-        "updated": sum(r.updated for r in result.rules),
-        "inserted": sum(r.inserted for r in result.rules),
+        "updated": result.updated,
+        "inserted": result.inserted,
         "residual": result.residual,
         "rules": [
             {"name": r.rule, "updated": r.updated, "inserted": r.inserted, "residual": r.residual} for r in result.rules
