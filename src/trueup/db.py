@@ -466,7 +466,7 @@ class PostgreSQLDialect(Dialect):
 
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(name))))
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key(name))))
         yield  # released when the transaction ends
 
     def try_lock(self, connection: Connection, name: str) -> bool:
@@ -548,11 +548,13 @@ class MySQLDialect(Dialect):
     @contextmanager
     def exclusive(self, connection: Connection, name: str) -> Iterator[None]:
         # GET_LOCK belongs to the session, not the transaction, so it is released explicitly.
-        connection.execute(sa.select(sa.func.get_lock(name, 60)))
+        key = _lock_name(name)
+        if connection.execute(sa.select(sa.func.get_lock(key, 60))).scalar() != 1:
+            raise DatabaseError(f"another process held the lock {name!r} for over 60 s; try again")
         try:
             yield
         finally:
-            connection.execute(sa.select(sa.func.release_lock(name)))
+            connection.execute(sa.select(sa.func.release_lock(key)))
 
 
 LOCK_LEASE = 15 * 60  # seconds a SQLite lock row stays valid, should its holder vanish from another host
