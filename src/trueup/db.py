@@ -6,9 +6,12 @@ trueup builds SQL with SQLAlchemy Core and asks the dialect only for the few
 things Core does not paper over.
 
 Identifiers from the config are validated by `trueup.config` and quoted here
-with the database's own preparer; user SQL fragments (`from`, `where`,
-checks) go through `user_sql()`, which only protects them from SQLAlchemy's
-`:name` bind-parameter syntax.
+with the database's own preparer. User SQL is passed as written, protected
+only from SQLAlchemy's `:name` bind-parameter syntax, through one of two doors:
+`user_condition()` for a filter (a `where`, `--where`), which is always one
+parenthesised expression, so `a OR b` met by `AND id IN (5)` stays
+`(a OR b) AND id IN (5)`; and `user_sql()` for a `from` clause or a whole
+statement (a check), which stands alone and is never joined to a condition.
 """
 
 from __future__ import annotations
@@ -168,8 +171,17 @@ def coerce(value: Any, python_type: type | None) -> Any:
 
 
 def user_sql(text: str) -> sa.TextClause:
-    """The user's SQL as written; colons are escaped so `'10:00'` is not a bind parameter."""
+    """The user's SQL as written (a `from` clause, a whole query); colons are escaped so `'10:00'`
+    is not a bind parameter. Never a condition: filters go through `user_condition()`."""
     return sa.text(text.replace(":", r"\:"))
+
+
+def user_condition(text: str) -> sa.ColumnElement[bool]:
+    """The user's filter as one parenthesised expression, whatever it is joined to.
+
+    The newline before the closing parenthesis keeps a trailing `-- comment` from swallowing it.
+    """
+    return user_sql(f"({text}\n)")  # type: ignore[return-value]
 
 
 # -- dialects ----------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from trueup.config import Rule, Source
-from trueup.db import Dialect, column_ref, table_ref, user_sql
+from trueup.db import Dialect, column_ref, table_ref, user_condition, user_sql
 
 # Output columns besides the keys k0..kn, in order.
 FIGURES = (
@@ -178,7 +178,7 @@ def source_branch(rule: Rule, source: Source, prep: Any, dialect: Dialect, scope
     origin = table_ref(source.table) if source.table else user_sql(source.from_ or "")
     query = sa.select(*columns).select_from(origin)
     if source.where:
-        query = query.where(user_sql(source.where))
+        query = query.where(user_condition(source.where))
     query = query.where(*_source_scope(rule, keys, prep, scope))
     return query.group_by(*keys)
 
@@ -235,9 +235,9 @@ def _added(terms: Any) -> sa.ColumnElement[Any]:
 def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElement[bool]]:
     filters: list[sa.ColumnElement[bool]] = []
     if rule.recorded.where:
-        filters.append(user_sql(rule.recorded.where))
+        filters.append(user_condition(rule.recorded.where))
     if scope.where:
-        filters.append(user_sql(scope.where))
+        filters.append(user_condition(scope.where))
     if scope.keys:
         filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
     if scope.key_table is not None:
@@ -258,7 +258,7 @@ def _source_scope(
         recorded_keys = (
             sa.select(*[column_ref(prep, k) for k in rule.recorded.key])
             .select_from(table_ref(rule.recorded.table))
-            .where(user_sql(scope.where))
+            .where(user_condition(scope.where))
         )
         filters.append(_key_tuple(keys).in_(recorded_keys))
     return filters

@@ -1,0 +1,219 @@
+"""Repairs never write outside the scope asked for, nor what trueup itself flags as wrong (issue 10).
+
+Each scenario is the one reported, with its figures worked out by hand, on SQLite, PostgreSQL
+and MariaDB: a rule's `where` holding an OR, `--key` and `--where` scopes, missing rows on a
+table without a primary key, and undo of the rows a run inserted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.databases import Database
+from tests.shapes import dump
+from trueup.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def write_config(db: Database, tmp_path: Path, rule: str) -> Path:
+    config = tmp_path / "trueup.toml"
+    config.write_text(f'[database]\nurl = "{db.url}"\n\n{rule}')
+    return config
+
+
+# -- a recorded `where` with OR ----------------------------------------------------------------
+
+ITEMS_RULE = """
+[[rules]]
+name = "items"
+[rules.recorded]
+table = "items"
+key = ["id"]
+quantity = "qty"
+where = "status = 'ACTIVE' OR status = 'PENDING'"
+[[rules.expected]]
+table = "uses"
+key = ["item_id"]
+quantity = "qty"
+"""
+
+
+def load_items(db: Database) -> None:
+    """20 items, each recorded 100, whose truth is its id: every ACTIVE and PENDING item drifts."""
+    db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, status VARCHAR(10), qty INTEGER)")
+    db.execute("CREATE TABLE uses (item_id INTEGER, qty INTEGER)")
+    status = {0: "ACTIVE", 1: "PENDING", 2: "CLOSED"}
+    for n in range(1, 21):
+        db.execute("INSERT INTO items VALUES (:n, :s, 100)", {"n": n, "s": status[n % 3]})
+        db.execute("INSERT INTO uses VALUES (:n, :n)", {"n": n})
+
+
+def test_a_recorded_where_with_or_keeps_apply_to_the_key_asked_for(db: Database, tmp_path: Path) -> None:
+    load_items(db)
+    config = write_config(db, tmp_path, ITEMS_RULE)
+    before = dump(db, "items")
+
+    planned = json.loads(run("plan", "-c", str(config), "--key", "4", "-f", "json").stdout)
+    assert [(c["key"], c["recorded"], c["expected"]) for c in planned["rules"][0]["corrections"]] == [([4], 100, 4)]
+    applied = run("apply", "-c", str(config), "--key", "4", "--no-backup", "-f", "json")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout)["changed"] == 1
+    assert dump(db, "items") == [(4, "PENDING", 4) if row[0] == 4 else row for row in before]
+
+
+def test_a_where_scope_with_or_stays_inside_the_rules_where(db: Database, tmp_path: Path) -> None:
+    load_items(db)
+    config = write_config(db, tmp_path, ITEMS_RULE)
+    before = dump(db, "items")
+
+    # (id = 3 OR id = 4) within (ACTIVE or PENDING): items 3 and 4, not every CLOSED one too
+    applied = run("apply", "-c", str(config), "--where", "id = 3 OR id = 4", "--no-backup", "-f", "json")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout)["changed"] == 2
+    assert dump(db, "items") == [(row[0], row[1], row[0]) if row[0] in (3, 4) else row for row in before]
+
+
+# -- a source `where` with OR, insert_missing, no primary key ----------------------------------
+
+STOCK_RULE = """
+[[rules]]
+name = "stock"
+[rules.recorded]
+table = "stock"
+key = ["item_id"]
+quantity = "qty"
+insert_missing = true
+{recorded_where}
+[[rules.expected]]
+table = "moves"
+key = ["item_id"]
+quantity = "qty"
+where = "kind = 'in' OR kind = 'adjust'"
+"""
+
+
+def load_stock(db: Database, *, primary_key: bool = False) -> None:
+    """20 stock rows (no primary key) recorded 10; moves: 10 in and 3 out each, item 5 adjusted +1.
+
+    Truth (in + adjust): 10 for every item, 11 for item 5: only item 5 drifts (+1).
+    """
+    if primary_key:
+        db.execute("CREATE TABLE stock (id INTEGER PRIMARY KEY, item_id INTEGER, qty INTEGER)")
+    else:
+        db.execute("CREATE TABLE stock (item_id INTEGER, qty INTEGER)")
+    db.execute("CREATE TABLE moves (item_id INTEGER, kind VARCHAR(10), qty INTEGER)")
+    for n in range(1, 21):
+        db.execute(
+            "INSERT INTO stock VALUES (:n, :n, 10)" if primary_key else "INSERT INTO stock VALUES (:n, 10)", {"n": n}
+        )
+        db.execute("INSERT INTO moves VALUES (:n, 'in', 10), (:n, 'out', 3), (:n, 'adjust', :a)", {"n": n, "a": n == 5})
+
+
+def stock_config(db: Database, tmp_path: Path, recorded_where: str = "") -> Path:
+    return write_config(db, tmp_path, STOCK_RULE.format(recorded_where=recorded_where))
+
+
+def test_a_source_where_with_or_plans_applies_and_undoes_one_key(db: Database, tmp_path: Path) -> None:
+    load_stock(db)
+    config = stock_config(db, tmp_path)
+    before = dump(db, "stock")
+
+    planned = json.loads(run("plan", "-c", str(config), "--key", "5", "-f", "json").stdout)
+    assert planned["rules"][0]["corrections"] == [{"key": [5], "recorded": 10, "expected": 11, "delta": 1}]
+    applied = run("apply", "-c", str(config), "--key", "5", "--no-backup", "-f", "json")
+    assert applied.exit_code == 0, applied.output
+    document = json.loads(applied.stdout)
+    assert (document["updated"], document["inserted"]) == (1, 0)
+    assert dump(db, "stock") == [(5, 11) if row[0] == 5 else row for row in before]
+    assert run("check", "-c", str(config)).exit_code == 0
+
+    undone = run("undo", str(document["run_id"]), "-c", str(config), "-f", "json")
+    assert undone.exit_code == 0, undone.output
+    assert dump(db, "stock") == before
+
+
+def test_apply_never_inserts_a_key_the_table_already_holds(db: Database, tmp_path: Path) -> None:
+    """Item 7's row is outside the recorded `where`, so the rule sees no row: it must not get a second one."""
+    load_stock(db)
+    db.execute("UPDATE stock SET qty = 0 WHERE item_id = 7")
+    config = stock_config(db, tmp_path, 'where = "qty > 0"')
+    before = dump(db, "stock")
+
+    applied = run("apply", "-c", str(config), "--key", "7", "--no-backup", "-f", "json")
+    assert applied.exit_code == 1, applied.output
+    document = json.loads(applied.stdout)
+    assert document["changed"] == 0
+    assert document["conflicts"] == [
+        {
+            "rule": "stock",
+            "key": [7],
+            "reason": "not inserted: stock already holds a row with this key (outside the rule's where)",
+        }
+    ]
+    assert dump(db, "stock") == before
+
+
+def test_undo_leaves_alone_an_inserted_key_that_now_has_two_rows(db: Database, tmp_path: Path) -> None:
+    """Item 21 has moves but no row: the run inserts it; someone then adds another row for 21."""
+    load_stock(db)
+    db.execute("INSERT INTO moves VALUES (21, 'in', 4)")
+    config = stock_config(db, tmp_path)
+    applied = json.loads(run("apply", "-c", str(config), "--key", "21", "--no-backup", "-f", "json").stdout)
+    assert (applied["inserted"], applied["updated"]) == (1, 0)
+    db.execute("INSERT INTO stock VALUES (21, 4)")  # indistinguishable from the run's row
+    after = dump(db, "stock")
+
+    refused = run("undo", str(applied["run_id"]), "-c", str(config))
+    assert refused.exit_code == 1
+    assert "[21]: 2 rows hold this key now; which one the run inserted cannot be told" in refused.stderr
+    forced = run("undo", str(applied["run_id"]), "-c", str(config), "--force")
+    assert forced.exit_code == 1  # ran, and left that key alone
+    assert "2 rows hold this key now" in forced.stdout
+    assert dump(db, "stock") == after
+
+
+def test_undo_deletes_only_the_row_the_run_inserted(db: Database, tmp_path: Path) -> None:
+    """With a primary key, a row put in the place of the inserted one (same key, same figure) stays."""
+    load_stock(db, primary_key=True)
+    db.execute("INSERT INTO moves VALUES (21, 'in', 4)")
+    config = stock_config(db, tmp_path, "insert_defaults = { id = 21 }")
+    applied = json.loads(run("apply", "-c", str(config), "--key", "21", "--no-backup", "-f", "json").stdout)
+    assert applied["inserted"] == 1
+    assert db.rows("SELECT id, item_id, qty FROM stock WHERE item_id = 21") == [(21, 21, 4)]
+    db.execute("DELETE FROM stock WHERE id = 21")
+    db.execute("INSERT INTO stock VALUES (99, 21, 4)")  # someone else's row, the same key and figure
+    after = dump(db, "stock")
+
+    forced = run("undo", str(applied["run_id"]), "-c", str(config), "--force", "-f", "json")
+    assert forced.exit_code == 1
+    [conflict] = json.loads(forced.stdout)["conflicts"]
+    assert conflict["key"] == [21]
+    assert conflict["reason"] == "the row holding this key is not the one the run inserted (id differs): left alone"
+    assert dump(db, "stock") == after
+
+    db.execute("DELETE FROM stock WHERE id = 99")
+    db.execute("INSERT INTO stock VALUES (21, 21, 4)")  # the run's row, as it wrote it
+    clean = run("undo", str(applied["run_id"]), "-c", str(config), "-f", "json")
+    assert clean.exit_code == 0, clean.output
+    assert json.loads(clean.stdout)["deleted"] == 1
+    assert db.scalar("SELECT COUNT(*) FROM stock WHERE item_id = 21") == 0
+
+
+def test_a_duplicate_key_fails_check(db: Database, tmp_path: Path) -> None:
+    load_stock(db)
+    db.execute("UPDATE stock SET qty = 11 WHERE item_id = 5")
+    db.execute("INSERT INTO stock VALUES (3, 10)")
+    config = stock_config(db, tmp_path)
+    checked = run("check", "-c", str(config), "-f", "json")
+    assert checked.exit_code == 1, checked.output
+    [rule] = json.loads(checked.stdout)["rules"]
+    assert rule["drifted"] == 0
+    assert [(f["kind"], f["severity"], f["count"]) for f in rule["findings"]] == [("duplicate_key", "error", 1)]
