@@ -51,7 +51,7 @@ from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
+from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
@@ -278,7 +278,10 @@ def _write(
         now.lock_targets()
         conflicts += _settle_moved(tx, job, now)
         updated = _update(tx, job.rule, job.target, now)
-        inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
+        inserted = 0
+        if job.rule.recorded.insert_missing:
+            conflicts += _refuse_present(tx, job.rule, job.target, now)
+            inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
         _record_updates(tx, job.rule, job.target, now, run_id)
         outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
     if not any(o.updated or o.inserted for o in outcomes):
@@ -440,8 +443,26 @@ def _update(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> int:
     return updated
 
 
+def _refuse_present(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> tuple[Conflict, ...]:
+    """Keys to insert that the table holds already (a row the rule's `where` hides): never a second row."""
+    n = now.table.c
+    table = target.clause()
+    present = sa.select(sa.literal(1)).select_from(table).where(*now.joins([table.c[k] for k in target.key])).exists()
+    keys = [tuple(row) for row in tx.execute(sa.select(*now.keys).where(n.missing == 1, present))]
+    if not keys:
+        return ()
+    tx.execute(sa.delete(now.table).where(n.missing == 1, present))
+    reason = f"not inserted: {target.table} already holds a row with this key (outside the rule's where)"
+    return tuple(Conflict(rule.name, key, reason) for key in keys)
+
+
 def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> int:
-    """Create rows for keys only the sources know; each row's full image goes to the audit."""
+    """Create rows for keys only the sources know; each row's full image, as stored, goes to the audit.
+
+    No row held these keys before (see `_refuse_present`), so the rows holding them now are exactly
+    the ones inserted: read back whole (with any id or default the database filled in), they let
+    undo tell the run's row from any other.
+    """
     n = now.table.c
     defaults = dict(rule.recorded.insert_defaults)
     rows = [
@@ -451,10 +472,17 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
     if not rows:
         return 0
     tx.execute(sa.insert(target.clause(*defaults)), rows)
+    full = target.raw_rows(tx)
+    written = tx.execute(sa.select(full).where(in_key_table([full.c[k] for k in target.key], now.table, n.missing == 1)))
+    images = [dict(row._mapping) for row in written]
+    if len(images) != len(rows):
+        raise DatabaseError(
+            f"rule {rule.name!r}: inserted {len(rows)} rows but {len(images)} hold their keys; rolled back"
+        )
     changes = [
-        change_row(run_id, rule.name, target, [row[k] for k in target.key], "insert")
-        | {"after_value": str(row[target.quantity]), "row_image": to_json(row)}
-        for row in rows
+        change_row(run_id, rule.name, target, [image[k] for k in target.key], "insert")
+        | {"after_value": str(image[target.quantity]), "row_image": to_json(image)}
+        for image in images
     ]
     tx.execute(sa.insert(audit.changes), changes)
     return len(rows)

@@ -46,8 +46,8 @@ class CheckReport(NamedTuple):
 
     @property
     def exit_code(self) -> int:
-        """1 when any rule drifted or an error-severity check failed, else 0."""
-        found = any(r.drifted for r in self.rules) or any(c.fails_run for c in self.checks)
+        """1 when any rule drifted or has an error-severity finding, or an error-severity check failed."""
+        found = any(r.fails_run for r in self.rules) or any(c.fails_run for c in self.checks)
         return 1 if found else 0
 
 

@@ -93,6 +93,11 @@ class RuleResult(NamedTuple):
     def clean(self) -> bool:
         return self.drifted == 0
 
+    @property
+    def fails_run(self) -> bool:
+        """Drift, or an error-severity finding (a duplicated key, a negative expected figure)."""
+        return bool(self.drifted) or any(f.severity == "error" for f in self.findings)
+
 
 # kind -> (severity, what is counted, explanation)
 FINDING_KINDS: dict[str, tuple[str, str, str]] = {

@@ -21,6 +21,7 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -87,33 +88,32 @@ def undo_run(
             prepared = [
                 _prepare(tx, target, rule, changes, index) for index, (target, rule, changes) in enumerate(groups)
             ]
-            conflicts = tuple(c for _, found in prepared for c in found)
-            if conflicts and not (force or skip_conflicts):
-                raise ConflictError(_conflict_message(run_id, conflicts))
+            conflicts = tuple(c for _, found, _ in prepared for c in found)
+            unsure = tuple(c for _, _, found in prepared for c in found)
+            if (conflicts or unsure) and not (force or skip_conflicts):
+                raise ConflictError(_conflict_message(run_id, unsure + conflicts))
             counts = [
                 _restore(tx, work, rule, changes, new_id, force)
-                for (work, _), (_, rule, changes) in zip(prepared, groups, strict=True)
+                for (work, _, _), (_, rule, changes) in zip(prepared, groups, strict=True)
             ]
             total = _Counts(*(sum(c[i] for c in counts) for i in range(3)))
             if not any(total):
-                raise RefusedError(
-                    f"nothing to undo: every row of run {run_id} was changed since ({len(conflicts)} conflicts)"
-                )
+                raise RefusedError(f"nothing to undo: every row of run {run_id} was changed since ({_listed(unsure + conflicts)})")
             audit.finish_run(
                 tx,
                 new_id,
                 updated=total.restored,
                 deleted=total.deleted,
                 inserted=total.reinserted,
-                conflicts=len(conflicts) if skip_conflicts else 0,
+                conflicts=len(unsure) + (len(conflicts) if skip_conflicts else 0),
                 status="verified",
             )
             audit.set_status(tx, run_id, status="undone", undone_by=new_id)
-            for work, _ in prepared:
+            for work, _, _ in prepared:
                 work.drop()
     except DBAPIError as error:
         raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
-    left_alone = conflicts if skip_conflicts else ()
+    left_alone = unsure + (conflicts if skip_conflicts else ())
     return UndoResult(new_id, run_id, *total, left_alone)
 
 
@@ -127,15 +127,21 @@ def _by_target(changes: list[audit.Change]) -> list[tuple[Target, str, list[audi
 
 def _prepare(
     tx: Connection, target: Target, rule: str, changes: list[audit.Change], index: int
-) -> tuple[WorkTable, tuple[Conflict, ...]]:
-    """Load the run's changes for one table into a work table, lock the rows, find the conflicts."""
-    work = WorkTable(tx, f"trueup_undo_{index}", target, {"before_q": QUANTITY, "after_q": QUANTITY, "op": FLAG})
+) -> tuple[WorkTable, tuple[Conflict, ...], tuple[Conflict, ...]]:
+    """Load the run's changes for one table into a work table, lock the rows, find the conflicts.
+
+    Returns the work table, the conflicts (`force` overwrites them) and the inserted rows that
+    cannot be told apart from others (always left alone, see `_unsure_inserts`).
+    """
+    columns = {"before_q": QUANTITY, "after_q": QUANTITY, "op": FLAG, "seq": FLAG}
+    work = WorkTable(tx, f"trueup_undo_{index}", target, columns)
     keys = target.coerce_keys(tx, (c.key for c in changes))
     work.create().fill(
-        {f"k{i}": v for i, v in enumerate(key)} | {"before_q": c.before, "after_q": c.after, "op": _OPS[c.op]}
-        for key, c in zip(keys, changes, strict=True)
+        {f"k{i}": v for i, v in enumerate(key)} | {"before_q": c.before, "after_q": c.after, "op": _OPS[c.op], "seq": n}
+        for n, (key, c) in enumerate(zip(keys, changes, strict=True))
     )
     work.lock_targets()
+    unsure = _unsure_inserts(tx, work, rule, changes)
     table = target.clause()
     w, t = work.table.c, table.c
     first_key = t[target.key[0]]
@@ -154,7 +160,44 @@ def _prepare(
         else:
             reason = f"now holds {holds}, the run wrote {wrote}"
         conflicts.append(Conflict(rule, key, reason))
-    return work, tuple(conflicts)
+    return work, tuple(conflicts), unsure
+
+
+def _unsure_inserts(tx: Connection, work: WorkTable, rule: str, changes: list[audit.Change]) -> tuple[Conflict, ...]:
+    """Keys the run inserted whose row cannot be told apart now: taken out of `work`, listed.
+
+    Undo deletes a row the run inserted only if it is that very row: the one row holding its key,
+    whose other columns (an id, defaults) match the image the run recorded. A second row with the
+    key (on a table without a primary key), or a row put in its place, is someone else's.
+    """
+    if not any(c.op == "insert" for c in changes):
+        return ()
+    target = work.target
+    full = target.raw_rows(tx)
+    w = work.table.c
+    joined = work.table.join(full, sa.and_(*work.joins([full.c[k] for k in target.key])))
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in tx.execute(sa.select(w.seq, *full.c).select_from(joined).where(w.op == INSERT)):
+        found.setdefault(row[0], []).append(dict(zip(full.c.keys(), row[1:], strict=True)))
+    unsure: dict[int, str] = {}
+    for seq, rows in found.items():
+        differs = _differs(changes[seq].row_image or {}, rows[0], target.quantity)
+        if len(rows) > 1:
+            unsure[seq] = f"{len(rows)} rows hold this key now; which one the run inserted cannot be told: left alone"
+        elif differs:
+            unsure[seq] = f"the row holding this key is not the one the run inserted ({', '.join(differs)} differs): left alone"
+    if unsure:
+        tx.execute(sa.delete(work.table).where(w.seq.in_(list(unsure))))
+    return tuple(Conflict(rule, changes[seq].key, reason) for seq, reason in sorted(unsure.items()))
+
+
+def _differs(image: dict[str, Any], row: dict[str, Any], quantity: str) -> list[str]:
+    """The columns (besides the quantity, which `force` may overwrite) where `row` is not `image`."""
+    return [
+        column
+        for column, value in image.items()
+        if column != quantity and (column not in row or json.loads(to_json(row[column]), parse_float=Decimal) != value)
+    ]
 
 
 def _conflicting(
@@ -235,7 +278,10 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
             for r in rows
         ],
     )
-    return tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
+    deleted = tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
+    if deleted != len(rows):
+        raise DatabaseError(f"undo: expected to delete {len(rows)} inserted rows but deleted {deleted}; rolled back")
+    return deleted
 
 
 def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
@@ -264,9 +310,12 @@ def _text(value: Any) -> str | None:
 
 
 def _conflict_message(run_id: int, conflicts: tuple[Conflict, ...]) -> str:
-    listed = "; ".join(f"{c.rule} {list(c.key)}: {c.reason}" for c in conflicts[:LISTED])
-    more = f"; and {len(conflicts) - LISTED} more" if len(conflicts) > LISTED else ""
     return (
-        f"refused: {len(conflicts)} row(s) changed since run {run_id} wrote them ({listed}{more}). "
+        f"refused: {len(conflicts)} row(s) changed since run {run_id} wrote them ({_listed(conflicts)}). "
         "Nothing was changed. --skip-conflicts restores the other rows; --force overwrites these too"
     )
+
+
+def _listed(conflicts: tuple[Conflict, ...]) -> str:
+    listed = "; ".join(f"{c.rule} {list(c.key)}: {c.reason}" for c in conflicts[:LISTED])
+    return listed + (f"; and {len(conflicts) - LISTED} more" if len(conflicts) > LISTED else "")
