@@ -215,3 +215,107 @@ def test_a_duplicate_key_fails_check(db: Database, tmp_path: Path) -> None:
     [rule] = json.loads(checked.stdout)["rules"]
     assert rule["drifted"] == 0
     assert [(f["kind"], f["severity"], f["count"]) for f in rule["findings"]] == [("duplicate_key", "error", 1)]
+
+
+# -- keys trueup flags as wrong are not written unless asked -----------------------------------
+
+FLAGGED_RULE = """
+[[rules]]
+name = "inventory"
+[rules.recorded]
+table = "inventory"
+key = ["id"]
+quantity = "remaining"
+[[rules.expected]]
+table = "inventory"
+key = ["id"]
+quantity = "total"
+[[rules.expected]]
+table = "usage_log"
+key = ["item_id"]
+quantity = "used"
+sign = -1
+"""
+
+
+def load_inventory(db: Database) -> None:
+    """Item 1: 10 - 3 = 7, recorded 9 (delta -2). Item 2: 5 - 16 = -11 (negative expected), recorded 0.
+    Item 3: 4 - 4 = 0, recorded 0 (adds up)."""
+    db.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY, total INTEGER, remaining INTEGER)")
+    db.execute("CREATE TABLE usage_log (item_id INTEGER, used INTEGER)")
+    db.execute("INSERT INTO inventory VALUES (1, 10, 9), (2, 5, 0), (3, 4, 0)")
+    db.execute("INSERT INTO usage_log VALUES (1, 3), (2, 10), (2, 6), (3, 4)")
+
+
+def remaining(db: Database) -> dict[int, int]:
+    return {int(k): int(v) for k, v in db.rows("SELECT id, remaining FROM inventory")}
+
+
+LEFT_OUT = [{"key": [2], "recorded": 0, "expected": -11, "delta": -11, "findings": ["negative_expected"]}]
+
+
+def test_plan_and_apply_leave_out_keys_with_a_negative_expected_figure(db: Database, tmp_path: Path) -> None:
+    load_inventory(db)
+    config = write_config(db, tmp_path, FLAGGED_RULE)
+
+    planned = run("plan", "-c", str(config), "-f", "json")
+    assert planned.exit_code == 1
+    [rule] = json.loads(planned.stdout)["rules"]
+    assert rule["corrections"] == [{"key": [1], "recorded": 9, "expected": 7, "delta": -2}]
+    assert rule["left_out"] == LEFT_OUT
+    assert [(f["kind"], f["severity"], f["count"]) for f in rule["findings"]] == [("negative_expected", "error", 1)]
+    shown = run("plan", "-c", str(config)).stdout
+    assert "inventory: 1 key(s) left out for an error finding" in shown
+    assert "--include-flagged writes them" in shown
+    assert "negative_expected" in shown
+
+    applied = run("apply", "-c", str(config), "--no-backup", "-f", "json")
+    assert applied.exit_code == 1, applied.output
+    document = json.loads(applied.stdout)
+    assert (document["changed"], document["rules"][0]["left_out"]) == (1, LEFT_OUT)
+    assert remaining(db) == {1: 7, 2: 0, 3: 0}
+    again = run("apply", "-c", str(config), "--no-backup")
+    assert again.exit_code == 1
+    assert "Nothing to apply but the keys left out below." in again.stdout
+
+    forced = run("apply", "-c", str(config), "--no-backup", "--include-flagged", "-f", "json")
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["changed"] == 1
+    assert remaining(db) == {1: 7, 2: -11, 3: 0}
+
+
+def test_reapplying_a_saved_plan_says_it_was_applied(db: Database, tmp_path: Path) -> None:
+    load_inventory(db)
+    config = write_config(db, tmp_path, FLAGGED_RULE)
+    plan_file = tmp_path / "plan.json"
+    run("plan", "-c", str(config), "--out", str(plan_file))
+    first = json.loads(run("apply", "-c", str(config), "--plan", str(plan_file), "--no-backup", "-f", "json").stdout)
+
+    again = run("apply", "-c", str(config), "--plan", str(plan_file), "--no-backup")
+    assert again.exit_code == 0, again.output
+    assert f"Already applied as run {first['run_id']}; nothing written." in again.stdout
+    assert "Refused" not in again.stdout
+    document = json.loads(run("apply", "-c", str(config), "--plan", str(plan_file), "-f", "json").stdout)
+    assert (document["status"], document["applied_as"], document["changed"]) == (
+        "already applied",
+        first["run_id"],
+        0,
+    )
+
+    run("undo", str(first["run_id"]), "-c", str(config))  # undone, the plan can be applied again
+    redone = run("apply", "-c", str(config), "--plan", str(plan_file), "--no-backup", "-f", "json")
+    assert redone.exit_code == 0, redone.output
+    assert json.loads(redone.stdout)["changed"] == 1
+
+
+def test_nothing_to_do_names_the_rule(sqlite_db: Database, tmp_path: Path) -> None:
+    load_inventory(sqlite_db)
+    sqlite_db.execute("UPDATE inventory SET remaining = 7 WHERE id = 1")
+    sqlite_db.execute("DELETE FROM usage_log WHERE item_id = 2")
+    sqlite_db.execute("UPDATE inventory SET remaining = 5 WHERE id = 2")
+    config = write_config(sqlite_db, tmp_path, FLAGGED_RULE)
+    applied = run("apply", "-c", str(config), "--rule", "inventory", "--no-backup")
+    assert (applied.exit_code, applied.stdout.strip()) == (0, "Nothing to apply: inventory adds up.")
+    planned = run("plan", "-c", str(config), "--rule", "inventory")
+    assert planned.exit_code == 0
+    assert planned.stdout.strip().endswith("Nothing to correct: inventory adds up.")

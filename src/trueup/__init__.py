@@ -57,22 +57,29 @@ def plan(
     keys: list[tuple[Any, ...]] | None = None,
     where: str | None = None,
     limit: int | None = None,
+    include_flagged: bool = False,
 ) -> Plan:
-    """The corrections a repair would make (the dry run); `trueup.reconcile.plan.save_plan` writes it."""
+    """The corrections a repair would make (the dry run); `trueup.reconcile.plan.save_plan` writes it.
+
+    Keys with an error-severity finding are listed in each rule's `left_out`, unless `include_flagged`.
+    """
     from trueup.db import redact
     from trueup.reconcile.plan import make_plan
     from trueup.reconcile.query import Scope
 
     with _session(config, database) as (cfg, connection):
         scope = Scope(keys=tuple(keys or ()), where=where)
-        return make_plan(connection, cfg, database=redact(connection.engine.url), rules=rules, scope=scope, limit=limit)
+        database = redact(connection.engine.url)
+        return make_plan(
+            connection, cfg, database=database, rules=rules, scope=scope, limit=limit, include_flagged=include_flagged
+        )
 
 
 def apply(config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any) -> ApplyResult:
     """Correct the drift (or apply a saved `plan=`), back up, write in one transaction with an audit trail, verify.
 
     Keyword options are those of `trueup.reconcile.apply.apply`: rules, scope, limit, plan,
-    limits, backup_dir, yes, confirm, triggered_by, lock_timeout.
+    limits, include_flagged, backup_dir, yes, confirm, triggered_by, lock_timeout.
     """
     from trueup.reconcile.apply import apply as apply_repair
 

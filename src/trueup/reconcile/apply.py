@@ -7,8 +7,10 @@ Inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE), per rule:
    figure, expected figure, whether a row must be inserted). For a saved plan
    the comparison is narrowed to the plan's keys, and keys whose figures
    moved since the plan are refused and listed: the user reviewed other numbers;
-2. the guard rails (`--max-changes`, `--max-abs-delta`) are checked on that
-   table, and the file backup is taken, before any lock is held;
+2. keys with an error-severity finding (a negative expected figure) are taken
+   out of that table and listed as left out, unless `include_flagged`; the
+   guard rails (`--max-changes`, `--max-abs-delta`) are checked on what is
+   left, and the file backup is taken, before any lock is held;
 3. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
    order) and compared with the figure observed in step 1. A row that moved in
    between was written by someone else: it is recomputed now that it is
@@ -48,7 +50,7 @@ from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import audit
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
-from trueup.reconcile.drift import as_decimal
+from trueup.reconcile.drift import Flagged, as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
 from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in
@@ -74,14 +76,16 @@ class RuleApplied(NamedTuple):
     inserted: int
     conflicts: tuple[Conflict, ...]
     residual: Decimal = Decimal(0)
+    left_out: tuple[Flagged, ...] = ()  # drifted keys not written for their error-severity findings
 
 
 class ApplyResult(NamedTuple):
     run_id: int | None
     rules: tuple[RuleApplied, ...]
-    status: str  # nothing to do | refused | verified | residual
+    status: str  # nothing to do | already applied | refused | verified | residual
     backup: Path | None = None
     warnings: tuple[str, ...] = ()
+    applied_as: int | None = None  # the run that already applied this saved plan
 
     @property
     def updated(self) -> int:
@@ -104,8 +108,12 @@ class ApplyResult(NamedTuple):
         return sum((r.residual for r in self.rules), Decimal(0))
 
     @property
+    def left_out(self) -> tuple[Flagged, ...]:
+        return tuple(f for r in self.rules for f in r.left_out)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.conflicts or self.residual else 0
+        return 1 if self.conflicts or self.residual or self.left_out else 0
 
 
 Phase = Callable[[str], None]
@@ -119,6 +127,7 @@ class _Job(NamedTuple):
     target: Target
     scope: Scope
     saved: RulePlan | None
+    include_flagged: bool = False
 
 
 class _Written(NamedTuple):
@@ -137,6 +146,7 @@ def apply(
     scope: Scope = EVERYTHING,
     limit: int | None = None,
     limits: Limits = NO_LIMITS,
+    include_flagged: bool = False,
     backup_dir: Path | None = DEFAULT_DIRECTORY,
     yes: bool = False,
     confirm: Callable[[str], bool] | None = None,
@@ -147,20 +157,33 @@ def apply(
 ) -> ApplyResult:
     """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
-    `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
+    Keys with an error-severity finding are left out (and listed) unless `include_flagged`; a
+    saved plan is applied as reviewed. `backup_dir=None` skips the file backup; row pre-images
+    are always kept in the audit.
     On a database that looks like production, `yes` or `confirm(question)` must agree first.
     `before_commit(transaction, run_id, outcomes)` may write more in the same transaction.
     """
     if plan is not None:
         check_plan_fits(plan, config, redact(url), "plan")
+        earlier = audit.applied_plan(connection, plan.sha256) if plan.sha256 else None
+        if earlier is not None:
+            return ApplyResult(None, (), "already applied", applied_as=earlier)
         limits.check_plan(plan)
     pattern = config.database.production_pattern
     if production_reason(url, pattern) and not yes:
         if confirm is not None:  # someone can answer: show them how much would be written
             phase("planning")
-            preview = plan or make_plan(connection, config, database=redact(url), rules=rules, scope=scope, limit=limit)
+            preview = plan or make_plan(
+                connection,
+                config,
+                database=redact(url),
+                rules=rules,
+                scope=scope,
+                limit=limit,
+                include_flagged=include_flagged,
+            )
             if not preview.changes:
-                return ApplyResult(None, (), "nothing to do")
+                return ApplyResult(None, _unwritten(preview), "nothing to do")
         what = f"write {preview.changes} correction(s)" if confirm is not None else "write corrections"
         confirm_writes(url, pattern, what, yes=yes, confirm=confirm)
     if plan is not None:
@@ -168,15 +191,22 @@ def apply(
     else:
         selected = [(rule, None) for rule in config.select_rules(rules)]
     if not selected:
-        return ApplyResult(None, (), "nothing to do")
+        return ApplyResult(None, _unwritten(plan), "nothing to do")
     jobs = []
     for rule, saved in selected:
         resolved = resolve_rule(connection, rule)
-        jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
+        scoped = typed_scope(connection, resolved, scope)
+        jobs.append(_Job(resolved, Target.of(resolved), scoped, saved, include_flagged or saved is not None))
     audit.ensure_tables(connection)
     return _apply(
         connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
     )
+
+
+def _unwritten(plan: Plan | None) -> tuple[RuleApplied, ...]:
+    """The rules of a plan with nothing to write, named, with the keys it left out."""
+    rules = plan.rules if plan is not None else ()
+    return tuple(RuleApplied(r.rule, 0, 0, (), left_out=r.left_out) for r in rules)
 
 
 def _apply(
@@ -259,6 +289,7 @@ def _write(
         plan_sha256=plan.sha256 if plan else None,
     )
     refused: list[tuple[Conflict, ...]] = []
+    flagged: list[tuple[Flagged, ...]] = []
     for index, job in enumerate(jobs):
         phase(f"computing {job.rule.name}")
         now = WorkTable(
@@ -266,24 +297,29 @@ def _write(
         )
         nows.append(now.create())
         refused.append(_candidates(tx, job, now, limit, index))
+        flagged.append(() if job.include_flagged else _leave_out_flagged(tx, now))
     changes, worst = _size(tx, jobs, nows)
     if not changes:
-        outcomes = tuple(RuleApplied(job.rule.name, 0, 0, c) for job, c in zip(jobs, refused, strict=True))
+        outcomes = tuple(
+            RuleApplied(job.rule.name, 0, 0, c, left_out=f) for job, c, f in zip(jobs, refused, flagged, strict=True)
+        )
         raise _NothingWritten(outcomes, "refused" if any(refused) else "nothing to do", Backup(None, None))
     limits.check(changes, worst)
     made = file_backup()
     outcomes = []
-    for job, now, conflicts in zip(jobs, nows, refused, strict=True):
+    for job, now, conflicts, left_out in zip(jobs, nows, refused, flagged, strict=True):
         phase(f"applying {job.rule.name}")
         now.lock_targets()
         conflicts += _settle_moved(tx, job, now)
+        if not job.include_flagged:
+            left_out += _leave_out_flagged(tx, now)  # a key recomputed under lock may have turned negative
         updated = _update(tx, job.rule, job.target, now)
         inserted = 0
         if job.rule.recorded.insert_missing:
             conflicts += _refuse_present(tx, job.rule, job.target, now)
             inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
         _record_updates(tx, job.rule, job.target, now, run_id)
-        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
+        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts, left_out=left_out))
     if not any(o.updated or o.inserted for o in outcomes):
         raise _NothingWritten(tuple(outcomes), "refused", made)
     audit.finish_run(
@@ -328,6 +364,24 @@ def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) ->
     if limit is not None:
         query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)
     return query
+
+
+def _leave_out_flagged(tx: Connection, now: WorkTable) -> tuple[Flagged, ...]:
+    """Take the keys with an error-severity finding out of `now`, and list them.
+
+    A key that can be written (one recorded row or none, a non-NULL key) has one possible error
+    finding, `negative_expected` (see `trueup.reconcile.drift.classify`): a figure below zero.
+    """
+    n = now.table.c
+    negative = n.expected < 0
+    query = sa.select(*now.keys, n.observed, n.expected).where(negative).order_by(*now.keys)
+    flagged = tuple(
+        Flagged(tuple(row[:-2]), as_decimal(row[-2]) or Decimal(0), as_decimal(row[-1]), ("negative_expected",))
+        for row in tx.execute(query)
+    )
+    if flagged:
+        tx.execute(sa.delete(now.table).where(negative))
+    return flagged
 
 
 def _size(tx: Connection, jobs: list[_Job], nows: list[WorkTable]) -> tuple[int, tuple[str, tuple, Decimal] | None]:

@@ -150,6 +150,16 @@ def list_runs(connection: Connection, limit: int = 20) -> list[Run]:
     return [Run(*row) for row in connection.execute(query)]
 
 
+def applied_plan(connection: Connection, plan_sha256: str) -> int | None:
+    """The run that applied the saved plan with this sha256 and still stands (not undone), if any."""
+    if not _exists(connection):
+        return None
+    query = sa.select(sa.func.max(runs.c.id)).where(
+        runs.c.kind == "apply", runs.c.plan_sha256 == plan_sha256, runs.c.undone_by.is_(None)
+    )
+    return connection.execute(query).scalar()
+
+
 def get_run(connection: Connection, run_id: int) -> Run:
     row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).first() if _exists(connection) else None
     if row is None:

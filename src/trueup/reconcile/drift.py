@@ -53,10 +53,24 @@ class DriftRow(NamedTuple):
     unit_value: Decimal | None = None
     group: Any = None
     missing: bool = False  # no recorded row exists yet (insert_missing rules)
+    flags: tuple[str, ...] = ()  # the key's error-severity findings: a repair leaves it out unless told
 
     @property
     def value(self) -> Decimal | None:
         return None if self.unit_value is None else self.delta * self.unit_value
+
+
+class Flagged(NamedTuple):
+    """A drifted key a repair left out because of its error-severity findings (e.g. `negative_expected`)."""
+
+    key: tuple[Any, ...]
+    recorded: Decimal
+    expected: Decimal
+    findings: tuple[str, ...]
+
+    @property
+    def delta(self) -> Decimal:
+        return self.expected - self.recorded
 
 
 class Finding(NamedTuple):
@@ -153,7 +167,8 @@ def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | No
     delta = row.expected - row.recorded
     if delta == 0:
         return None, findings
-    drift = DriftRow(row.key, row.recorded, row.expected, delta, row.unit_value, row.group, missing)
+    flags = tuple(kind for kind, _ in findings if FINDING_KINDS[kind][0] == "error")
+    drift = DriftRow(row.key, row.recorded, row.expected, delta, row.unit_value, row.group, missing, flags)
     return drift, findings
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -10,7 +12,7 @@ from rich.text import Text
 
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.checks import CheckResult
-from trueup.reconcile.drift import RuleResult
+from trueup.reconcile.drift import Finding, RuleResult
 from trueup.report.format import key_text, number
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -31,7 +33,7 @@ def rule_panel(result: RuleResult) -> Panel:
     if result.groups:
         parts.append(groups_table(result))
     if result.findings:
-        parts.append(findings_table(result))
+        parts.append(findings_table(result.findings))
     style = "green" if result.clean else "red"
     return Panel(Group(*parts), title=f"[bold]{result.name}[/]", title_align="left", border_style=style)
 
@@ -87,13 +89,13 @@ def groups_table(result: RuleResult) -> Table:
     return table
 
 
-def findings_table(result: RuleResult) -> Table:
+def findings_table(findings: Sequence[Finding]) -> Table:
     table = Table(title="Findings", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("kind")
     table.add_column("severity")
     table.add_column("what", overflow="fold")
     table.add_column("e.g. keys", overflow="fold")
-    for finding in result.findings:
+    for finding in findings:
         keys = "; ".join(key_text(s["key"]) for s in finding.sample)
         table.add_row(
             finding.kind, Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), finding.message, keys
