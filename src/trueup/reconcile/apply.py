@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -53,7 +53,8 @@ from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import Flagged, as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in
+from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
+from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in, recorded_count
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
@@ -77,6 +78,7 @@ class RuleApplied(NamedTuple):
     conflicts: tuple[Conflict, ...]
     residual: Decimal = Decimal(0)
     left_out: tuple[Flagged, ...] = ()  # drifted keys not written for their error-severity findings
+    warnings: tuple[str, ...] = ()  # e.g. most items drifted: the likeliest config mistake
 
 
 class ApplyResult(NamedTuple):
@@ -240,7 +242,8 @@ def _apply(
                     before_commit(tx, written.run_id, written.outcomes)
             break
         except _NothingWritten as nothing:
-            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
+            warnings = nothing.backup.warnings + _advice(nothing.outcomes)
+            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, warnings)
         except DBAPIError as error:
             if attempt < ATTEMPTS and dialect.is_retryable(error):
                 log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
@@ -298,16 +301,18 @@ def _write(
         nows.append(now.create())
         refused.append(_candidates(tx, job, now, limit, index))
         flagged.append(() if job.include_flagged else _leave_out_flagged(tx, now))
+    advice = [_diagnosis(tx, job, now, flagged_keys, limit) for job, now, flagged_keys in zip(jobs, nows, flagged, strict=True)]
     changes, worst = _size(tx, jobs, nows)
     if not changes:
         outcomes = tuple(
-            RuleApplied(job.rule.name, 0, 0, c, left_out=f) for job, c, f in zip(jobs, refused, flagged, strict=True)
+            RuleApplied(job.rule.name, 0, 0, c, left_out=f, warnings=a)
+            for job, c, f, a in zip(jobs, refused, flagged, advice, strict=True)
         )
         raise _NothingWritten(outcomes, "refused" if any(refused) else "nothing to do", Backup(None, None))
     limits.check(changes, worst)
     made = file_backup()
     outcomes = []
-    for job, now, conflicts, left_out in zip(jobs, nows, refused, flagged, strict=True):
+    for job, now, conflicts, left_out, warnings in zip(jobs, nows, refused, flagged, advice, strict=True):
         phase(f"applying {job.rule.name}")
         now.lock_targets()
         conflicts += _settle_moved(tx, job, now)
@@ -319,7 +324,7 @@ def _write(
             conflicts += _refuse_present(tx, job.rule, job.target, now)
             inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
         _record_updates(tx, job.rule, job.target, now, run_id)
-        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts, left_out=left_out))
+        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts, left_out=left_out, warnings=warnings))
     if not any(o.updated or o.inserted for o in outcomes):
         raise _NothingWritten(tuple(outcomes), "refused", made)
     audit.finish_run(
@@ -364,6 +369,18 @@ def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) ->
     if limit is not None:
         query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)
     return query
+
+
+def _diagnosis(
+    tx: Connection, job: _Job, now: WorkTable, flagged: tuple[Flagged, ...], limit: int | None
+) -> tuple[str, ...]:
+    """A warning when a whole-rule repair would correct most of the rule's items (see `diagnose`)."""
+    if job.saved is not None or limit is not None or not job.scope.is_everything:
+        return ()
+    drifted = tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one() + len(flagged)
+    items = tx.execute(recorded_count(job.rule, tx.dialect)).scalar_one()
+    finding = mostly_drifted_finding(tx, job.rule) if mostly_drifted(drifted, items) else None
+    return (f"rule {job.rule.name!r}: {finding.message}",) if finding else ()
 
 
 def _leave_out_flagged(tx: Connection, now: WorkTable) -> tuple[Flagged, ...]:
@@ -430,7 +447,12 @@ def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase
     with dialect_for(connection).write_transaction(connection):
         audit.set_status(connection, written.run_id, status=status, residual=str(residual))
     drop_all(connection, tables)
-    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, written.backup.warnings)
+    warnings = written.backup.warnings + _advice(outcomes)
+    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, warnings)
+
+
+def _advice(outcomes: Sequence[RuleApplied]) -> tuple[str, ...]:
+    return tuple(warning for outcome in outcomes for warning in outcome.warnings)
 
 
 def _residual(connection: Connection, rule: Rule, keys: sa.TableClause) -> Decimal:

@@ -30,6 +30,7 @@ from trueup.db import dialect_for, driver_message
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import query
 from trueup.reconcile.checks import CheckResult, run_check
+from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
@@ -107,9 +108,14 @@ class RuleScan:
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift
+            result = tally.result()
+            astray = result.drifted + sum(f.count for f in result.findings if f.kind == "missing_row")
+            if self._scope.is_everything and mostly_drifted(astray, result.items):
+                warning = mostly_drifted_finding(connection, rule)
+                result = result._replace(findings=result.findings + ((warning,) if warning else ()))
         except DBAPIError as error:
             raise DatabaseError(f"rule {rule.name!r}: the comparison query failed: {driver_message(error)}") from None
-        self._result = tally.result()
+        self._result = result
 
 
 def typed_scope(connection: Connection, rule: Rule, scope: query.Scope) -> query.Scope:

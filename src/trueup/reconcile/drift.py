@@ -132,6 +132,11 @@ FINDING_KINDS: dict[str, tuple[str, str, str]] = {
         "key(s) have a negative expected figure: the opening figure or the sources are wrong",
     ),
     "negative_recorded": ("warning", "keys", "recorded figure(s) are negative"),
+    "mostly_drifted": (
+        "warning",
+        "items",
+        "item(s) drifted, more than half: usually a config mistake (see trueup.reconcile.diagnose)",
+    ),
     "groups_omitted": (
         "info",
         "groups",
