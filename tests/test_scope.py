@@ -114,7 +114,9 @@ def load_stock(db: Database, *, primary_key: bool = False) -> None:
         db.execute(
             "INSERT INTO stock VALUES (:n, :n, 10)" if primary_key else "INSERT INTO stock VALUES (:n, 10)", {"n": n}
         )
-        db.execute("INSERT INTO moves VALUES (:n, 'in', 10), (:n, 'out', 3), (:n, 'adjust', :a)", {"n": n, "a": int(n == 5)})
+        db.execute(
+            "INSERT INTO moves VALUES (:n, 'in', 10), (:n, 'out', 3), (:n, 'adjust', :a)", {"n": n, "a": int(n == 5)}
+        )
 
 
 def stock_config(db: Database, tmp_path: Path, recorded_where: str = "") -> Path:
@@ -176,7 +178,9 @@ def test_undo_leaves_alone_an_inserted_key_that_now_has_two_rows(db: Database, t
     assert "[21]: 2 rows hold this key now; which one the run inserted cannot be told" in refused.stderr
     forced = run("undo", str(applied["run_id"]), "-c", str(config), "--force")
     assert forced.exit_code == 1
-    assert f"nothing to undo: every row of run {applied['run_id']} was changed since (stock [21]: 2 rows" in forced.stderr
+    assert (
+        f"nothing to undo: every row of run {applied['run_id']} was changed since (stock [21]: 2 rows" in forced.stderr
+    )
     assert dump(db, "stock") == after
 
 
@@ -187,7 +191,10 @@ def test_undo_deletes_only_the_row_the_run_inserted(db: Database, tmp_path: Path
     config = stock_config(db, tmp_path, "insert_defaults = { id = 21 }")
     applied = json.loads(run("apply", "-c", str(config), "--no-backup", "-f", "json").stdout)
     assert (applied["updated"], applied["inserted"]) == (1, 1)  # item 5 corrected, item 21 inserted
-    assert db.rows("SELECT id, item_id, qty FROM stock WHERE item_id IN (5, 21) ORDER BY id") == [(5, 5, 11), (21, 21, 4)]
+    assert db.rows("SELECT id, item_id, qty FROM stock WHERE item_id IN (5, 21) ORDER BY id") == [
+        (5, 5, 11),
+        (21, 21, 4),
+    ]
     db.execute("DELETE FROM stock WHERE id = 21")
     db.execute("INSERT INTO stock VALUES (99, 21, 4)")  # someone else's row, with the same key and figure
 
@@ -202,7 +209,10 @@ def test_undo_deletes_only_the_row_the_run_inserted(db: Database, tmp_path: Path
             "reason": "the row holding this key is not the one the run inserted (id differs): left alone",
         }
     ]
-    assert db.rows("SELECT id, item_id, qty FROM stock WHERE item_id IN (5, 21) ORDER BY id") == [(5, 5, 10), (99, 21, 4)]
+    assert db.rows("SELECT id, item_id, qty FROM stock WHERE item_id IN (5, 21) ORDER BY id") == [
+        (5, 5, 10),
+        (99, 21, 4),
+    ]
 
 
 def test_a_duplicate_key_fails_check(db: Database, tmp_path: Path) -> None:

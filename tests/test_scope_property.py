@@ -36,7 +36,9 @@ with_pk = sa.Table(
 without_pk = sa.Table(
     "rec_bare", metadata, sa.Column("k", sa.Integer), sa.Column("status", sa.String(8)), sa.Column("q", sa.Integer)
 )
-moves = sa.Table("moves", metadata, sa.Column("k", sa.Integer), sa.Column("kind", sa.String(8)), sa.Column("q", sa.Integer))
+moves = sa.Table(
+    "moves", metadata, sa.Column("k", sa.Integer), sa.Column("kind", sa.String(8)), sa.Column("q", sa.Integer)
+)
 
 recorded_rows = st.lists(
     st.tuples(st.integers(1, 8), st.sampled_from("ABC"), st.integers(0, 5)), min_size=1, max_size=10
@@ -53,7 +55,9 @@ def rule(table: str, recorded_where, source_where, insert_missing: bool, takes_a
     if table == "rec_pk":
         recorded["insert_defaults"] = {"status": "A"}
     adds = {"table": "moves", "key": ["k"], "quantity": "q"} | ({"where": source_where} if source_where else {})
-    expected = [adds] + ([{"table": "moves", "key": ["k"], "quantity": "q", "sign": -1, "where": "kind = 'out'"}] if takes_away else [])
+    expected = [adds] + (
+        [{"table": "moves", "key": ["k"], "quantity": "q", "sign": -1, "where": "kind = 'out'"}] if takes_away else []
+    )
     return parse_config({"rules": [{"name": "r", "recorded": recorded, "expected": expected}]})
 
 
@@ -75,7 +79,16 @@ def rows_of(db: Database, table: sa.Table) -> Counter:
     key=st.integers(1, 10),
 )
 def test_apply_key_changes_only_that_keys_rows(
-    db: Database, recorded, moved, primary_key, recorded_where, source_where, scope_where, insert_missing, takes_away, key
+    db: Database,
+    recorded,
+    moved,
+    primary_key,
+    recorded_where,
+    source_where,
+    scope_where,
+    insert_missing,
+    takes_away,
+    key,
 ) -> None:
     table = with_pk if primary_key else without_pk
     metadata.drop_all(db.engine)

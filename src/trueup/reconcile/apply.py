@@ -50,10 +50,10 @@ from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import audit
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
+from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import Flagged, as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in, recorded_count
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
@@ -301,7 +301,10 @@ def _write(
         nows.append(now.create())
         refused.append(_candidates(tx, job, now, limit, index))
         flagged.append(() if job.include_flagged else _leave_out_flagged(tx, now))
-    advice = [_diagnosis(tx, job, now, flagged_keys, limit) for job, now, flagged_keys in zip(jobs, nows, flagged, strict=True)]
+    advice = [
+        _diagnosis(tx, job, now, flagged_keys, limit)
+        for job, now, flagged_keys in zip(jobs, nows, flagged, strict=True)
+    ]
     changes, worst = _size(tx, jobs, nows)
     if not changes:
         outcomes = tuple(
@@ -314,17 +317,8 @@ def _write(
     outcomes = []
     for job, now, conflicts, left_out, warnings in zip(jobs, nows, refused, flagged, advice, strict=True):
         phase(f"applying {job.rule.name}")
-        now.lock_targets()
-        conflicts += _settle_moved(tx, job, now)
-        if not job.include_flagged:
-            left_out += _leave_out_flagged(tx, now)  # a key recomputed under lock may have turned negative
-        updated = _update(tx, job.rule, job.target, now)
-        inserted = 0
-        if job.rule.recorded.insert_missing:
-            conflicts += _refuse_present(tx, job.rule, job.target, now)
-            inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
-        _record_updates(tx, job.rule, job.target, now, run_id)
-        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts, left_out=left_out, warnings=warnings))
+        so_far = RuleApplied(job.rule.name, 0, 0, conflicts, left_out=left_out, warnings=warnings)
+        outcomes.append(_write_rule(tx, job, now, run_id, so_far))
     if not any(o.updated or o.inserted for o in outcomes):
         raise _NothingWritten(tuple(outcomes), "refused", made)
     audit.finish_run(
@@ -336,6 +330,22 @@ def _write(
         status="applied",
     )
     return _Written(run_id, outcomes, made)
+
+
+def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome: RuleApplied) -> RuleApplied:
+    """Lock, settle rows that moved, write one rule's corrections and their audit; `outcome` so far."""
+    now.lock_targets()
+    conflicts = outcome.conflicts + _settle_moved(tx, job, now)
+    left_out = outcome.left_out
+    if not job.include_flagged:
+        left_out += _leave_out_flagged(tx, now)  # a key recomputed under lock may have turned negative
+    updated = _update(tx, job.rule, job.target, now)
+    inserted = 0
+    if job.rule.recorded.insert_missing:
+        conflicts += _refuse_present(tx, job.rule, job.target, now)
+        inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
+    _record_updates(tx, job.rule, job.target, now, run_id)
+    return outcome._replace(updated=updated, inserted=inserted, conflicts=conflicts, left_out=left_out)
 
 
 def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
@@ -549,7 +559,9 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
         return 0
     tx.execute(sa.insert(target.clause(*defaults)), rows)
     full = target.raw_rows(tx)
-    written = tx.execute(sa.select(full).where(in_key_table([full.c[k] for k in target.key], now.table, n.missing == 1)))
+    written = tx.execute(
+        sa.select(full).where(in_key_table([full.c[k] for k in target.key], now.table, n.missing == 1))
+    )
     images = [dict(row._mapping) for row in written]
     if len(images) != len(rows):
         raise DatabaseError(

@@ -5,9 +5,10 @@
 `expected`. Corrections are absolute, never `quantity - n`, so applying a plan
 twice cannot deduct twice. A key with an error-severity finding (a negative
 expected figure) is not corrected but listed as `left_out`, unless
-`include_flagged`: writing what trueup itself flags as wrong takes a decision. A plan saved with `save_plan()` can be applied
-later; the applying transaction then refuses every key whose recorded or
-expected figure moved since (see `trueup.reconcile.apply`).
+`include_flagged`: writing what trueup itself flags as wrong takes a decision.
+A plan saved with `save_plan()` can be applied later; the applying transaction
+then refuses every key whose recorded or expected figure moved since (see
+`trueup.reconcile.apply`).
 
     plan = make_plan(connection, config, rules=["diapers"], limit=100)
     plan.changes          # how many rows would be written

@@ -98,7 +98,9 @@ def undo_run(
             ]
             total = _Counts(*(sum(c[i] for c in counts) for i in range(3)))
             if not any(total):
-                raise RefusedError(f"nothing to undo: every row of run {run_id} was changed since ({_listed(unsure + conflicts)})")
+                raise RefusedError(
+                    f"nothing to undo: every row of run {run_id} was changed since ({_listed(unsure + conflicts)})"
+                )
             audit.finish_run(
                 tx,
                 new_id,
@@ -185,7 +187,9 @@ def _unsure_inserts(tx: Connection, work: WorkTable, rule: str, changes: list[au
         if len(rows) > 1:
             unsure[seq] = f"{len(rows)} rows hold this key now; which one the run inserted cannot be told: left alone"
         elif differs:
-            unsure[seq] = f"the row holding this key is not the one the run inserted ({', '.join(differs)} differs): left alone"
+            unsure[seq] = (
+                f"the row holding this key is not the one the run inserted ({', '.join(differs)} differs): left alone"
+            )
     if unsure:
         tx.execute(sa.delete(work.table).where(w.seq.in_(list(unsure))))
     return tuple(Conflict(rule, changes[seq].key, reason) for seq, reason in sorted(unsure.items()))
