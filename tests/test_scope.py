@@ -12,6 +12,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+import trueup
 from tests.databases import Database
 from tests.shapes import dump
 from trueup.cli import app
@@ -329,3 +330,13 @@ def test_nothing_to_do_names_the_rule(sqlite_db: Database, tmp_path: Path) -> No
     planned = run("plan", "-c", str(config), "--rule", "inventory")
     assert planned.exit_code == 0
     assert planned.stdout.strip().endswith("Nothing to correct: inventory adds up.")
+
+
+def test_a_sync_round_leaves_flagged_keys_out_and_says_so(db: Database, tmp_path: Path) -> None:
+    load_inventory(db)
+    config = write_config(db, tmp_path, FLAGGED_RULE)
+    result = trueup.sync(str(config), rule="inventory", keys=[(2,)], apply=True, wait=5)
+    assert (result.status, result.drifted, result.corrected) == ("refused", 1, 0)
+    assert result.message == "1 key(s) left out for an error finding"
+    assert result.unresolved
+    assert remaining(db) == {1: 9, 2: 0, 3: 0}

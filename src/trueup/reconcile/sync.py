@@ -253,7 +253,7 @@ def _repair(
         before_commit=remember,
     )
     if outcome.run_id is None:  # refused (or everything moved): nothing was written, remember that
-        status = "refused" if outcome.conflicts else "clean"
+        status = "refused" if outcome.conflicts or outcome.left_out else "clean"
         done = entry._replace(status=status, duration=time.perf_counter() - clock)
         with dialect_for(connection).write_transaction(connection):
             _remember(connection, rule, done, drift, recurring, marks)
@@ -261,7 +261,9 @@ def _repair(
         done = recorded_entry[-1]._replace(
             status="residual" if outcome.residual else "corrected"
         )  # the attempt that committed
-    message = f"{len(outcome.conflicts)} key(s) refused" if outcome.conflicts else ""
+    refused = [f"{len(outcome.conflicts)} key(s) refused"] if outcome.conflicts else []
+    refused += [f"{len(outcome.left_out)} key(s) left out for an error finding"] if outcome.left_out else []
+    message = "; ".join(refused)
     return RoundResult(
         rule.name, entry.kind, done.status, entry.started_at, done.duration, entry.checked, len(drift),
         outcome.changed, outcome.run_id, recurring, drift, message,
