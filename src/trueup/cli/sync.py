@@ -136,13 +136,13 @@ def watch(
 
         metrics = Metrics(metrics_file)
     stop = _Stop.on_signals()
-    if not once:
-        typer.echo(
-            f"watching {len(rules)} rule(s) every {every.total_seconds():g} s; Ctrl-C or SIGTERM stops after the round",
-            err=True,
-        )
     unresolved = False
     try:
+        if not once:
+            seconds = every.total_seconds()
+            typer.echo(
+                f"watching {len(rules)} rule(s) every {seconds:g} s; Ctrl-C or SIGTERM stops after the round", err=True
+            )
         while True:
             results = watcher.round()
             unresolved = any(r.unresolved for r in results)

@@ -195,9 +195,9 @@ def run_rounds(
     """
     if keys is not None and not keys:
         raise UsageError("name at least one key to sync")
-    lock, started = f"trueup:sync:{rule_name}", now()
+    started = now()
     taken: set[int] = set()  # the queue rows these rounds took
-    with rule_lock(engine, lock, options.wait) as held:
+    with rule_lock(engine, rule_name, options.wait) as held:
         results = _holding(engine, config, rule_name, options, full, keys, taken) if held else []
     if not results:
         if keys is None:
@@ -206,7 +206,7 @@ def run_rounds(
         count = _enqueue(engine, config, rule_name, keys, options.triggered_by)
         results = [RoundResult(rule_name, "keys", "queued", started, 0.0, message=f"{BUSY}: {count} key(s) queued")]
     while _queued_since(engine, rule_name, taken):  # queued while the lock was being let go
-        with rule_lock(engine, lock, 0) as held:
+        with rule_lock(engine, rule_name, 0) as held:
             if not held:
                 break  # its new holder takes them
             more = _holding(engine, config, rule_name, options, False, [], taken)
@@ -637,12 +637,21 @@ def _hints(connection: Connection, rule: Rule, key: tuple[Any, ...], since: date
 
 
 @contextmanager
-def rule_lock(engine: Engine, name: str, wait: float) -> Iterator[bool]:
-    """Hold the named lock on a connection of its own for the duration; yields False if it stayed taken."""
+def rule_lock(engine: Engine, rule: str, wait: float) -> Iterator[bool]:
+    """Hold the lock of `rule`'s rounds on a connection of its own for the duration; yields False if it
+    stayed taken.
+
+    The lock is named after the schema (MySQL: the database) as well as the rule: MySQL's named locks
+    and PostgreSQL's advisory locks are shared by every database or schema on the server, and rounds of
+    a rule in another one neither conflict with these nor take this one's queued keys.
+    """
     dialect = dialect_for(engine)
     with engine.connect() as connection:
+        name = f"trueup:sync:{connection.dialect.default_schema_name}:{rule}"
         deadline = time.monotonic() + wait
         held = dialect.try_lock(connection, name)
+        if not held and wait > 0:
+            log.info("rule %s: %s; waiting up to %g s", rule, BUSY, wait)
         while not held and time.monotonic() < deadline:
             time.sleep(0.2)
             held = dialect.try_lock(connection, name)
