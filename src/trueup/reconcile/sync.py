@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -225,8 +226,7 @@ def _holding(
 ) -> list[RoundResult]:
     """Rounds under the rule's lock: the one asked for, then one per batch of keys queued during the last."""
     with connect(engine) as connection:
-        history.ensure_tables(connection)
-        queue.ensure_table(connection)
+        _ensure_tables(connection)
         rule = resolve_rule(connection, config.rule(rule_name))
         if full is None and keys is None:
             since_full = history.rounds_since_full(connection, rule_name)
@@ -239,6 +239,17 @@ def _holding(
             taken.update(q.id for q in queued)
             results.append(_round(connection, config, rule, options, bool(full), keys, queued))
             full, keys = False, []
+
+
+_READY: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose database has sync's tables
+
+
+def _ensure_tables(connection: Connection) -> None:
+    """Create (or upgrade) the history and queue tables, once per engine: hooks pay for it once."""
+    if connection.engine not in _READY:
+        history.ensure_tables(connection)
+        queue.ensure_table(connection)
+        _READY.add(connection.engine)
 
 
 def _pending(connection: Connection, rule: str, taken: set[int]) -> list[queue.Queued]:
@@ -256,7 +267,7 @@ def _queued_since(engine: Engine, rule: str, taken: set[int]) -> bool:
 def _enqueue(engine: Engine, config: Config, rule_name: str, keys: Sequence[Key], queued_by: str) -> int:
     """Queue `keys` (typed and checked like a round's) for the round holding the lock; how many."""
     with connect(engine) as connection:
-        queue.ensure_table(connection)
+        _ensure_tables(connection)
         rule = resolve_rule(connection, config.rule(rule_name))
         typed = _unique(typed_scope(connection, rule, Scope(keys=tuple(keys))).keys)
         with dialect_for(connection).write_transaction(connection):
@@ -317,7 +328,9 @@ def _round(
         drift = result.worst
         if connection.in_transaction():
             connection.rollback()
-        findings = result.findings + _not_found(connection, rule, named, typed)
+        findings = result.findings
+        if named and (result.items < len(covered or ()) or any(f.kind == "duplicate_key" for f in findings)):
+            findings += _not_found(connection, rule, named, typed)  # some key has no row, or some key two
         recurring = _recurring(connection, rule, drift, options)
         entry = history.Round(
             rule.name, kind, "clean", started, 0.0, options.triggered_by, result.items, len(drift), 0,
@@ -492,8 +505,6 @@ def _not_found(
     connection: Connection, rule: Rule, named: list[Key], typed: Callable[[Sequence[Any]], Key]
 ) -> tuple[Finding, ...]:
     """A `key_not_found` finding for the named keys that neither the recorded table nor any source holds."""
-    if not named:
-        return ()
     statement = known_keys(rule, connection.dialect, dialect_for(connection), Scope(keys=tuple(named)))
     known = {typed(tuple(row)) for row in connection.execute(statement)}
     if connection.in_transaction():
