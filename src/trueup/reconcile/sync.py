@@ -211,7 +211,8 @@ def run_rounds(
             if not held:
                 break  # its new holder takes them
             more = _holding(engine, config, rule_name, options, False, [], taken)
-        results = more if results[0].status == "queued" else results + more
+        if more:
+            results = more if results[0].status == "queued" else results + more
     return results
 
 
@@ -234,7 +235,7 @@ def _holding(
         results: list[RoundResult] = []
         while True:
             queued = _pending(connection, rule.name, taken)
-            if results and not queued:
+            if not queued and (results or keys == []):  # nothing (more) queued: no round of the queue
                 return results
             taken.update(q.id for q in queued)
             results.append(_round(connection, config, rule, options, bool(full), keys, queued))
