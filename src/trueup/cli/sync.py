@@ -136,30 +136,34 @@ def watch(
 
         metrics = Metrics(metrics_file)
     stop = _Stop.on_signals()
-    unresolved = False
     try:
         if not once:
             seconds = every.total_seconds()
             typer.echo(
                 f"watching {len(rules)} rule(s) every {seconds:g} s; Ctrl-C or SIGTERM stops after the round", err=True
             )
-        while True:
-            results = watcher.round()
-            unresolved = any(r.unresolved for r in results)
-            for result in results:
-                typer.echo(round_json(result) if fmt is RoundFormat.json else round_line(result))
-            if metrics:
-                metrics.record(results)
-            if once or stop.wait(every.total_seconds()):
-                break
+        unresolved = _rounds(watcher, stop, None if once else every, fmt, metrics)
     except BaseException:
         if not stop.interrupted:
             raise
         typer.echo("interrupted: the round under way was rolled back", err=True)
         raise typer.Exit(130) from None
     finally:
+        stop.restore()
         engine.dispose()
     raise typer.Exit(1 if once and unresolved else 0)
+
+
+def _rounds(watcher: Watcher, stop: threading.Event, every: timedelta | None, fmt: RoundFormat, metrics: Any) -> bool:
+    """Round after round (one if `every` is None) until stopped; whether the last left drift behind."""
+    while True:
+        results = watcher.round()
+        for result in results:
+            typer.echo(round_json(result) if fmt is RoundFormat.json else round_line(result))
+        if metrics:
+            metrics.record(results)
+        if every is None or stop.wait(every.total_seconds()):
+            return any(r.unresolved for r in results)
 
 
 class _Interrupted(BaseException):
@@ -171,14 +175,20 @@ class _Stop(threading.Event):
     A second one interrupts the round itself."""
 
     interrupted = False
+    previous: dict[int, Any]  # the handlers to put back
 
     @classmethod
     def on_signals(cls) -> _Stop:
         stop = cls()
+        stop.previous = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, stop.handle)
-            signal.signal(signal.SIGINT, stop.handle)
+            stop.previous = {signum: signal.signal(signum, stop.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
         return stop
+
+    def restore(self) -> None:
+        """Put back the handlers there were before."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
     def handle(self, signum: int, frame: object) -> None:
         if self.interrupted:
