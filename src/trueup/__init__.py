@@ -109,8 +109,11 @@ def sync(
 ) -> RoundResult:
     """Check (and with `apply` repair) just these keys of `rule`: call it after each sale or purchase.
 
+    If a round of the rule is running, the keys are queued for it (in `trueup_dirty`) and the result's
+    status is `queued`: the running round takes them before it ends. Repairs stay within the config's
+    `[sync]` limits (1,000 rows, 5 % of the rule's items) unless `max_changes=` says otherwise.
     Engines are kept per database URL between calls, so a hook pays for a query, not a connection pool.
-    More keyword options are those of `trueup.reconcile.sync.SyncOptions` (wait, limits, yes, ...).
+    More keyword options are those of `trueup.reconcile.sync.SyncOptions` (wait, max_changes, yes, ...).
     """
     from trueup.config import Config, load_config
     from trueup.reconcile.sync import SyncOptions, run_round

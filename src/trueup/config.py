@@ -114,10 +114,20 @@ class Source(_Model):
         return self
 
 
+class SyncLimits(_Model):
+    """`[sync]`, or a rule's `[rules.sync]`: how much a round that repairs on its own (`watch --apply`,
+    `sync --apply`, a hook) may write. A round over the limit writes nothing and says so; unset fields
+    fall back to `[sync]`, then to 1,000 rows and 5 % of the rule's items, whichever is smaller."""
+
+    max_changes: int | None = Field(default=None, ge=0)
+    max_percent: Decimal | None = Field(default=None, ge=0, le=100)
+
+
 class Rule(_Model):
     name: Annotated[str, AfterValidator(_rule_name)]
     recorded: Recorded
     expected: list[Source] = Field(min_length=1)
+    sync: SyncLimits = SyncLimits()
 
     @model_validator(mode="after")
     def _keys_line_up(self) -> Rule:
@@ -155,6 +165,7 @@ class LedgerSettings(_Model):
 class Config(_Model):
     database: Database = Database()
     ledger: LedgerSettings = LedgerSettings()
+    sync: SyncLimits = SyncLimits()
     rules: list[Rule] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)

@@ -643,5 +643,33 @@ def create_missing(connection: Connection, metadata: sa.MetaData) -> None:
             metadata.create_all(connection, checkfirst=True)
 
 
+def add_missing_columns(connection: Connection, table: sa.Table) -> None:
+    """Add the columns of `table` that its copy in the database lacks (one made by an older trueup).
+
+    Only for nullable columns added in a later version: an additive upgrade, no data to move.
+    """
+    missing = _missing_columns(connection, table)
+    if not missing:
+        return
+    prep = connection.dialect.identifier_preparer
+    try:
+        with dialect_for(connection).write_transaction(connection):
+            for column in missing:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(column)} {kind}"
+                )
+    except DBAPIError:  # another process added them at the same moment
+        if _missing_columns(connection, table):
+            raise
+
+
+def _missing_columns(connection: Connection, table: sa.Table) -> list[sa.Column[Any]]:
+    present = {c["name"] for c in sa.inspect(connection).get_columns(table.name)}
+    if connection.in_transaction():
+        connection.commit()
+    return [column for column in table.columns if column.name not in present]
+
+
 def dialect_for(bind: Engine | Connection) -> Dialect:
     return dialect_for_name(bind.dialect.name)

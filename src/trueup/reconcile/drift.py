@@ -137,6 +137,12 @@ FINDING_KINDS: dict[str, tuple[str, str, str]] = {
         "items",
         "item(s) drifted, more than half: usually a config mistake (see trueup.reconcile.diagnose)",
     ),
+    "key_not_found": (
+        "error",
+        "keys",
+        "named key(s) are in neither the recorded table nor any source of the rule: "
+        "check the values and the order of the key's columns",
+    ),
     "groups_omitted": (
         "info",
         "groups",
@@ -284,9 +290,7 @@ class Tally:
             self.finding_counts["groups_omitted"] = MAX_GROUPS
             self.finding_samples["groups_omitted"] = []
         findings = tuple(
-            Finding(
-                kind, FINDING_KINDS[kind][0], count, tuple(self.finding_samples[kind]), _finding_message(kind, count)
-            )
+            finding(kind, count, self.finding_samples[kind])
             for kind, count in sorted(self.finding_counts.items(), key=lambda kv: list(FINDING_KINDS).index(kv[0]))
         )
         groups = tuple(
@@ -309,8 +313,10 @@ class Tally:
         )
 
 
-def _finding_message(kind: str, count: int) -> str:
-    return f"{count} {FINDING_KINDS[kind][2]}"
+def finding(kind: str, count: int, sample: Sequence[dict[str, Any]]) -> Finding:
+    """A finding of one of the FINDING_KINDS, with its severity and message."""
+    severity, _, explanation = FINDING_KINDS[kind]
+    return Finding(kind, severity, count, tuple(sample), f"{count} {explanation}")
 
 
 def to_comparison_row(values: Sequence[Any], width: int) -> ComparisonRow:

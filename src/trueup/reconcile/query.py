@@ -128,6 +128,15 @@ def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scop
     )
 
 
+def known_keys(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope) -> sa.Select:
+    """The keys of `scope` that the recorded table or any source of the rule holds."""
+    prep = sa_dialect.identifier_preparer
+    branches = [recorded_branch(rule, prep, dialect, scope)]
+    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected]
+    union = sa.union_all(*branches).subquery("u")
+    return sa.select(*[union.c[name] for name in key_names(rule)]).distinct()
+
+
 def recorded_count(rule: Rule, sa_dialect: sa.Dialect, scope: Scope = EVERYTHING) -> sa.Select:
     """How many recorded rows the rule covers (items checked, before missing rows)."""
     prep = sa_dialect.identifier_preparer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -50,9 +50,23 @@ class Target(NamedTuple):
         return types
 
     def coerce_keys(self, connection: Connection, keys: Iterable[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        types = self.key_types(connection)
-        for key in keys:
-            yield tuple(coerce(value, types[i]) for i, value in enumerate(key))
+        typed = self.key_coercer(connection)
+        return (typed(key) for key in keys)
+
+    def key_coercer(self, connection: Connection) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """A function typing one key (text from the CLI, JSON) like the key columns; ValueError if it does not fit.
+
+        The column types are read from the schema on the first call.
+        """
+        types: list[type | None] = []
+
+        def typed(key: Sequence[Any]) -> tuple[Any, ...]:
+            types[:] = types or self.key_types(connection)
+            if len(key) != len(types):
+                raise ValueError(f"{list(key)!r} has {len(key)} value(s) for a {len(types)}-column key")
+            return tuple(coerce(value, kind) for value, kind in zip(key, types, strict=True))
+
+        return typed
 
 
 def _bare(column: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from trueup.reconcile.check import CheckReport, CheckRun
 from trueup.reconcile.checks import CheckResult
-from trueup.reconcile.drift import DriftRow, RuleResult
+from trueup.reconcile.drift import DriftRow, Finding, RuleResult
 from trueup.report.format import to_json
 
 
@@ -59,11 +59,18 @@ def rule_summary(result: RuleResult) -> dict[str, Any]:
             {"group": g.group, "drifted": g.drifted, "abs_drift": g.abs_drift, "value_impact": g.value_impact}
             for g in result.groups
         ],
-        "findings": [
-            {"kind": f.kind, "severity": f.severity, "count": f.count, "message": f.message, "sample": list(f.sample)}
-            for f in result.findings
-        ],
+        "findings": [finding_dict(f) for f in result.findings],
         "distribution": [{"bucket": label, "keys": n} for label, n in result.distribution],
+    }
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "count": finding.count,
+        "message": finding.message,
+        "sample": list(finding.sample),
     }
 
 

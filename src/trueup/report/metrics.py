@@ -36,13 +36,15 @@ class Metrics:
 
     def record(self, results: list[RoundResult]) -> None:
         for result in results:
-            if result.status == "skipped":
+            if result.status in ("skipped", "queued"):
                 continue
             rule = result.rule
+            self.corrected.labels(rule).inc(result.corrected)
+            if result.kind == "keys":  # a round of queued keys after the rule's round: not the rule's state
+                continue
             self.checked.labels(rule).set(result.checked)
             self.drifted.labels(rule).set(result.drifted)
             self.recurring.labels(rule).set(len(result.recurring))
-            self.corrected.labels(rule).inc(result.corrected)
             self.duration.labels(rule).set(result.duration)
             self.success.labels(rule).set(datetime.now().timestamp())
         write_to_textfile(str(self.path), self.registry)
