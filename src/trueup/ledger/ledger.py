@@ -34,7 +34,6 @@ from trueup.ledger.fifo import Pick, bundle
 from trueup.ledger.posting import Draft, Line, NewLot, Plan, post
 from trueup.ledger.records import Lot, LotEvent, LotValue, Reservation, Transaction
 from trueup.reconcile.check import CheckReport
-from trueup.reconcile.drift import as_decimal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +126,7 @@ class Ledger:
         qty, unit_cost = _quantity(qty, "qty"), _quantity(unit_cost, "unit_cost", zero=True)
         if lot is not None:
             _name(lot, "lot")
-        when = t.utc(at)
+        when = _moment(at, "at")
 
         def plan(book: Book, number: int) -> Draft:
             _arrive(self, book, location)
@@ -162,7 +161,7 @@ class Ledger:
             return Draft([Line(p.quantity, from_location, p.lot, to_location, p.lot, p.unit_cost) for p in picks])
 
         request = {"item": item, "from": from_location, "to": to_location, "qty": qty, "lots": lots, "at": at}
-        return self._post("transfer", item, request, key, t.utc(at), plan)
+        return self._post("transfer", item, request, key, _moment(at, "at"), plan)
 
     @_database_errors
     def issue(
@@ -186,7 +185,7 @@ class Ledger:
             return _issue_draft(book, location, qty, reason, lots)
 
         request = {"item": item, "location": location, "qty": qty, "reason": reason, "lots": lots, "at": at}
-        return self._post("issue", item, request, key, t.utc(at), plan)
+        return self._post("issue", item, request, key, _moment(at, "at"), plan)
 
     @_database_errors
     def adjust(
@@ -206,7 +205,7 @@ class Ledger:
         """
         counted = _quantity(counted, "counted", zero=True)
         cost = None if unit_cost is None else _quantity(unit_cost, "unit_cost", zero=True)
-        when = t.utc(at)
+        when = _moment(at, "at")
 
         def plan(book: Book, number: int) -> Draft:
             _arrive(self, book, location)
@@ -248,7 +247,7 @@ class Ledger:
             return Draft(lines, [NewLot(n, source.unit_cost, source.received_at, (lot,)) for n in names])
 
         request = {"item": item, "lot": lot, "pieces": sizes, "location": location, "at": at}
-        return NewLots(self._post("split", item, request, key, t.utc(at), plan))
+        return NewLots(self._post("split", item, request, key, _moment(at, "at"), plan))
 
     @_database_errors
     def merge(
@@ -305,7 +304,7 @@ class Ledger:
             "location": location,
             "at": at,
         }
-        return NewLots(self._post("merge", item, request, key, t.utc(at), plan))
+        return NewLots(self._post("merge", item, request, key, _moment(at, "at"), plan))
 
     @_database_errors
     def revert(
@@ -321,7 +320,7 @@ class Ledger:
             original = queries.load_transaction(connection, transaction_id)
         request = {"reverts": transaction_id, "force": force, "at": at}
         return self._post(
-            "revert", original.item, request, key, t.utc(at), lambda book, n: revert.draft(book, original, force=force)
+            "revert", original.item, request, key, _moment(at, "at"), lambda book, n: revert.draft(book, original, force=force)
         )
 
     # -- reservations ------------------------------------------------------------------------
@@ -332,7 +331,7 @@ class Ledger:
     ) -> Reservation:
         """Hold stock at a location for someone (an order, a job) until released, committed or expired."""
         qty = _quantity(qty, "qty")
-        expires = None if expires_at is None else t.utc(expires_at)
+        expires = None if expires_at is None else _moment(expires_at, "expires_at")
         if expires is not None and expires <= t.utc(None):
             raise InvalidRequest(f"expires_at {expires.isoformat()} is already past")
         return reservations.reserve(
@@ -363,7 +362,7 @@ class Ledger:
             reservations.close(connection, held, "committed", transaction)
 
         request = {"reservation": reservation_id, "reason": reason, "at": at}
-        return self._post("commit", held.item, request, key, t.utc(at), plan, after=close)
+        return self._post("commit", held.item, request, key, _moment(at, "at"), plan, after=close)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -373,14 +372,14 @@ class Ledger:
     ) -> Decimal:
         """On hand at `location`, or across all real locations; of one `lot`; `as_of` a past moment."""
         with self.reader.connect() as connection:
-            return queries.balance(connection, item, location, lot=lot, as_of=None if as_of is None else t.utc(as_of))
+            return queries.balance(connection, item, location, lot=lot, as_of=None if as_of is None else _moment(as_of, "as_of"))
 
     @_database_errors
     def available(self, item: str, location: str, *, at: datetime | None = None) -> Decimal:
         """On hand at `location` minus what open, unexpired reservations hold there."""
         with self.reader.connect() as connection:
             on_hand = queries.balance(connection, item, location)
-            return t.plain(on_hand - Book(connection, item, t.utc(at)).held(location))
+            return t.plain(on_hand - Book(connection, item, _moment(at, "at")).held(location))
 
     @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
@@ -511,18 +510,38 @@ def _average_cost(parts: list[Pick]) -> Decimal:
 
 
 def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
-    """`value` as an exact Decimal: positive (or ≥ 0 with `zero`), finite, at most 6 decimal places."""
-    try:
-        number = as_decimal(value) if not isinstance(value, str) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        number = None
-    if number is None or not number.is_finite() or isinstance(value, bool):
+    """`value` (a Decimal, an int or a decimal string; never a float, which is not exact) as an exact
+    Decimal: positive (or ≥ 0 with `zero`), finite, below LARGEST, at most SCALE decimal places."""
+    number = None
+    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            pass
+    if isinstance(value, float):
+        raise InvalidRequest(f"{name} must be exact: pass Decimal({str(value)!r}) or the string {str(value)!r}, not a float")
+    if number is None or not number.is_finite():
         raise InvalidRequest(f"{name} must be a number, not {value!r}")
     if number < 0 or (number == 0 and not zero):
         raise InvalidRequest(f"{name} must be {'zero or more' if zero else 'more than zero'}, not {value}")
+    if number >= t.LARGEST:
+        raise InvalidRequest(f"{name} {value} is too large (the ledger keeps figures below {t.LARGEST:,})")
     if number != number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN"):
         raise InvalidRequest(f"{name} {value} has more than {t.SCALE} decimal places")
     return t.plain(number)
+
+
+def _moment(value: Any, name: str) -> datetime:
+    """`value` (a datetime, naive ones taken as UTC; None for now) as an aware UTC datetime."""
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidRequest(f"{name} must be a datetime, not {value!r}")
+    try:
+        moment = t.utc(value)
+    except OverflowError:
+        moment = None
+    if moment is None or not t.EARLIEST <= moment <= t.LATEST:
+        raise InvalidRequest(f"{name} {value} is out of range ({t.EARLIEST:%Y-%m-%d} to {t.LATEST:%Y-%m-%d})")
+    return moment
 
 
 def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[str] | dict[str, Decimal] | None:
