@@ -15,6 +15,7 @@ says which movements to post. Reads go straight to `trueup.ledger.queries`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -320,7 +321,12 @@ class Ledger:
             original = queries.load_transaction(connection, transaction_id)
         request = {"reverts": transaction_id, "force": force, "at": at}
         return self._post(
-            "revert", original.item, request, key, _moment(at, "at"), lambda book, n: revert.draft(book, original, force=force)
+            "revert",
+            original.item,
+            request,
+            key,
+            _moment(at, "at"),
+            lambda book, n: revert.draft(book, original, force=force),
         )
 
     # -- reservations ------------------------------------------------------------------------
@@ -372,7 +378,9 @@ class Ledger:
     ) -> Decimal:
         """On hand at `location`, or across all real locations; of one `lot`; `as_of` a past moment."""
         with self.reader.connect() as connection:
-            return queries.balance(connection, item, location, lot=lot, as_of=None if as_of is None else _moment(as_of, "as_of"))
+            return queries.balance(
+                connection, item, location, lot=lot, as_of=None if as_of is None else _moment(as_of, "as_of")
+            )
 
     @_database_errors
     def available(self, item: str, location: str, *, at: datetime | None = None) -> Decimal:
@@ -512,14 +520,13 @@ def _average_cost(parts: list[Pick]) -> Decimal:
 def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
     """`value` (a Decimal, an int or a decimal string; never a float, which is not exact) as an exact
     Decimal: positive (or ≥ 0 with `zero`), finite, below LARGEST, at most SCALE decimal places."""
+    if isinstance(value, float):
+        text = repr(value)
+        raise InvalidRequest(f"{name} must be exact: pass Decimal({text!r}) or the string {text!r}, not a float")
     number = None
     if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
-        try:
+        with contextlib.suppress(InvalidOperation):
             number = Decimal(value.strip() if isinstance(value, str) else value)
-        except InvalidOperation:
-            pass
-    if isinstance(value, float):
-        raise InvalidRequest(f"{name} must be exact: pass Decimal({str(value)!r}) or the string {str(value)!r}, not a float")
     if number is None or not number.is_finite():
         raise InvalidRequest(f"{name} must be a number, not {value!r}")
     if number < 0 or (number == 0 and not zero):
