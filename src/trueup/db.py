@@ -135,6 +135,10 @@ def connect(engine: Engine) -> Iterator[Connection]:
         connection = engine.connect()
     except DBAPIError as error:
         raise DatabaseError(f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}") from None
+    except TypeError as error:  # the driver does not take one of the URL's query parameters
+        raise ConfigError(
+            f"the database URL has a parameter the {engine.url.get_driver_name()} driver does not take: {error}"
+        ) from None
     with connection:
         yield connection
 
