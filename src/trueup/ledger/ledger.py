@@ -317,6 +317,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Post the compensating transaction of `transaction_id` (see `trueup.ledger.revert`)."""
+        _id(transaction_id, "transaction_id")
         with self.reader.connect() as connection:
             original = queries.load_transaction(connection, transaction_id)
         request = {"reverts": transaction_id, "force": force, "at": at}
@@ -347,6 +348,7 @@ class Ledger:
     @_database_errors
     def release(self, reservation_id: int) -> None:
         """End a hold without moving stock."""
+        _id(reservation_id, "reservation_id")
         reservations.release(self.engine, self.dialect, reservation_id)
 
     @_database_errors
@@ -377,6 +379,7 @@ class Ledger:
         self, item: str, location: str | None = None, *, lot: str | None = None, as_of: datetime | None = None
     ) -> Decimal:
         """On hand at `location`, or across all real locations; of one `lot`; `as_of` a past moment."""
+        _names(item=item, location=location, lot=lot)
         with self.reader.connect() as connection:
             return queries.balance(
                 connection, item, location, lot=lot, as_of=None if as_of is None else _moment(as_of, "as_of")
@@ -385,6 +388,7 @@ class Ledger:
     @_database_errors
     def available(self, item: str, location: str, *, at: datetime | None = None) -> Decimal:
         """On hand at `location` minus what open, unexpired reservations hold there."""
+        _names(item=item, location=location)
         with self.reader.connect() as connection:
             on_hand = queries.balance(connection, item, location)
             return t.plain(on_hand - Book(connection, item, _moment(at, "at")).held(location))
@@ -392,6 +396,7 @@ class Ledger:
     @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
         """Every movement into or out of `lot`, oldest first."""
+        _names(lot=lot, item=item)
         with self.reader.connect() as connection:
             item = item or queries.find_item(connection, t.lots, "lot", lot, "lot")
             return queries.history(connection, lot, item)
@@ -399,6 +404,7 @@ class Ledger:
     @_database_errors
     def valuation(self, item: str | None = None) -> list[LotValue]:
         """Each lot's remaining quantity (real locations) × its unit cost."""
+        _names(item=item)
         with self.reader.connect() as connection:
             return queries.valuation(connection, item)
 
@@ -410,16 +416,19 @@ class Ledger:
 
     @_database_errors
     def transaction(self, transaction_id: int) -> Transaction:
+        _id(transaction_id, "transaction_id")
         with self.reader.connect() as connection:
             return queries.load_transaction(connection, transaction_id)
 
     @_database_errors
     def lot(self, lot: str, *, item: str | None = None) -> Lot:
+        _names(lot=lot, item=item)
         with self.reader.connect() as connection:
             return queries.lot(connection, lot, item or queries.find_item(connection, t.lots, "lot", lot, "lot"))
 
     @_database_errors
     def reservation(self, reservation_id: int) -> Reservation:
+        _id(reservation_id, "reservation_id")
         with self.reader.connect() as connection:
             item = queries.find_item(connection, t.reservations, "id", reservation_id, "reservation")
             return reservations.read(connection, item, reservation_id)
@@ -568,4 +577,17 @@ def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME:
         raise InvalidRequest(f"{what} must be a non-empty name of at most {_MAX_NAME} characters, not {value!r}")
+    return value
+
+
+def _names(**names: Any) -> None:
+    """Each name given (None: not given) is a real name, or InvalidRequest names the argument."""
+    for what, value in names.items():
+        if value is not None:
+            _name(value, what)
+
+
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidRequest(f"{what} must be a positive whole number, not {value!r}")
     return value
