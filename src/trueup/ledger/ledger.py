@@ -150,6 +150,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Move stock between real locations, oldest lots first (or the named `lots`)."""
+        _names(item=item, from_location=from_location, to_location=to_location)
         qty = _quantity(qty, "qty")
         lots = _lots(lots, qty)
         if from_location == to_location:
@@ -177,6 +178,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Stock leaves for a sale, usage or scrap, oldest lots first; `.cost` is the cost of the goods."""
+        _names(item=item, location=location)
         qty = _quantity(qty, "qty")
         lots = _lots(lots, qty)
         _reason(reason)
@@ -204,6 +206,7 @@ class Ledger:
         A loss leaves the oldest lots first; a gain arrives as a new lot at `unit_cost`
         (default: the unit cost of the item's newest lot, else 0).
         """
+        _names(item=item, location=location)
         counted = _quantity(counted, "counted", zero=True)
         cost = None if unit_cost is None else _quantity(unit_cost, "unit_cost", zero=True)
         when = _moment(at, "at")
@@ -337,6 +340,7 @@ class Ledger:
         self, item: str, location: str, qty: Any, *, hold_for: str, expires_at: datetime | None = None
     ) -> Reservation:
         """Hold stock at a location for someone (an order, a job) until released, committed or expired."""
+        _names(item=item, location=location, hold_for=hold_for)
         qty = _quantity(qty, "qty")
         expires = None if expires_at is None else _moment(expires_at, "expires_at")
         if expires is not None and expires <= t.utc(None):
