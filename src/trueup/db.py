@@ -91,11 +91,10 @@ def redact(url: str | URL) -> str:
         except ArgumentError:
             return _redact_text(url)
     hidden = {name: _HIDDEN for name in url.query if _SECRET_PARAMETER.search(name)}
-    text = url.update_query_dict(hidden).render_as_string(hide_password=True) if hidden else url.render_as_string(True)
-    return text.replace("%2A%2A%2A", _HIDDEN)
+    return url.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", _HIDDEN)
 
 
-def secrets(url: URL) -> list[str]:
+def _secrets(url: URL) -> list[str]:
     """The secret values in `url` (its password, credential-bearing query parameters), to keep out of messages."""
     values = [str(url.password)] if url.password else []
     for name, value in url.query.items():
@@ -154,7 +153,7 @@ def driver_message(error: SQLAlchemyError, url: URL | None = None) -> str:
     """The driver's own first line, without SQLAlchemy's SQL echo or any password."""
     original = getattr(error, "orig", None) or error
     text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    for secret in secrets(url) if url is not None else ():
+    for secret in _secrets(url) if url is not None else ():
         text = text.replace(secret, _HIDDEN)
     return text
 
