@@ -169,6 +169,13 @@ def test_unreadable_or_ambiguous_exports_write_nothing(tmp_path: Path, name: str
     assert not (tmp_path / "out").exists()
 
 
+def test_headers_found_are_quoted_printably(tmp_path: Path) -> None:
+    message = one_line_error(
+        cost(tmp_path, b"Or\x1bder number,When it was sold\nS1,2026-01-02\nS2,2026-01-03\n"), "sales.csv", "found:"
+    )
+    assert "Or\\x1bder number" in message and "\x1b" not in message
+
+
 def test_a_product_name_beside_the_sku_is_not_ambiguous(tmp_path: Path) -> None:
     result = cost(tmp_path, "Order ID,Date,SKU,Product,Qty,Price\nS1,2026-01-02,A,Apple,1,9\n", "-f", "json")
     assert result.exit_code == 0, result.output
@@ -176,7 +183,10 @@ def test_a_product_name_beside_the_sku_is_not_ambiguous(tmp_path: Path) -> None:
 
 
 def test_formula_cells_are_neutralised_in_csv_and_raw_in_json(tmp_path: Path) -> None:
-    sales = 'sale_id,sku,date,quantity\nS1,A,2026-01-02,1\nS2,"=HYPERLINK(""x"")",2026-01-02,1\nS3,@B,2026-01-02,-4\n'
+    sales = (
+        'sale_id,sku,date,quantity\nS1,A,2026-01-02,1\nS2,"=HYPERLINK(""x"")",2026-01-02,1\nS3,@B,2026-01-02,-4\n'
+        '"S4","\tC",2026-01-02,-2\n'
+    )
     result = cost(tmp_path, sales, "-f", "json", "--sku-case", "keep")
     assert result.exit_code == 1, result.output
     with (tmp_path / "out" / "quarantined_rows.csv").open(newline="") as handle:
@@ -185,8 +195,9 @@ def test_formula_cells_are_neutralised_in_csv_and_raw_in_json(tmp_path: Path) ->
     assert (held["S3"]["sku"], held["S3"]["quantity_raw"]) == ("'@B", "-4")  # a plain negative number is data
     with (tmp_path / "out" / "quarantine.csv").open(newline="") as handle:
         skus = {row["sku"] for row in csv.DictReader(handle)}
-    assert skus == {'\'=HYPERLINK("x")', "'@B"}
-    assert {f["sku"] for f in json.loads(result.stdout)["findings"]} == {'=HYPERLINK("x")', "@B"}
+    assert held["S4"]["sku_raw"] == "'\tC"  # a leading tab too
+    assert skus == {'\'=HYPERLINK("x")', "'@B", "C"}  # the SKU itself is trimmed
+    assert {f["sku"] for f in json.loads(result.stdout)["findings"]} == {'=HYPERLINK("x")', "@B", "C"}
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 OPTIONAL = frozenset({"id"})
+_LISTED = 20  # headers named in a message
 # Aliases that often name something else (a product's name, a sale price, a creation time, another
 # document's number): taken only when no other alias matches, and never a reason to refuse as ambiguous.
 _WEAK = ("Item", "Product", "Article", "Price", "Unit Price", "Timestamp", "Created At")
@@ -149,4 +150,11 @@ def parse_overrides(texts: Iterable[str]) -> dict[str, dict[str, str]]:
 
 
 def _list(headers: Sequence[str]) -> str:
-    return ", ".join(headers) if headers else "(no columns)"
+    """The headers for a message: unprintable characters escaped, long names and long lists shortened."""
+    shown = [_printable(h) for h in headers[:_LISTED]] + (["..."] if len(headers) > _LISTED else [])
+    return ", ".join(shown) if headers else "(no columns)"
+
+
+def _printable(header: str) -> str:
+    text = "".join(c if c.isprintable() and c != "\ufffd" else ascii(c)[1:-1] for c in header)
+    return text if len(text) <= 40 else text[:39] + "…"
