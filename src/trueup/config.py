@@ -42,6 +42,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -58,12 +59,21 @@ _RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _identifier(value: str) -> str:
+def identifier(value: str) -> str:
+    """`value` if it is a plain identifier (what `trueup.db` quotes safely); ValueError otherwise."""
     if not _IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a plain identifier (letters, digits, _ and one optional "
             "'qualifier.' prefix); put expressions in a `from` subquery"
         )
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{value!r} is not a regular expression: {error}") from None
     return value
 
 
@@ -73,7 +83,7 @@ def _rule_name(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_identifier)]
+Identifier = Annotated[str, AfterValidator(identifier)]
 Scalar = str | int | float | bool | None
 
 
@@ -91,7 +101,7 @@ class Recorded(_Model):
     group: Identifier | None = None
     where: str | None = None
     time: Identifier | None = None  # when the row last changed: lets sync rounds notice edits to the figure
-    insert_missing: bool = False
+    insert_missing: StrictBool = False
     insert_defaults: dict[str, Scalar] = Field(default_factory=dict)
 
 
@@ -153,7 +163,7 @@ class Database(_Model):
     url: str | None = None
     # A regular expression matched against the URL's host and database name: a match
     # makes `apply` and `undo` ask for confirmation (or --yes) before writing.
-    production_pattern: str = r"(?<![a-z])(prod|production|live)(?![a-z])"
+    production_pattern: Annotated[str, AfterValidator(_regex)] = r"(?<![a-z])(prod|production|live)(?![a-z])"
 
 
 class LedgerSettings(_Model):
@@ -243,6 +253,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     return parse_config(data, label=str(path), sha256=hashlib.sha256(raw).hexdigest(), path=path)
 
 

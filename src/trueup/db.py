@@ -67,6 +67,10 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"not a database URL: {redact(url)!r} (expected e.g. sqlite:///shop.db)") from None
+    if parsed.host and "@" in parsed.host:
+        # `user:p@ss@host`: the URL's first `@` ends the password early, and the rest of the password
+        # would be taken for the host name (and printed in every connection error).
+        raise ConfigError("the database URL has an '@' in its password or user name: write it as %40")
     backend, _, driver = parsed.drivername.partition("+")
     if not driver and backend in _DEFAULT_DRIVERS:
         kind = "postgresql" if backend == "postgres" else backend
@@ -74,14 +78,38 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+# Query parameters whose values are secrets or lead to them: libpq's `password`, `passfile`,
+# `sslpassword`, `sslkey`; PyMySQL's `passwd`, `ssl_key`; and anything named like a token or secret.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)
+_HIDDEN = "***"
+
+
 def redact(url: str | URL) -> str:
-    """The URL as text with any password replaced by ***."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL as text with its password and every credential-bearing query parameter shown as ***.
+
+    Every URL trueup shows (messages, plans, manifests, reports) goes through here."""
+    if not isinstance(url, URL):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return _redact_text(url)
+    hidden = {name: _HIDDEN for name in url.query if _SECRET_PARAMETER.search(name)}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", _HIDDEN)
+
+
+def _secrets(url: URL) -> list[str]:
+    """The secret values in `url` (its password, credential-bearing query parameters), to keep out of messages."""
+    values = [str(url.password)] if url.password else []
+    for name, value in url.query.items():
+        if _SECRET_PARAMETER.search(name):
+            values.extend([value] if isinstance(value, str) else value)
+    return [v for v in values if v]
+
+
+def _redact_text(text: str) -> str:
+    """Best effort for text that is not a URL at all: hide what follows `user:` and `secret=`."""
+    text = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", text)
+    return re.sub(rf"([?&][^=&]*(?:{_SECRET_PARAMETER.pattern})[^=&]*=)[^&]*", r"\1***", text, flags=re.I)
 
 
 def open_engine(url: str) -> Engine:
@@ -109,6 +137,10 @@ def connect(engine: Engine) -> Iterator[Connection]:
         connection = engine.connect()
     except DBAPIError as error:
         raise DatabaseError(f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}") from None
+    except TypeError as error:  # the driver does not take one of the URL's query parameters
+        raise ConfigError(
+            f"the database URL has a parameter the {engine.url.get_driver_name()} driver does not take: {error}"
+        ) from None
     with connection:
         yield connection
 
@@ -124,8 +156,8 @@ def driver_message(error: SQLAlchemyError, url: URL | None = None) -> str:
     """The driver's own first line, without SQLAlchemy's SQL echo or any password."""
     original = getattr(error, "orig", None) or error
     text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    if url is not None and url.password:
-        text = text.replace(str(url.password), "***")
+    for secret in _secrets(url) if url is not None else ():
+        text = text.replace(secret, _HIDDEN)
     return text
 
 

@@ -39,6 +39,7 @@ from trueup.report.format import to_json
 from trueup.report.sync import print_sightings, round_json, round_line, sighting_document
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LONGEST = timedelta(days=100 * 365)  # a longer --since or --every is a typo (and would overflow a date)
 
 
 def duration(text: str) -> timedelta:
@@ -46,7 +47,10 @@ def duration(text: str) -> timedelta:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
         raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > _LONGEST.total_seconds():
+        raise typer.BadParameter(f"{text!r} is longer than {_LONGEST.days // 365} years")
+    return timedelta(seconds=seconds)
 
 
 class RoundFormat(StrEnum):

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL, Connection
 
+from trueup.config import identifier
 from trueup.db import redact
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile.audit import now
@@ -84,6 +85,7 @@ def backup_tables(connection: Connection, url: URL, tables: list[str], directory
     """Back up `tables` into `directory`; returns a Backup with a warning instead if no tool exists."""
     backend = url.get_backend_name()
     tables = list(dict.fromkeys(tables))
+    _check_tables(connection, tables)
     directory.mkdir(parents=True, exist_ok=True)
     database = Path(url.database or "memory").stem if backend == "sqlite" else (url.database or "db")
     if backend == "sqlite":
@@ -295,6 +297,19 @@ def _mysql_env(url: URL) -> dict[str, str]:
 
 
 # -- shared ------------------------------------------------------------------------------------
+
+
+def _check_tables(connection: Connection, tables: list[str]) -> None:
+    """Each name is a plain identifier of an existing table, or a UsageError names it."""
+    inspector = sa.inspect(connection)
+    for table in tables:
+        try:
+            identifier(table)
+        except ValueError as error:
+            raise UsageError(f"--table {error}") from None
+        schema, _, name = table.rpartition(".")
+        if not inspector.has_table(name, schema=schema or None):
+            raise UsageError(f"--table {table!r}: no such table in the database")
 
 
 def _counts(connection: Connection, tables: list[str]) -> dict[str, int]:

@@ -48,6 +48,10 @@ def _resolve_recorded(inspector: Any, recorded: Recorded, where: str) -> Recorde
         value = getattr(recorded, name)
         if value is not None:
             fields[name] = _column(columns, value, recorded.table, f"{where}.{name}")
+    fields["insert_defaults"] = {
+        _column(columns, name, recorded.table, f"{where}.insert_defaults"): value
+        for name, value in recorded.insert_defaults.items()
+    }
     return recorded.model_copy(update=fields)
 
 

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.db import dialect_for, driver_message
-from trueup.errors import ConflictError, DatabaseError, RefusedError
+from trueup.errors import ConflictError, DatabaseError, RefusedError, UsageError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict, change_row
 from trueup.reconcile.query import in_key_table
@@ -75,6 +75,10 @@ def undo_run(
     triggered_by: str = "cli",
     lock_timeout: float = 30,
 ) -> UndoResult:
+    if force and skip_conflicts:
+        raise UsageError(
+            "--force (restore rows changed since) and --skip-conflicts (leave them alone) contradict: choose one"
+        )
     audit.ensure_tables(connection)
     original = audit.get_run(connection, run_id)
     if original.undone_by is not None:

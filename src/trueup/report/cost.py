@@ -16,7 +16,7 @@ from rich.text import Text
 from trueup.cost.result import CostResult
 from trueup.cost.store import StoreResult
 from trueup.cost.write import cogs_frame, lots_frame, quarantine_frame
-from trueup.report.format import number
+from trueup.report.format import number, short
 
 SHOWN_FINDINGS = 20
 HTML_ROWS = 200
@@ -82,11 +82,11 @@ def _findings(result: CostResult, shown: int) -> list[Table | Text]:
         table.add_column(column, overflow="fold")
     for finding in result.findings[:shown]:
         table.add_row(
-            finding.sku or "—",
+            short(finding.sku or "—"),
             Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]),
             finding.category,
-            finding.message,
-            finding.action,
+            short(finding.message, 400),
+            short(finding.action, 400),
         )
     return [table]
 
@@ -105,7 +105,9 @@ def verdict(result: CostResult) -> Text:
     return Text(f"All {number(s.skus)} SKU(s) costed.", style="bold green")
 
 
-_TEMPLATE = jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(
+_ENVIRONMENT = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+_ENVIRONMENT.filters["short"] = short
+_TEMPLATE = _ENVIRONMENT.from_string(
     resources.files("trueup.report").joinpath("cost.html.j2").read_text(encoding="utf-8")
 )
 

@@ -87,5 +87,18 @@ def number(value: Decimal | int | None, *, signed: bool = False) -> str:
     return f"+{text}" if signed and value > 0 else text
 
 
+CELL_LIMIT = 120  # characters of one value shown in a table, Markdown or HTML cell (JSON keeps all)
+
+
+def short(text: str, limit: int = CELL_LIMIT) -> str:
+    """`text` cut to `limit` characters with an ellipsis: one 1 MB SKU must not take a minute to lay out."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cell(value: Any) -> str:
+    """One value (a key part, a group) for people: NULL for None, long text shortened."""
+    return "NULL" if value is None else short(str(value))
+
+
 def key_text(key: tuple[Any, ...] | list[Any]) -> str:
-    return ", ".join("NULL" if part is None else str(part) for part in key)
+    return ", ".join(cell(part) for part in key)

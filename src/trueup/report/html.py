@@ -11,7 +11,7 @@ from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
 from trueup.reconcile.history import Round
 from trueup.report import chart
-from trueup.report.format import key_text, number
+from trueup.report.format import cell, key_text, number, short
 from trueup.report.table import verdict
 
 _TEMPLATES = Environment(
@@ -34,6 +34,9 @@ def render_check(report: CheckReport, rounds: dict[str, list[Round]] | None = No
         checks=report.checks,
         charts={rule.name: _charts(rule, (rounds or {}).get(rule.name, [])) for rule in report.rules},
         number=number,
+        cell=cell,
+        key_text=key_text,
+        short=short,
     )
 
 

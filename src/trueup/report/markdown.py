@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
-from trueup.report.format import key_text, number
+from trueup.report.format import cell, key_text, number, short
 from trueup.report.table import summary_line, verdict
 
 
@@ -31,7 +31,7 @@ def _rule(rule: RuleResult) -> list[str]:
             "|" + " --- |" * len(rule.key_columns) + " ---: |" * (len(header) - len(rule.key_columns)),
         ]
         for d in rule.worst:
-            cells = [_cell("NULL" if k is None else str(k)) for k in d.key]
+            cells = [_cell(cell(k)) for k in d.key]
             cells += ["(no row)" if d.missing else number(d.recorded), number(d.expected), number(d.delta, signed=True)]
             if with_value:
                 cells.append(number(d.value, signed=True))
@@ -42,14 +42,14 @@ def _rule(rule: RuleResult) -> list[str]:
     if rule.groups:
         lines += ["| group | drifted | \\|drift\\| | value impact |", "| --- | ---: | ---: | ---: |"]
         for g in rule.groups:
-            cells = ["NULL" if g.group is None else _cell(str(g.group)), number(g.drifted), number(g.abs_drift)]
+            cells = [_cell(cell(g.group)), number(g.drifted), number(g.abs_drift)]
             lines.append("| " + " | ".join([*cells, number(g.value_impact, signed=True)]) + " |")
         lines.append("")
     if rule.findings:
         lines += ["| finding | severity | what | e.g. keys |", "| --- | --- | --- | --- |"]
         for f in rule.findings:
             keys = "; ".join(key_text(s["key"]) for s in f.sample)
-            lines.append(f"| {f.kind} | {f.severity} | {_cell(f.message)} | {_cell(keys)} |")
+            lines.append(f"| {f.kind} | {f.severity} | {_cell(short(f.message))} | {_cell(keys)} |")
         lines.append("")
     return lines
 

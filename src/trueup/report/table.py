@@ -13,7 +13,7 @@ from rich.text import Text
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import Finding, RuleResult
-from trueup.report.format import key_text, number
+from trueup.report.format import cell, key_text, number, short
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -66,7 +66,7 @@ def worst_table(result: RuleResult) -> Table:
     if with_value:
         table.add_column("value", justify="right")
     for drift in result.worst:
-        cells = ["NULL" if k is None else str(k) for k in drift.key]
+        cells = [cell(k) for k in drift.key]
         recorded = "(no row)" if drift.missing else number(drift.recorded)
         cells += [recorded, number(drift.expected), number(drift.delta, signed=True)]
         if with_value:
@@ -81,7 +81,7 @@ def groups_table(result: RuleResult) -> Table:
         table.add_column(column, justify="left" if column == "group" else "right")
     for group in result.groups:
         table.add_row(
-            "NULL" if group.group is None else str(group.group),
+            cell(group.group),
             number(group.drifted),
             number(group.abs_drift),
             number(group.value_impact, signed=True),
@@ -98,7 +98,7 @@ def findings_table(findings: Sequence[Finding]) -> Table:
     for finding in findings:
         keys = "; ".join(key_text(s["key"]) for s in finding.sample)
         table.add_row(
-            finding.kind, Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), finding.message, keys
+            finding.kind, Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), short(finding.message), keys
         )
     return table
 
@@ -108,7 +108,7 @@ def checks_table(checks: tuple[CheckResult, ...]) -> Table:
     for column in ("check", "severity", "failing rows", "e.g."):
         table.add_column(column, justify="right" if column == "failing rows" else "left", overflow="fold")
     for check in checks:
-        example = ", ".join(f"{k}={v}" for k, v in check.sample[0].items()) if check.sample else ""
+        example = ", ".join(f"{k}={cell(v)}" for k, v in check.sample[0].items()) if check.sample else ""
         status = Text(check.severity, style=_SEVERITY_STYLE[check.severity] if check.failing else "green")
         table.add_row(check.name, status, number(check.failing), example)
     return table
