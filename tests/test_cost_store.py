@@ -65,19 +65,19 @@ def test_dry_run_then_write_then_idempotent_then_undo(db: Database, tmp_path: Pa
     assert cogs_by_sale(db)[("1006", "DEF456")] == Decimal("135")
 
 
-def test_a_quarantined_sku_keeps_what_was_stored_before(sqlite_db: Database, tmp_path: Path) -> None:
+def test_a_quarantined_sku_keeps_what_was_stored_before(db: Database, tmp_path: Path) -> None:
     shutil.copy(EXAMPLE / "lots.csv", tmp_path / "lots.csv")
-    with sqlite_db.engine.connect() as connection:
+    with db.engine.connect() as connection:
         store(connection, compute(EXAMPLE / "sales.csv", tmp_path / "lots.csv"), apply=True)
-    before = {k: v for k, v in cogs_by_sale(sqlite_db).items() if k[1] == "DEF456"}
+    before = {k: v for k, v in cogs_by_sale(db).items() if k[1] == "DEF456"}
     # DEF456's lots go missing from the next export: it is quarantined, and its stored figures stay.
     kept = [line for line in (tmp_path / "lots.csv").read_text().splitlines() if "DEF456" not in line]
     (tmp_path / "lots.csv").write_text("\n".join(kept) + "\n")
     result = compute(EXAMPLE / "sales.csv", tmp_path / "lots.csv")
     assert "DEF456" in result.quarantined
-    with sqlite_db.engine.connect() as connection:
+    with db.engine.connect() as connection:
         store(connection, result, apply=True)
-    assert {k: v for k, v in cogs_by_sale(sqlite_db).items() if k[1] == "DEF456"} == before
+    assert {k: v for k, v in cogs_by_sale(db).items() if k[1] == "DEF456"} == before
 
 
 def _runs(db: Database):

@@ -184,6 +184,7 @@ class Dialect:
     name: str = "default"
     update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
     upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
+    transactional_ddl: bool = True  # CREATE/DROP TABLE roll back with the transaction (MySQL commits around them)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -230,6 +231,22 @@ class Dialect:
     def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         """A key's values as JSON text, e.g. `[42, "A-1"]`."""
         return sa.cast(sa.func.json_array(*columns), sa.Text)
+
+    def json_object(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[str]:
+        """A row as JSON text, `{"name": value, ...}`, every value exact (a row image for the audit)."""
+        return sa.cast(sa.func.json_object(*_pairs(columns, self.json_value)), sa.Text)
+
+    def json_value(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return column
+
+    def number_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A figure as text that reads back as exactly the same value."""
+        return sa.cast(column, sa.Text)
+
+    def copy_csv(self, connection: Connection, table: str, columns: Sequence[str], chunks: Iterator[bytes]) -> bool:
+        """Bulk-load CSV chunks (no header; an unquoted empty field is NULL) into `table` (quoted), where
+        the driver can stream them (PostgreSQL's COPY); False when it cannot and nothing was loaded."""
+        return False
 
     def drop_temporary(self, name: str) -> str:
         """DROP for a temporary table that can never reach a real table of the same name."""
@@ -359,6 +376,14 @@ class SQLiteDialect(Dialect):
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{name}"
 
+    def json_value(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # json_object() prints a REAL with 15 digits; quote() prints as many as read back the same.
+        numeric = sa.func.typeof(column).in_(["integer", "real"])
+        return sa.func.json(sa.case((numeric, sa.func.quote(column)), else_=sa.func.json_quote(column)))
+
+    def number_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.case((sa.func.typeof(column) == "real", sa.func.quote(column)), else_=sa.cast(column, sa.Text))
+
     def try_lock(self, connection: Connection, name: str) -> bool:
         # SQLite has no session locks: a row in the database itself names its holder. A holder
         # whose process is gone from this host, or whose lease ran out, is presumed dead.
@@ -443,6 +468,20 @@ class PostgreSQLDialect(Dialect):
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{name}"
 
+    def json_object(self, columns: Sequence[sa.ColumnElement[Any]]) -> sa.ColumnElement[str]:
+        return sa.cast(sa.func.json_build_object(*_pairs(columns, self.json_value)), sa.Text)
+
+    def copy_csv(self, connection: Connection, table: str, columns: Sequence[str], chunks: Iterator[bytes]) -> bool:
+        if connection.dialect.driver != "psycopg":
+            return False
+        prep = connection.dialect.identifier_preparer
+        names = ", ".join(prep.quote(c) for c in columns)
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return True
+
     @contextmanager
     def pipeline(self, connection: Connection) -> Iterator[None]:
         # psycopg 3's pipeline mode: the statements go out together and one sync collects the
@@ -515,6 +554,7 @@ class MySQLDialect(Dialect):
     name: str = "mysql"
     update_returning: bool = False
     upsert_counts_rows: bool = False
+    transactional_ddl: bool = False
     retryable_codes: tuple[str, ...] = ("1213", "40001")  # deadlock: error number, SQLSTATE
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
@@ -585,6 +625,11 @@ def _lock_key(name: str) -> int:
 def _lock_name(name: str) -> str:
     """MySQL lock names are at most 64 characters."""
     return name if len(name) <= 64 else f"trueup:{hashlib.sha256(name.encode()).hexdigest()[:56]}"
+
+
+def _pairs(columns: Sequence[sa.ColumnElement[Any]], value: Any) -> list[Any]:
+    """`name, value, name, value, …` for a JSON object of `columns`."""
+    return [part for column in columns for part in (sa.cast(sa.literal(column.name), sa.Text), value(column))]
 
 
 def _end_reads(connection: Connection) -> None:

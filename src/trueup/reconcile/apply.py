@@ -30,7 +30,6 @@ recorded on the run and reported.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,7 +54,6 @@ from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
-from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -451,19 +449,14 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
     if not rows:
         return 0
     tx.execute(sa.insert(target.clause(*defaults)), rows)
-    changes = [
-        change_row(run_id, rule.name, target, [row[k] for k in target.key], "insert")
-        | {"after_value": str(row[target.quantity]), "row_image": to_json(row)}
-        for row in rows
-    ]
-    tx.execute(sa.insert(audit.changes), changes)
+    audit.record_rows(tx, run_id, rule.name, target, "insert", rows)
     return len(rows)
 
 
 def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> None:
     """Pre- and post-images of every updated row, copied from the work table in one statement."""
     n = now.table.c
-    fixed = change_row(run_id, rule.name, target, None, "update")
+    fixed = audit.change_row(run_id, rule.name, target, None, "update")
     select = sa.select(
         *[sa.literal(value) for value in fixed.values()],
         dialect_for(tx).json_array(*now.keys),
@@ -471,19 +464,6 @@ def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
         sa.cast(n.expected, sa.Text),
     ).where(n.missing == 0)
     tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], select))
-
-
-def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op: str) -> dict[str, Any]:
-    """The fixed part of a `trueup_changes` row (plus the key as JSON, when given)."""
-    row = {
-        "run_id": run_id,
-        "rule": rule,
-        "table_name": target.table,
-        "key_columns": json.dumps(list(target.key)),
-        "quantity_column": target.quantity,
-        "op": op,
-    }
-    return row | ({"key": to_json(key)} if key is not None else {})
 
 
 def _text(value: Any) -> str:

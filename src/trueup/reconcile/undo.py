@@ -21,7 +21,6 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
-from trueup.reconcile.apply import Conflict, change_row
+from trueup.reconcile.apply import Conflict
 from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -188,7 +187,7 @@ def _restore(
     if not force:
         _drop_conflicts(tx, work, table)
     # Updates: record today's value as the undo's pre-image, then put the run's pre-image back.
-    fixed = change_row(run_id, rule, target, None, "update")
+    fixed = audit.change_row(run_id, rule, target, None, "update")
     images = (
         sa.select(
             *[sa.literal(v) for v in fixed.values()],
@@ -227,14 +226,7 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
     rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted))]
     if not rows:
         return 0
-    tx.execute(
-        sa.insert(audit.changes),
-        [
-            change_row(run_id, rule, target, [r[k] for k in target.key], "delete")
-            | {"before_value": _text(r[target.quantity]), "row_image": to_json(r)}
-            for r in rows
-        ],
-    )
+    audit.record_rows(tx, run_id, rule, target, "delete", rows)
     return tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
 
 
@@ -248,19 +240,8 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
     rows = [c.row_image for c in deleted if c.row_image and to_json([c.row_image[k] for k in target.key]) in wanted]
     if rows:
         tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
-        tx.execute(
-            sa.insert(audit.changes),
-            [
-                change_row(run_id, rule, target, [r[k] for k in target.key], "insert")
-                | {"after_value": _text(r[target.quantity]), "row_image": to_json(r)}
-                for r in rows
-            ],
-        )
+        audit.record_rows(tx, run_id, rule, target, "insert", rows)
     return len(rows)
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value if not isinstance(value, float) else Decimal(repr(value)))
 
 
 def _conflict_message(run_id: int, conflicts: tuple[Conflict, ...]) -> str:
