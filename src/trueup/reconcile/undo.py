@@ -7,6 +7,8 @@ A run recorded three kinds of change, and each has an exact inverse:
 | update quantity before -> after  | set quantity back to before        | holds `after`                   |
 | insert a row (apply, missing)    | delete it (its image is recorded)  | holds `after`                   |
 | delete a row (an earlier undo)   | insert its recorded image again    | is still absent                 |
+| create a table (cost --write)    | drop it                            | is empty once the rows are out  |
+| drop a table (an earlier undo)   | create it again from its DDL       | is still absent                 |
 
 Rows that no longer hold what the run wrote were changed since: they are
 *conflicts*. By default one conflict refuses the whole undo and nothing
@@ -38,6 +40,7 @@ from trueup.report.format import to_json
 
 UPDATE, INSERT, DELETE = 1, 2, 3
 _OPS = {"update": UPDATE, "insert": INSERT, "delete": DELETE}
+TABLE_OPS = ("create", "drop")
 LISTED = 10
 
 
@@ -48,6 +51,7 @@ class UndoResult(NamedTuple):
     deleted: int
     reinserted: int
     conflicts: tuple[Conflict, ...]
+    dropped: tuple[str, ...] = ()  # tables the run had created, dropped again
 
     @property
     def changed(self) -> int:
@@ -79,10 +83,15 @@ def undo_run(
         raise RefusedError(
             f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
         )
-    groups = _by_target(audit.run_changes(connection, run_id))
+    changes = audit.run_changes(connection, run_id)
+    tables = [c for c in changes if c.op in TABLE_OPS]
+    groups = _by_target([c for c in changes if c.op not in TABLE_OPS])
     try:
         with dialect_for(connection).write_transaction(connection, lock_timeout) as tx:
             new_id = audit.start_run(tx, kind="undo", rule=original.rule, triggered_by=triggered_by, undoes_run=run_id)
+            for change in tables:
+                if change.op == "drop":  # before rows come back into it
+                    _create_again(tx, change, new_id)
             prepared = [
                 _prepare(tx, target, rule, changes, index) for index, (target, rule, changes) in enumerate(groups)
             ]
@@ -110,17 +119,18 @@ def undo_run(
             audit.set_status(tx, run_id, status="undone", undone_by=new_id)
             for work, _ in prepared:
                 work.drop()
+            # Last: MySQL commits what came before a DROP TABLE (and a killed undo leaves an empty table).
+            dropped = tuple(c.table_name for c in tables if c.op == "create" and _drop_if_empty(tx, c, new_id))
     except DBAPIError as error:
         raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
     left_alone = conflicts if skip_conflicts else ()
-    return UndoResult(new_id, run_id, *total, left_alone)
+    return UndoResult(new_id, run_id, *total, left_alone, dropped)
 
 
 def _by_target(changes: list[audit.Change]) -> list[tuple[Target, str, list[audit.Change]]]:
     groups: dict[tuple[Target, str], list[audit.Change]] = {}
     for change in changes:
-        target = Target(change.table_name, change.key_columns, change.quantity_column)
-        groups.setdefault((target, change.rule), []).append(change)
+        groups.setdefault((_target(change), change.rule), []).append(change)
     return [(target, rule, found) for (target, rule), found in groups.items()]
 
 
@@ -242,6 +252,30 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
         tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
         audit.record_rows(tx, run_id, rule, target, "insert", rows)
     return len(rows)
+
+
+def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:
+    """Create a table the run dropped, from the DDL it recorded (unless it exists again)."""
+    ddl = (change.row_image or {})["ddl"]
+    if not sa.inspect(tx).has_table(change.table_name):
+        tx.exec_driver_sql(ddl)
+    audit.record_table(tx, run_id, change.rule, _target(change), "create", ddl)
+
+
+def _drop_if_empty(tx: Connection, change: audit.Change, run_id: int) -> bool:
+    """Drop a table the run created, if no row is left in it (rows other runs wrote keep it)."""
+    table = sa.table(change.table_name)
+    if not sa.inspect(tx).has_table(change.table_name):
+        return False
+    if tx.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None:
+        return False
+    audit.record_table(tx, run_id, change.rule, _target(change), "drop", (change.row_image or {})["ddl"])
+    tx.exec_driver_sql(f"DROP TABLE {tx.dialect.identifier_preparer.quote(change.table_name)}")
+    return True
+
+
+def _target(change: audit.Change) -> Target:
+    return Target(change.table_name, change.key_columns, change.quantity_column)
 
 
 def _conflict_message(run_id: int, conflicts: tuple[Conflict, ...]) -> str:

@@ -105,6 +105,8 @@ def print_undo(result: UndoResult, console: Console) -> None:
             style="bold green",
         )
     )
+    if result.dropped:
+        console.print(f"Dropped the table(s) the run had created: {', '.join(result.dropped)}.", highlight=False)
     if result.conflicts:
         console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
     console.print(f"Undo the undo with: trueup undo {result.run_id}")
@@ -118,6 +120,7 @@ def undo_document(result: UndoResult) -> dict[str, Any]:
         "restored": result.restored,
         "deleted": result.deleted,
         "reinserted": result.reinserted,
+        "dropped_tables": list(result.dropped),
         "conflicts": [conflict_dict(c) for c in result.conflicts],
     }
 
