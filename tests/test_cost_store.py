@@ -52,6 +52,8 @@ def test_dry_run_then_write_then_idempotent_then_undo(db: Database, tmp_path: Pa
     }
     assert sum(cogs_by_sale(db).values()) == Decimal("647.50")
     first = dump(db, "trueup_lots_remaining")
+    images = db.rows("SELECT op, COUNT(*) FROM trueup_changes WHERE row_image IS NOT NULL GROUP BY op ORDER BY op")
+    assert images == [("create", 2), ("insert", 5 + 3)]  # the two tables, and every row written
 
     again = runner.invoke(app, args)
     assert "nothing to write" in again.stdout

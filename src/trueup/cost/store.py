@@ -218,7 +218,8 @@ def _replace(tx: Connection, output: _Output, skus: list[str], run_id: int) -> T
     removed = 0
     if output.whole_skus:  # before anything leaves the staging table: lots of a costed SKU not there are gone
         costed = WorkTable(tx, f"trueup_skus_{table.name}"[:60], Target(table.name, ("sku",), target.quantity), {})
-        costed.create().fill({"k0": sku} for sku in skus)
+        skus_frame = pl.DataFrame({"k0": skus}, schema={"k0": pl.String})
+        _load(tx, costed.create().table, skus_frame, list(costed.keys))
         removed = _remove(tx, table, target, sa.and_(in_key_table([table.c.sku], costed.table), ~staged_key), run_id)
         costed.drop()
     identical = sa.select(sa.literal(1)).select_from(table).where(*same_key, ~differs).exists()
@@ -227,29 +228,33 @@ def _replace(tx: Connection, output: _Output, skus: list[str], run_id: int) -> T
     names = [c.name for c in table.columns]
     tx.execute(sa.insert(table).from_select(names, sa.select(*[new.c[n] for n in names])))
     inserted = tx.execute(sa.select(sa.func.count()).select_from(new)).scalar_one()
-    audit.record_selected(tx, run_id, "cost", target, "insert", table, staged_key)
+    audit.record_selected(tx, run_id, "cost", target, "insert", new)  # the staged rows are the new rows, as stored
     tx.exec_driver_sql(dialect_for(tx).drop_temporary(new.name))
     return TableChanges(table.name, inserted - replaced, replaced, removed, unchanged)
 
 
 def _stage(tx: Connection, table: sa.Table, frame: pl.DataFrame) -> sa.TableClause:
-    """A temporary table shaped like `table`, holding `frame`'s rows: streamed by COPY where the
-    driver can, else inserted a batch at a time."""
-    dialect = dialect_for(tx)
+    """A temporary table shaped like `table`, holding `frame`'s rows."""
     prep = tx.dialect.identifier_preparer
     name = f"trueup_new_{table.name}"[:60]
-    tx.exec_driver_sql(dialect.drop_temporary(name))
-    tx.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE {prep.quote(name)} AS SELECT * FROM {prep.quote(table.name)} WHERE 1 = 0"
-    )
-    staged = sa.table(name, *[sa.column(c.name) for c in table.columns])
-    chunks = frame.select([c.name for c in table.columns]).iter_slices(BATCH)
-    csv = (chunk.write_csv(include_header=False).encode() for chunk in chunks)
-    if not dialect.copy_csv(tx, prep.quote(name), frame.columns, csv):
+    tx.exec_driver_sql(dialect_for(tx).drop_temporary(name))
+    shape = f"SELECT * FROM {prep.quote(table.name)} WHERE 1 = 0"
+    tx.exec_driver_sql(f"CREATE TEMPORARY TABLE {prep.quote(name)} AS {shape}")
+    return _load(tx, sa.table(name, *[sa.column(c.name) for c in table.columns]), frame, [*table.primary_key.columns])
+
+
+def _load(tx: Connection, table: sa.TableClause, frame: pl.DataFrame, keys: list[sa.Column]) -> sa.TableClause:
+    """Bulk-load `frame` (columns named as the table's) a batch at a time: COPY where the driver
+    streams it, else multi-row inserts; then give the planner statistics of the key columns."""
+    dialect = dialect_for(tx)
+    prep = tx.dialect.identifier_preparer
+    name = prep.quote(table.name)
+    csv = (chunk.write_csv(include_header=False).encode() for chunk in frame.iter_slices(BATCH))
+    if not dialect.copy_csv(tx, name, frame.columns, csv):
         for chunk in frame.iter_slices(BATCH):
-            tx.execute(sa.insert(staged), chunk.to_dicts())
-    dialect.analyze(tx, prep.quote(name))
-    return staged
+            tx.execute(sa.insert(table), chunk.to_dicts())
+    dialect.analyze(tx, name, [prep.quote(k.name) for k in keys])
+    return table
 
 
 def _remove(tx: Connection, table: sa.Table, target: Target, where: sa.ColumnElement[bool], run_id: int) -> int:

@@ -175,19 +175,20 @@ def record_rows(connection: Connection, run_id: int, rule: str, target: Target, 
 
 
 def record_selected(
-    connection: Connection, run_id: int, rule: str, target: Target, op: str, table: sa.TableClause, where: Any
+    connection: Connection, run_id: int, rule: str, target: Target, op: str, table: sa.TableClause, where: Any = None
 ) -> None:
-    """The same for the rows of `table` (every column) that match `where`, copied by the database in
-    one INSERT … SELECT however many they are."""
+    """The same for the rows of `table` (every column of the target's table) that match `where` (all
+    of them by default), copied by the database in one INSERT … SELECT however many they are."""
     dialect = dialect_for(connection)
     fixed = change_row(run_id, rule, target, None, op)
-    columns = list(table.columns)
     images = sa.select(
         *[sa.literal(v) for v in fixed.values()],
         dialect.json_array(*[table.c[k] for k in target.key]),
         dialect.number_text(table.c[target.quantity]),
-        dialect.json_object(columns),
-    ).where(where)
+        dialect.row_json(table),
+    ).select_from(table)
+    if where is not None:
+        images = images.where(where)
     value = "after_value" if op == "insert" else "before_value"
     connection.execute(sa.insert(changes).from_select([*fixed, "key", value, "row_image"], images))
 
