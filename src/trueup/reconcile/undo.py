@@ -9,6 +9,7 @@ A run recorded three kinds of change, and each has an exact inverse:
 | delete a row (an earlier undo)   | insert its recorded image again    | is still absent                 |
 | create a table (cost --write)    | drop it                            | is empty once the rows are out  |
 | drop a table (an earlier undo)   | create it again from its DDL       | is still absent                 |
+| restore tables from a backup     | restore the backup taken before it | (always: it backs them up first)|
 
 Rows that no longer hold what the run wrote were changed since: they are
 *conflicts*. By default one conflict refuses the whole undo and nothing
@@ -23,6 +24,7 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -33,6 +35,7 @@ from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
 from trueup.reconcile import audit
 from trueup.reconcile.apply import Conflict
+from trueup.reconcile.backup import DEFAULT_DIRECTORY, restore_backup
 from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -84,6 +87,9 @@ def undo_run(
             f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
         )
     changes = audit.run_changes(connection, run_id)
+    restores = [c for c in changes if c.op == "restore"]
+    if restores:
+        return _undo_restore(connection, run_id, restores, triggered_by)
     tables = [c for c in changes if c.op in TABLE_OPS]
     groups = _by_target([c for c in changes if c.op not in TABLE_OPS])
     try:
@@ -252,6 +258,22 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
         tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
         audit.record_rows(tx, run_id, rule, target, "insert", rows)
     return len(rows)
+
+
+def _undo_restore(connection: Connection, run_id: int, restores: list[audit.Change], triggered_by: str) -> UndoResult:
+    """Put the tables back as they were before a restore: its pre-restore backup restored and the tables
+    it created dropped, as a restore of its own (which backs up what it replaces first, so it can be
+    undone in turn). What changed in those tables since the restore is in that backup."""
+    backup = (restores[0].row_image or {}).get("backup")
+    created = tuple(c.table_name for c in restores if c.before is None)
+    path = Path(backup) if backup else None
+    directory = path.parent if path else DEFAULT_DIRECTORY
+    url = connection.engine.url
+    done = restore_backup(connection, url, path, directory, triggered_by=triggered_by, undoes_run=run_id, drop=created)
+    with dialect_for(connection).write_transaction(connection) as tx:
+        audit.set_status(tx, run_id, status="undone", undone_by=done.run_id)
+    restored = sum(t.rows for t in done.manifest.tables) if done.manifest else 0
+    return UndoResult(done.run_id, run_id, restored, 0, 0, (), created)
 
 
 def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:

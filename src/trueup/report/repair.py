@@ -13,7 +13,7 @@ from rich.text import Text
 
 from trueup.reconcile.apply import ApplyResult, Conflict
 from trueup.reconcile.audit import Change, Run
-from trueup.reconcile.backup import Manifest, Verification
+from trueup.reconcile.backup import Manifest, Restored, Verification
 from trueup.reconcile.plan import Plan
 from trueup.reconcile.undo import UndoResult
 from trueup.report.format import key_text, number
@@ -110,6 +110,14 @@ def print_undo(result: UndoResult, console: Console) -> None:
     if result.conflicts:
         console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
     console.print(f"Undo the undo with: trueup undo {result.run_id}")
+
+
+def print_restore(done: Restored, file: Path, console: Console) -> None:
+    restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in done.manifest.tables) if done.manifest else "nothing"
+    console.print(f"Restored {restored} from {file} as run {done.run_id}.", highlight=False)
+    if done.before.path is not None:
+        console.print(f"The tables as they were are backed up in {done.before.path}.", highlight=False)
+    console.print(f"Undo with: trueup undo {done.run_id}", highlight=False)
 
 
 def undo_document(result: UndoResult) -> dict[str, Any]:
