@@ -48,7 +48,7 @@ from sqlalchemy.schema import CreateTable
 from trueup.cost.result import CostResult
 from trueup.cost.write import cogs_frame, lots_frame
 from trueup.db import dialect_for
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import WorkTable
@@ -145,7 +145,7 @@ def store(
             created = before if not dialect.transactional_ddl else _create_missing(tx, outputs)
             run_id = audit.start_run(tx, kind="cost", rule=f"cost:{result.summary.method}", triggered_by=triggered_by)
             for output in created:
-                audit.record_table(tx, run_id, "cost", output.target, "create", _ddl(tx, output.table))
+                images.record_table(tx, run_id, "cost", output.target, "create", _ddl(tx, output.table))
             changes = tuple(_replace(tx, output, skus, run_id) for output in outputs)
             if not (apply and any(c.changed for c in changes)):
                 raise _RollBack(changes)
@@ -228,7 +228,7 @@ def _replace(tx: Connection, output: _Output, skus: list[str], run_id: int) -> T
     names = [c.name for c in table.columns]
     tx.execute(sa.insert(table).from_select(names, sa.select(*[new.c[n] for n in names])))
     inserted = tx.execute(sa.select(sa.func.count()).select_from(new)).scalar_one()
-    audit.record_selected(tx, run_id, "cost", target, "insert", new)  # the staged rows are the new rows, as stored
+    images.record_selected(tx, run_id, "cost", target, "insert", new)  # the staged rows are the new rows, as stored
     tx.exec_driver_sql(dialect_for(tx).drop_temporary(new.name))
     return TableChanges(table.name, inserted - replaced, replaced, removed, unchanged)
 
@@ -259,7 +259,7 @@ def _load(tx: Connection, table: sa.TableClause, frame: pl.DataFrame, keys: list
 
 def _remove(tx: Connection, table: sa.Table, target: Target, where: sa.ColumnElement[bool], run_id: int) -> int:
     """Delete the rows matching `where`, keeping each full image (as stored) in the audit first."""
-    audit.record_selected(tx, run_id, "cost", target, "delete", table, where)
+    images.record_selected(tx, run_id, "cost", target, "delete", table, where)
     return tx.execute(sa.delete(table).where(where)).rowcount
 
 

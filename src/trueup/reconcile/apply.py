@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, UsageError
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.drift import as_decimal
@@ -449,14 +449,14 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
     if not rows:
         return 0
     tx.execute(sa.insert(target.clause(*defaults)), rows)
-    audit.record_rows(tx, run_id, rule.name, target, "insert", rows)
+    images.record_rows(tx, run_id, rule.name, target, "insert", rows)
     return len(rows)
 
 
 def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> None:
     """Pre- and post-images of every updated row, copied from the work table in one statement."""
     n = now.table.c
-    fixed = audit.change_row(run_id, rule.name, target, None, "update")
+    fixed = images.change_row(run_id, rule.name, target, None, "update")
     select = sa.select(
         *[sa.literal(value) for value in fixed.values()],
         dialect_for(tx).json_array(*now.keys),

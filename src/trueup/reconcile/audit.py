@@ -10,9 +10,7 @@ exactly undoable, undos included.
 The tables are created on first use, before the writing transaction begins
 (MySQL commits implicitly around DDL).
 
-A run that creates or drops a table of its own (`cost --write`'s result
-tables) records that too, as a change with op `create` or `drop` whose image
-holds the DDL that makes the table again, so undo can reverse it.
+The changes are written by `trueup.reconcile.images`.
 """
 
 from __future__ import annotations
@@ -28,10 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup import __version__
-from trueup.db import create_missing, dialect_for
+from trueup.db import create_missing
 from trueup.errors import UsageError
-from trueup.reconcile.target import Target
-from trueup.report.format import to_json
 
 metadata = sa.MetaData()
 
@@ -149,56 +145,6 @@ def set_status(connection: Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
 
 
-def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op: str) -> dict[str, Any]:
-    """The fixed part of a `trueup_changes` row (plus the key as JSON, when given)."""
-    row = {
-        "run_id": run_id,
-        "rule": rule,
-        "table_name": target.table,
-        "key_columns": json.dumps(list(target.key)),
-        "quantity_column": target.quantity,
-        "op": op,
-    }
-    return row | ({"key": to_json(key)} if key is not None else {})
-
-
-def record_rows(connection: Connection, run_id: int, rule: str, target: Target, op: str, rows: list[dict]) -> None:
-    """Keep the whole image of each row a run inserts (op `insert`) or deletes (`delete`), from Python values."""
-    value = "after_value" if op == "insert" else "before_value"
-    images = [
-        change_row(run_id, rule, target, [row[k] for k in target.key], op)
-        | {value: value_text(row[target.quantity]), "row_image": to_json(row)}
-        for row in rows
-    ]
-    if images:
-        connection.execute(sa.insert(changes), images)
-
-
-def record_selected(
-    connection: Connection, run_id: int, rule: str, target: Target, op: str, table: sa.TableClause, where: Any = None
-) -> None:
-    """The same for the rows of `table` (every column of the target's table) that match `where` (all
-    of them by default), copied by the database in one INSERT … SELECT however many they are."""
-    dialect = dialect_for(connection)
-    fixed = change_row(run_id, rule, target, None, op)
-    images = sa.select(
-        *[sa.literal(v) for v in fixed.values()],
-        dialect.json_array(*[table.c[k] for k in target.key]),
-        dialect.number_text(table.c[target.quantity]),
-        dialect.row_json(table),
-    ).select_from(table)
-    if where is not None:
-        images = images.where(where)
-    value = "after_value" if op == "insert" else "before_value"
-    connection.execute(sa.insert(changes).from_select([*fixed, "key", value, "row_image"], images))
-
-
-def record_table(connection: Connection, run_id: int, rule: str, target: Target, op: str, ddl: str) -> None:
-    """A table the run created (op `create`) or dropped (`drop`), with the DDL that creates it."""
-    row = change_row(run_id, rule, target, [], op) | {"row_image": to_json({"ddl": ddl})}
-    connection.execute(sa.insert(changes).values(row))
-
-
 def creates_table(connection: Connection, table: str) -> bool:
     """A run that was not undone records creating `table`."""
     created = (
@@ -207,11 +153,6 @@ def creates_table(connection: Connection, table: str) -> bool:
         .where(changes.c.table_name == table, changes.c.op == "create", runs.c.undone_by.is_(None))
     )
     return connection.execute(created.exists().select()).scalar_one()
-
-
-def value_text(value: Any) -> str | None:
-    """A figure as exact decimal text (a float through its shortest repr)."""
-    return None if value is None else str(value if not isinstance(value, float) else Decimal(repr(value)))
 
 
 def list_runs(connection: Connection, limit: int = 20) -> list[Run]:

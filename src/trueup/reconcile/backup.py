@@ -36,7 +36,7 @@ from sqlalchemy.engine import URL, Connection
 
 from trueup.db import dialect_for, redact
 from trueup.errors import DatabaseError, UsageError
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.audit import now
 from trueup.reconcile.target import Target
 from trueup.report.format import to_json
@@ -223,7 +223,7 @@ def _record_restore(
     where = {"backup": before.path, "restored": file}
     image = to_json({name: str(path.resolve()) if path else None for name, path in where.items()})
     for table, rows in after.items():
-        change = audit.change_row(run_id, "restore", Target(table, (), ""), [], "restore")
+        change = images.change_row(run_id, "restore", Target(table, (), ""), [], "restore")
         values = {"before_value": _count(counts.get(table)), "after_value": _count(rows), "row_image": image}
         tx.execute(sa.insert(audit.changes).values(change | values))
     audit.set_status(tx, run_id, status="restoring", deleted=sum(counts.values()))

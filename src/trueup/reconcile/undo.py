@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.apply import Conflict
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, restore_backup
 from trueup.reconcile.query import in_key_table
@@ -203,8 +203,8 @@ def _restore(
     if not force:
         _drop_conflicts(tx, work, table)
     # Updates: record today's value as the undo's pre-image, then put the run's pre-image back.
-    fixed = audit.change_row(run_id, rule, target, None, "update")
-    images = (
+    fixed = images.change_row(run_id, rule, target, None, "update")
+    updates = (
         sa.select(
             *[sa.literal(v) for v in fixed.values()],
             dialect_for(tx).json_array(*work.keys),
@@ -214,7 +214,7 @@ def _restore(
         .select_from(work.table.join(table, sa.and_(*joined)))
         .where(w.op == UPDATE)
     )
-    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], images))
+    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], updates))
     restored = tx.execute(
         sa.update(table).where(*joined, w.op == UPDATE).values({target.quantity: w.before_q})
     ).rowcount
@@ -242,7 +242,7 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
     rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted))]
     if not rows:
         return 0
-    audit.record_rows(tx, run_id, rule, target, "delete", rows)
+    images.record_rows(tx, run_id, rule, target, "delete", rows)
     return tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
 
 
@@ -256,7 +256,7 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
     rows = [c.row_image for c in deleted if c.row_image and to_json([c.row_image[k] for k in target.key]) in wanted]
     if rows:
         tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
-        audit.record_rows(tx, run_id, rule, target, "insert", rows)
+        images.record_rows(tx, run_id, rule, target, "insert", rows)
     return len(rows)
 
 
@@ -281,7 +281,7 @@ def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:
     ddl = (change.row_image or {})["ddl"]
     if not sa.inspect(tx).has_table(change.table_name):
         tx.exec_driver_sql(ddl)
-    audit.record_table(tx, run_id, change.rule, _target(change), "create", ddl)
+    images.record_table(tx, run_id, change.rule, _target(change), "create", ddl)
 
 
 def _drop_if_empty(tx: Connection, change: audit.Change, run_id: int) -> bool:
@@ -291,7 +291,7 @@ def _drop_if_empty(tx: Connection, change: audit.Change, run_id: int) -> bool:
         return False
     if tx.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None:
         return False
-    audit.record_table(tx, run_id, change.rule, _target(change), "drop", (change.row_image or {})["ddl"])
+    images.record_table(tx, run_id, change.rule, _target(change), "drop", (change.row_image or {})["ddl"])
     tx.exec_driver_sql(f"DROP TABLE {tx.dialect.identifier_preparer.quote(change.table_name)}")
     return True
 
