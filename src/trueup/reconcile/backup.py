@@ -189,7 +189,7 @@ def restore_backup(
         raise UsageError(f"refusing to restore without a backup of the tables it replaces: {before.warning}")
     dialect = dialect_for(connection)
     with dialect.write_transaction(connection) as tx:
-        run_id = _record_restore(tx, file, manifest, drop, before, triggered_by, undoes_run)
+        run_id = _record_restore(tx, file, manifest, drop, before, directory, triggered_by, undoes_run)
     try:
         if file is not None and manifest is not None:
             _replace_tables(connection, url, file, manifest)
@@ -210,17 +210,18 @@ def _record_restore(
     manifest: Manifest | None,
     drop: tuple[str, ...],
     before: Backup,
+    directory: Path,
     triggered_by: str,
     undoes_run: int | None,
 ) -> int:
     """The run, and per table a change `restore`: its rows before and after (None: no such table)
-    and the backup of what it replaces."""
+    and the backup of what it replaces (and where backups go, for its undo's own)."""
     after: dict[str, int | None] = {t.name: t.rows for t in manifest.tables} if manifest else {}
     after |= dict.fromkeys(drop)
     kind = "undo" if undoes_run is not None else "restore"
     run_id = audit.start_run(tx, kind=kind, rule=", ".join(after), triggered_by=triggered_by, undoes_run=undoes_run)
     counts = {t.name: t.rows for t in before.manifest.tables} if before.manifest else {}
-    where = {"backup": before.path, "restored": file}
+    where = {"backup": before.path, "restored": file, "directory": directory}
     image = to_json({name: str(path.resolve()) if path else None for name, path in where.items()})
     for table, rows in after.items():
         change = images.change_row(run_id, "restore", Target(table, (), ""), [], "restore")

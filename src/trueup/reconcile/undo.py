@@ -264,10 +264,11 @@ def _undo_restore(connection: Connection, run_id: int, restores: list[audit.Chan
     """Put the tables back as they were before a restore: its pre-restore backup restored and the tables
     it created dropped, as a restore of its own (which backs up what it replaces first, so it can be
     undone in turn). What changed in those tables since the restore is in that backup."""
-    backup = (restores[0].row_image or {}).get("backup")
+    image = restores[0].row_image or {}
+    backup = image.get("backup")
     created = tuple(c.table_name for c in restores if c.before is None)
     path = Path(backup) if backup else None
-    directory = path.parent if path else DEFAULT_DIRECTORY
+    directory = Path(image.get("directory") or DEFAULT_DIRECTORY)
     url = connection.engine.url
     done = restore_backup(connection, url, path, directory, triggered_by=triggered_by, undoes_run=run_id, drop=created)
     with dialect_for(connection).write_transaction(connection) as tx:
