@@ -24,8 +24,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -33,8 +31,7 @@ from pathlib import Path
 
 import psycopg
 import sqlalchemy as sa
-
-from bench_cost import generate, peak_mib
+from bench_cost import generate, peak_mib, run_job
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DATABASE = "trueup_bench_cost_write"
@@ -103,26 +100,6 @@ def drop() -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
 
 
-def run_job(name: str, directory: Path, repeat: int) -> dict:
-    """Median by wall time of `repeat` runs, each in a fresh interpreter on a fresh database."""
-    runs = []
-    for _ in range(repeat):
-        reset()
-        done = subprocess.run(
-            [sys.executable, __file__, "--job", name, "--dir", str(directory)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode:
-            raise SystemExit(f"job {name} failed:\n{done.stderr}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda run: run["seconds"])
-    median = dict(runs[len(runs) // 2])
-    median["spread"] = f"{runs[0]['seconds']:.2f}–{runs[-1]['seconds']:.2f} s over {repeat} runs"
-    return median
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=100_000, help="sale lines (and lots)")
@@ -146,8 +123,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-cost-write-") as tmp:
             directory = Path(tmp)
             generate(directory, args.lines, max(args.lines // 10, 1), messy=False)
-            trueup = run_job("trueup", directory, args.repeat)
-            floor = run_job("floor", directory, args.repeat)
+            trueup = run_job("trueup", directory, args.repeat, __file__, reset)
+            floor = run_job("floor", directory, args.repeat, __file__, reset)
     finally:
         drop()
     lines = trueup["lines"]
