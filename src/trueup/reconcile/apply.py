@@ -32,7 +32,6 @@ recorded on the run and reported.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,7 +46,7 @@ from sqlalchemy.exc import DBAPIError
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, UsageError
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
@@ -58,7 +57,6 @@ from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, 
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
-from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -562,24 +560,19 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
     written = tx.execute(
         sa.select(full).where(in_key_table([full.c[k] for k in target.key], now.table, n.missing == 1))
     )
-    images = [dict(row._mapping) for row in written]
-    if len(images) != len(rows):
+    stored = [dict(row._mapping) for row in written]  # as stored: ids and defaults included
+    if len(stored) != len(rows):
         raise DatabaseError(
-            f"rule {rule.name!r}: inserted {len(rows)} rows but {len(images)} hold their keys; rolled back"
+            f"rule {rule.name!r}: inserted {len(rows)} rows but {len(stored)} hold their keys; rolled back"
         )
-    changes = [
-        change_row(run_id, rule.name, target, [image[k] for k in target.key], "insert")
-        | {"after_value": str(image[target.quantity]), "row_image": to_json(image)}
-        for image in images
-    ]
-    tx.execute(sa.insert(audit.changes), changes)
+    images.record_rows(tx, run_id, rule.name, target, "insert", stored)
     return len(rows)
 
 
 def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> None:
     """Pre- and post-images of every updated row, copied from the work table in one statement."""
     n = now.table.c
-    fixed = change_row(run_id, rule.name, target, None, "update")
+    fixed = images.change_row(run_id, rule.name, target, None, "update")
     select = sa.select(
         *[sa.literal(value) for value in fixed.values()],
         dialect_for(tx).json_array(*now.keys),
@@ -587,19 +580,6 @@ def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
         sa.cast(n.expected, sa.Text),
     ).where(n.missing == 0)
     tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], select))
-
-
-def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op: str) -> dict[str, Any]:
-    """The fixed part of a `trueup_changes` row (plus the key as JSON, when given)."""
-    row = {
-        "run_id": run_id,
-        "rule": rule,
-        "table_name": target.table,
-        "key_columns": json.dumps(list(target.key)),
-        "quantity_column": target.quantity,
-        "op": op,
-    }
-    return row | ({"key": to_json(key)} if key is not None else {})
 
 
 def _text(value: Any) -> str:

@@ -9,6 +9,8 @@ exactly undoable, undos included.
 
 The tables are created on first use, before the writing transaction begins
 (MySQL commits implicitly around DDL).
+
+The changes are written by `trueup.reconcile.images`.
 """
 
 from __future__ import annotations
@@ -141,6 +143,16 @@ def finish_run(connection: Connection, run_id: int, **fields: Any) -> None:
 
 def set_status(connection: Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
+
+
+def creates_table(connection: Connection, table: str) -> bool:
+    """A run that was not undone records creating `table`."""
+    created = (
+        sa.select(sa.literal(1))
+        .select_from(changes.join(runs, runs.c.id == changes.c.run_id))
+        .where(changes.c.table_name == table, changes.c.op == "create", runs.c.undone_by.is_(None))
+    )
+    return connection.execute(created.exists().select()).scalar_one()
 
 
 def list_runs(connection: Connection, limit: int = 20) -> list[Run]:

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from trueup.reconcile.apply import ApplyResult, Conflict
 from trueup.reconcile.audit import Change, Run
-from trueup.reconcile.backup import Manifest, Verification
+from trueup.reconcile.backup import Manifest, Restored, Verification
 from trueup.reconcile.drift import Flagged
 from trueup.reconcile.plan import Plan, RulePlan, flagged_dict
 from trueup.reconcile.undo import UndoResult
@@ -153,9 +153,19 @@ def print_undo(result: UndoResult, console: Console) -> None:
             style="bold green",
         )
     )
+    if result.dropped:
+        console.print(f"Dropped the table(s) the run had created: {', '.join(result.dropped)}.", highlight=False)
     if result.conflicts:
         console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
     console.print(f"Undo the undo with: trueup undo {result.run_id}")
+
+
+def print_restore(done: Restored, file: Path, console: Console) -> None:
+    restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in done.manifest.tables) if done.manifest else "nothing"
+    console.print(f"Restored {restored} from {file} as run {done.run_id}.", highlight=False)
+    if done.before.path is not None:
+        console.print(f"The tables as they were are backed up in {done.before.path}.", highlight=False)
+    console.print(f"Undo with: trueup undo {done.run_id}", highlight=False)
 
 
 def undo_document(result: UndoResult) -> dict[str, Any]:
@@ -166,6 +176,7 @@ def undo_document(result: UndoResult) -> dict[str, Any]:
         "restored": result.restored,
         "deleted": result.deleted,
         "reinserted": result.reinserted,
+        "dropped_tables": list(result.dropped),
         "conflicts": [conflict_dict(c) for c in result.conflicts],
     }
 
