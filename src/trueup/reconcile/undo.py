@@ -25,6 +25,7 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -220,8 +221,22 @@ def _differs(image: dict[str, Any], row: dict[str, Any], quantity: str) -> list[
     return [
         column
         for column, value in image.items()
-        if column != quantity and (column not in row or json.loads(to_json(row[column]), parse_float=Decimal) != value)
+        if column != quantity
+        and (column not in row or not _same(json.loads(to_json(row[column]), parse_float=Decimal), value))
     ]
+
+
+def _same(now: Any, recorded: Any) -> bool:
+    """One value as JSON now and as the image recorded it: images built by the database (`Dialect.row_json`)
+    spell times and numbers their own way (`2024-01-05 00:00:00` for `2024-01-05T00:00:00`, `150.00` for `150`)."""
+    if now == recorded:
+        return True
+    for parse in (Decimal, datetime.fromisoformat):
+        try:
+            return parse(str(now)) == parse(str(recorded))
+        except (ArithmeticError, ValueError):
+            continue
+    return False
 
 
 def _conflicting(
