@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL, Connection
 
-from trueup.db import redact
+from trueup.db import redact, split_name, table_ref
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile.audit import now
 
@@ -224,14 +224,14 @@ def _sqlite_restore(connection: Connection, file: Path, tables: list[str]) -> No
     try:
         with connection.begin():
             for table in tables:
-                name = _sqlite_quote(table)
+                name = _sql_quote(split_name(table)[-1])
                 connection.exec_driver_sql(f"DELETE FROM main.{name}")
                 connection.exec_driver_sql(f"INSERT INTO main.{name} SELECT * FROM trueup_backup.{name}")
     finally:
         raw.execute("DETACH DATABASE trueup_backup")
 
 
-def _sqlite_quote(name: str) -> str:
+def _sql_quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -257,8 +257,10 @@ def _pg_dump(connection: Connection, url: URL, path: Path, tables: list[str]) ->
 
 
 def _pg_pattern(table: str, default_schema: str) -> str:
-    schema, _, name = table.rpartition(".")
-    return f'"{schema or default_schema}"."{name}"'
+    """pg_dump's -t pattern matching exactly this table: each part in double quotes, so case,
+    spaces, dots and wildcard characters in it are taken literally."""
+    *schema, name = split_name(table)
+    return ".".join(_sql_quote(part) for part in (schema[0] if schema else default_schema, name))
 
 
 def _pg_env(url: URL) -> dict[str, str]:
@@ -279,7 +281,9 @@ def _mysqldump(connection: Connection, url: URL, path: Path, tables: list[str], 
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
         _run(
-            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *tables], _mysql_env(url), stdout=out
+            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *[split_name(t)[-1] for t in tables]],
+            _mysql_env(url),
+            stdout=out,
         )
     partial.replace(path)
     return counts
@@ -300,15 +304,12 @@ def _mysql_env(url: URL) -> dict[str, str]:
 def _counts(connection: Connection, tables: list[str]) -> dict[str, int]:
     counts = {}
     for table in tables:
-        schema, _, name = table.rpartition(".")
-        counts[table] = connection.execute(
-            sa.select(sa.func.count()).select_from(sa.table(name, schema=schema or None))
-        ).scalar_one()
+        counts[table] = connection.execute(sa.select(sa.func.count()).select_from(table_ref(table))).scalar_one()
     return counts
 
 
 def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
-    names = [t.name.rpartition(".")[2] for t in manifest.tables]
+    names = [split_name(t.name)[-1] for t in manifest.tables]
     if manifest.dialect == "sqlite":
         return _sqlite_problems(file, manifest)
     if manifest.dialect == "postgresql":
@@ -318,7 +319,8 @@ def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
         data = [line for line in listing.splitlines() if " TABLE DATA " in line]
         return [f"table {n} has no data in the dump" for n in names if not any(f" {n} " in line for line in data)]
     text = file.read_text(encoding="utf-8", errors="replace")
-    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE `{n}`" not in text]
+    quoted = {n: "`" + n.replace("`", "``") + "`" for n in names}
+    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE {quoted[n]}" not in text]
     if "-- Dump completed" not in text[-300:]:
         problems.append("the dump does not end with mysqldump's completion line: it was cut short")
     return problems
@@ -331,7 +333,7 @@ def _sqlite_problems(file: Path, manifest: Manifest) -> list[str]:
         if copy.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             problems.append("SQLite integrity check failed")
         for table in manifest.tables:
-            found = copy.execute(f"SELECT COUNT(*) FROM {_sqlite_quote(table.name)}").fetchone()[0]
+            found = copy.execute(f"SELECT COUNT(*) FROM {_sql_quote(split_name(table.name)[-1])}").fetchone()[0]
             if found != table.rows:
                 problems.append(f"table {table.name} holds {found} rows, the manifest says {table.rows}")
     except sqlite3.DatabaseError as error:
