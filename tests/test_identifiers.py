@@ -125,7 +125,9 @@ def build(db: Database, schema: str, tmp_path: Path) -> Path:
 
 def stock(db: Database) -> dict[tuple[str, int], tuple[int, str | None]]:
     with db.engine.connect() as connection:
-        table = sa.table("Lager Bestand", sa.column("Artikel-Nr"), sa.column("order"), sa.column("Bestand_ä"), sa.column("Notiz"))
+        table = sa.table(
+            "Lager Bestand", sa.column("Artikel-Nr"), sa.column("order"), sa.column("Bestand_ä"), sa.column("Notiz")
+        )
         rows = connection.execute(sa.select(table))
         return {(a, int(o)): (int(q), n) for a, o, q, n in rows}
 
@@ -169,7 +171,7 @@ def test_torture_names_through_check_apply_undo_sync_and_backup(db: Database, sc
     [manifest] = backups.glob("*.manifest.json")
     verified = run("backup", "verify", str(manifest))
     assert verified.exit_code == 0, verified.output
-    db.execute('DELETE FROM ' + db.engine.dialect.identifier_preparer.quote("Lager Bestand"))
+    db.execute("DELETE FROM " + db.engine.dialect.identifier_preparer.quote("Lager Bestand"))
     restored = run("restore", str(manifest), "-c", str(config), "--confirm")
     assert restored.exit_code == 0, restored.output
     assert stock(db) == {("A-1", 1): (11, None), ("A-2", 1): (5, None)}
@@ -184,9 +186,11 @@ def test_torture_names_in_incremental_sync_rounds(db: Database, schema: str, tmp
         assert first.kind == "full"
         assert {tuple(d.key): d.delta for d in first.drift} == {("A-1", 1): 1, ("B-1", 2): 7}
         db.execute(
-            'INSERT INTO lager_log ({id}, {art}, {order}, {qty}) VALUES (2, :a, 1, 3)'.format(
-                **{k: db.engine.dialect.identifier_preparer.quote(v) for k, v in
-                   {"id": "ID", "art": "Artikel-Nr", "order": "order", "qty": "Menge ä"}.items()}
+            "INSERT INTO lager_log ({id}, {art}, {order}, {qty}) VALUES (2, :a, 1, 3)".format(
+                **{
+                    k: db.engine.dialect.identifier_preparer.quote(v)
+                    for k, v in {"id": "ID", "art": "Artikel-Nr", "order": "order", "qty": "Menge ä"}.items()
+                }
             ),
             {"a": "A-2"},
         )

@@ -145,7 +145,7 @@ def split_name(text: str) -> tuple[str, ...]:
         else:
             part, dot, after = rest.partition(".")
             if '"' in part:
-                raise ValueError(f"{text!r}: a double quote may only enclose a whole part, as in \"my.schema\".stock")
+                raise ValueError(f'{text!r}: a double quote may only enclose a whole part, as in "my.schema".stock')
             if part != part.strip():
                 raise ValueError(f"{text!r}: the part {part!r} starts or ends with a space; quote it if it is meant")
             rest = dot + after

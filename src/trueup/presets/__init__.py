@@ -26,7 +26,9 @@ from trueup.errors import UsageError
 from trueup.presets import erpnext, medusa, odoo, saleor, spree
 from trueup.presets.model import Preset, PresetCheck, PresetRule
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (erpnext.PRESET, odoo.PRESET, saleor.PRESET, medusa.PRESET, spree.PRESET)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (erpnext.PRESET, odoo.PRESET, saleor.PRESET, medusa.PRESET, spree.PRESET)
+}
 _DIALECTS = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect(), "sqlite": sqlite.dialect()}
 _DATABASE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
 _EXAMPLE_URLS = {
@@ -59,12 +61,16 @@ def preset_config(name: str, url: str | None = None, connection: Connection | No
                 skipped.append(f"{kind} {entry.name!r}: {_missing(missing)}")
             else:
                 kept.append(entry)
-    quote = _Quoter(_DIALECTS[family].identifier_preparer if connection is None else connection.dialect.identifier_preparer)
+    quote = _Quoter(
+        _DIALECTS[family].identifier_preparer if connection is None else connection.dialect.identifier_preparer
+    )
     parts = [_header(preset, family, url, skipped)]
     parts += [_rule(rule, quote) for rule in rules]
     parts += [_check(check, quote) for check in checks]
     if preset.left_out:
-        parts.append("# Figures this preset does not check, and why:\n" + "".join(f"#   {line}\n" for line in preset.left_out))
+        parts.append(
+            "# Figures this preset does not check, and why:\n" + "".join(f"#   {line}\n" for line in preset.left_out)
+        )
     return PresetConfig("\n".join(parts), tuple(r.name for r in rules), tuple(c.name for c in checks), tuple(skipped))
 
 
@@ -108,12 +114,19 @@ def _header(preset: Preset, family: str, url: str | None, skipped: list[str]) ->
     if skipped:
         lines.append("# Left out, because their tables are not in this database:")
         lines += [f"#   {reason}" for reason in skipped]
-    url_line = f"url = {_value(redact(url))}" if url else f"url = {_value(_EXAMPLE_URLS[family])}  # edit: your database"
+    url_line = (
+        f"url = {_value(redact(url))}" if url else f"url = {_value(_EXAMPLE_URLS[family])}  # edit: your database"
+    )
     return "\n".join([*lines, "", "[database]", url_line, ""])
 
 
 def _rule(rule: PresetRule, quote: _Quoter) -> str:
-    lines = [*_about(rule.guards, rule.read_from, rule.notes), "[[rules]]", f"name = {_value(rule.name)}", "[rules.recorded]"]
+    lines = [
+        *_about(rule.guards, rule.read_from, rule.notes),
+        "[[rules]]",
+        f"name = {_value(rule.name)}",
+        "[rules.recorded]",
+    ]
     lines += _fields(rule.recorded, quote)
     for source in rule.expected:
         lines += ["[[rules.expected]]", *_fields(source, quote)]
@@ -122,7 +135,9 @@ def _rule(rule: PresetRule, quote: _Quoter) -> str:
 
 def _check(check: PresetCheck, quote: _Quoter) -> str:
     fields = {"name": check.name, "severity": check.severity, "sql": check.sql}
-    return "\n".join([*_about(check.guards, check.read_from, check.notes), "[[checks]]", *_fields(fields, quote)]) + "\n"
+    return (
+        "\n".join([*_about(check.guards, check.read_from, check.notes), "[[checks]]", *_fields(fields, quote)]) + "\n"
+    )
 
 
 def _about(guards: str, read_from: tuple[str, ...], notes: tuple[str, ...]) -> list[str]:

@@ -14,7 +14,9 @@ _BIN_KEY = ["item_code", "warehouse"]
 _BALANCE = "erpnext/stock/stock_balance.py"
 _MR = "{tabMaterial Request Item} mr_item JOIN {tabMaterial Request} mr ON mr.name = mr_item.parent"
 _MR_OPEN = "mr_item.stock_qty > mr_item.ordered_qty AND mr.status != 'Stopped' AND mr.docstatus = 1"
-_INWARD = f"mr.material_request_type IN ('Purchase', 'Manufacture', 'Customer Provided', 'Material Transfer') AND {_MR_OPEN}"
+_INWARD = (
+    f"mr.material_request_type IN ('Purchase', 'Manufacture', 'Customer Provided', 'Material Transfer') AND {_MR_OPEN}"
+)
 _OUTWARD = f"mr.material_request_type = 'Material Issue' AND {_MR_OPEN}"
 _MR_KEY = ["mr_item.item_code", "mr_item.warehouse"]
 _WORK_ORDER_OPEN = "docstatus = 1 AND status NOT IN ('Stopped', 'Completed', 'Closed') AND qty > produced_qty"
@@ -37,8 +39,12 @@ PRESET = Preset(
             tables=("tabBin", "tabStock Ledger Entry"),
             recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "actual_qty"},
             expected=(
-                {"table": "tabStock Ledger Entry", "key": _BIN_KEY, "quantity": "actual_qty",
-                 "where": "is_cancelled = 0"},
+                {
+                    "table": "tabStock Ledger Entry",
+                    "key": _BIN_KEY,
+                    "quantity": "actual_qty",
+                    "where": "is_cancelled = 0",
+                },
             ),
             notes=(
                 "A cancelled document marks its ledger entries (and their reversals) is_cancelled = 1;",
@@ -53,10 +59,19 @@ PRESET = Preset(
             tables=("tabBin", "tabWork Order"),
             recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "planned_qty"},
             expected=(
-                {"table": "tabWork Order", "key": ["production_item", "fg_warehouse"], "quantity": "qty",
-                 "where": _WORK_ORDER_OPEN},
-                {"table": "tabWork Order", "key": ["production_item", "fg_warehouse"], "quantity": "produced_qty",
-                 "sign": -1, "where": _WORK_ORDER_OPEN},
+                {
+                    "table": "tabWork Order",
+                    "key": ["production_item", "fg_warehouse"],
+                    "quantity": "qty",
+                    "where": _WORK_ORDER_OPEN,
+                },
+                {
+                    "table": "tabWork Order",
+                    "key": ["production_item", "fg_warehouse"],
+                    "quantity": "produced_qty",
+                    "sign": -1,
+                    "where": _WORK_ORDER_OPEN,
+                },
             ),
         ),
         PresetRule(
@@ -81,10 +96,19 @@ PRESET = Preset(
             tables=("tabBin", "tabStock Reservation Entry"),
             recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "reserved_stock"},
             expected=(
-                {"table": "tabStock Reservation Entry", "key": _BIN_KEY, "quantity": "reserved_qty",
-                 "where": _SRE_OPEN},
-                {"table": "tabStock Reservation Entry", "key": _BIN_KEY, "quantity": "delivered_qty", "sign": -1,
-                 "where": _SRE_OPEN},
+                {
+                    "table": "tabStock Reservation Entry",
+                    "key": _BIN_KEY,
+                    "quantity": "reserved_qty",
+                    "where": _SRE_OPEN,
+                },
+                {
+                    "table": "tabStock Reservation Entry",
+                    "key": _BIN_KEY,
+                    "quantity": "delivered_qty",
+                    "sign": -1,
+                    "where": _SRE_OPEN,
+                },
             ),
         ),
     ),

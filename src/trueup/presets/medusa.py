@@ -28,10 +28,20 @@ PRESET = Preset(
                 "packages/modules/inventory/src/migrations/Migration20240307132720.ts",
             ),
             tables=("inventory_level", "reservation_item"),
-            recorded={"table": "inventory_level", "key": ["inventory_item_id", "location_id"],
-                      "quantity": "reserved_quantity", "where": _LIVE},
-            expected=({"table": "reservation_item", "key": ["inventory_item_id", "location_id"],
-                       "quantity": "quantity", "where": _LIVE},),
+            recorded={
+                "table": "inventory_level",
+                "key": ["inventory_item_id", "location_id"],
+                "quantity": "reserved_quantity",
+                "where": _LIVE,
+            },
+            expected=(
+                {
+                    "table": "reservation_item",
+                    "key": ["inventory_item_id", "location_id"],
+                    "quantity": "quantity",
+                    "where": _LIVE,
+                },
+            ),
             notes=("Reservations deleted or moved without adjusting the level drift here (medusa#12401, #16406).",),
         ),
     ),
@@ -48,9 +58,11 @@ PRESET = Preset(
                 "FROM inventory_level WHERE deleted_at IS NULL AND raw_reserved_quantity IS NOT NULL "
                 "AND (raw_reserved_quantity ->> 'value')::numeric <> reserved_quantity"
             ),
-            notes=("After `trueup apply` repairs reserved_quantity this lists the levels whose raw copy still",
-                   "holds the old figure: set it with UPDATE inventory_level SET raw_reserved_quantity =",
-                   "jsonb_build_object('value', reserved_quantity::text, 'precision', 20) WHERE ..."),
+            notes=(
+                "After `trueup apply` repairs reserved_quantity this lists the levels whose raw copy still",
+                "holds the old figure: set it with UPDATE inventory_level SET raw_reserved_quantity =",
+                "jsonb_build_object('value', reserved_quantity::text, 'precision', 20) WHERE ...",
+            ),
         ),
     ),
 )

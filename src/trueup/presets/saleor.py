@@ -21,8 +21,10 @@ PRESET = Preset(
             tables=("warehouse_stock", "warehouse_allocation"),
             recorded={"table": "warehouse_stock", "key": ["id"], "quantity": "quantity_allocated"},
             expected=({"table": "warehouse_allocation", "key": ["stock_id"], "quantity": "quantity_allocated"},),
-            notes=("Allocations left behind by a failed order update, or a counter bumped twice, drift here",
-                   "(saleor#5334)."),
+            notes=(
+                "Allocations left behind by a failed order update, or a counter bumped twice, drift here",
+                "(saleor#5334).",
+            ),
         ),
     ),
 )

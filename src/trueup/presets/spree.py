@@ -22,16 +22,25 @@ PRESET = Preset(
             name="stock_item_count_on_hand",
             guards="`spree_stock_items.count_on_hand` = the sum of `spree_stock_movements.quantity` per stock "
             "item (deleted stock items and untracked variants excluded)",
-            read_from=("core/app/models/spree/stock_movement.rb (update_stock_item_quantity)",
-                       "core/app/models/spree/stock_item.rb (adjust_count_on_hand, acts_as_paranoid)"),
+            read_from=(
+                "core/app/models/spree/stock_movement.rb (update_stock_item_quantity)",
+                "core/app/models/spree/stock_item.rb (adjust_count_on_hand, acts_as_paranoid)",
+            ),
             tables=("spree_stock_items", "spree_stock_movements", "spree_variants"),
-            recorded={"table": "spree_stock_items", "key": ["id"], "quantity": "count_on_hand",
-                      "where": _LIVE_ITEMS},
-            expected=({"table": "spree_stock_movements", "key": ["stock_item_id"], "quantity": "quantity",
-                       "where": f"stock_item_id IN (SELECT id FROM spree_stock_items WHERE {_LIVE_ITEMS})"},),
-            notes=("StockItem#set_count_on_hand and #reduce_count_on_hand_to_zero write the figure without a",
-                   "movement: code that calls them directly shows up here as drift. With",
-                   "Spree::Config.track_inventory_levels = false no movement adjusts stock: skip this rule."),
+            recorded={"table": "spree_stock_items", "key": ["id"], "quantity": "count_on_hand", "where": _LIVE_ITEMS},
+            expected=(
+                {
+                    "table": "spree_stock_movements",
+                    "key": ["stock_item_id"],
+                    "quantity": "quantity",
+                    "where": f"stock_item_id IN (SELECT id FROM spree_stock_items WHERE {_LIVE_ITEMS})",
+                },
+            ),
+            notes=(
+                "StockItem#set_count_on_hand and #reduce_count_on_hand_to_zero write the figure without a",
+                "movement: code that calls them directly shows up here as drift. With",
+                "Spree::Config.track_inventory_levels = false no movement adjusts stock: skip this rule.",
+            ),
         ),
     ),
     checks=(

@@ -102,7 +102,9 @@ def _match(names: list[str], wanted: str, missing: str, qualifier: Sequence[str]
         return folded[0]
     spell = [f"`{join_name([*qualifier, n])}`" for n in (folded or _nearest(names, wanted))]
     if spell:
-        hint = f"did you mean {', '.join(spell[:-1])} or {spell[-1]}?" if len(spell) > 1 else f"did you mean {spell[0]}?"
+        hint = (
+            f"did you mean {', '.join(spell[:-1])} or {spell[-1]}?" if len(spell) > 1 else f"did you mean {spell[0]}?"
+        )
     else:
         listed = ", ".join(sorted(names)[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
         hint = f"it has: {listed or 'none'}"
