@@ -8,7 +8,9 @@ derivations below. Default database: MariaDB (PostgreSQL is supported too).
 
 from __future__ import annotations
 
-from trueup.presets.model import Preset, PresetCheck, PresetRule
+from typing import Any
+
+from trueup.presets.model import Preset, PresetCheck, PresetRule, difference, source
 
 _BIN_KEY = ["item_code", "warehouse"]
 _BALANCE = "erpnext/stock/stock_balance.py"
@@ -21,6 +23,11 @@ _OUTWARD = f"mr.material_request_type = 'Material Issue' AND {_MR_OPEN}"
 _MR_KEY = ["mr_item.item_code", "mr_item.warehouse"]
 _WORK_ORDER_OPEN = "docstatus = 1 AND status NOT IN ('Stopped', 'Completed', 'Closed') AND qty > produced_qty"
 _SRE_OPEN = "docstatus = 1 AND status NOT IN ('Delivered', 'Cancelled')"
+
+
+def _bin(figure: str) -> dict[str, Any]:
+    return {"table": "tabBin", "key": _BIN_KEY, "quantity": figure}
+
 
 PRESET = Preset(
     name="erpnext",
@@ -37,15 +44,8 @@ PRESET = Preset(
                 "erpnext/stock/doctype/bin/bin.py (update_qty)",
             ),
             tables=("tabBin", "tabStock Ledger Entry"),
-            recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "actual_qty"},
-            expected=(
-                {
-                    "table": "tabStock Ledger Entry",
-                    "key": _BIN_KEY,
-                    "quantity": "actual_qty",
-                    "where": "is_cancelled = 0",
-                },
-            ),
+            recorded=_bin("actual_qty"),
+            expected=(source(_BIN_KEY, "actual_qty", table="tabStock Ledger Entry", where="is_cancelled = 0"),),
             notes=(
                 "A cancelled document marks its ledger entries (and their reversals) is_cancelled = 1;",
                 "a Bin left unchanged by a failed cancellation drifts here (erpnext#54528, #55387).",
@@ -57,21 +57,13 @@ PRESET = Preset(
             "production item and finished-goods warehouse",
             read_from=(f"{_BALANCE} (get_planned_qty)",),
             tables=("tabBin", "tabWork Order"),
-            recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "planned_qty"},
-            expected=(
-                {
-                    "table": "tabWork Order",
-                    "key": ["production_item", "fg_warehouse"],
-                    "quantity": "qty",
-                    "where": _WORK_ORDER_OPEN,
-                },
-                {
-                    "table": "tabWork Order",
-                    "key": ["production_item", "fg_warehouse"],
-                    "quantity": "produced_qty",
-                    "sign": -1,
-                    "where": _WORK_ORDER_OPEN,
-                },
+            recorded=_bin("planned_qty"),
+            expected=difference(
+                ["production_item", "fg_warehouse"],
+                "qty",
+                "produced_qty",
+                table="tabWork Order",
+                where=_WORK_ORDER_OPEN,
             ),
         ),
         PresetRule(
@@ -80,12 +72,10 @@ PRESET = Preset(
             "(inward types add, Material Issue takes away)",
             read_from=(f"{_BALANCE} (get_indented_qty)",),
             tables=("tabBin", "tabMaterial Request", "tabMaterial Request Item"),
-            recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "indented_qty"},
+            recorded=_bin("indented_qty"),
             expected=(
-                {"from": _MR, "key": _MR_KEY, "quantity": "mr_item.stock_qty", "where": _INWARD},
-                {"from": _MR, "key": _MR_KEY, "quantity": "mr_item.ordered_qty", "sign": -1, "where": _INWARD},
-                {"from": _MR, "key": _MR_KEY, "quantity": "mr_item.stock_qty", "sign": -1, "where": _OUTWARD},
-                {"from": _MR, "key": _MR_KEY, "quantity": "mr_item.ordered_qty", "where": _OUTWARD},
+                *difference(_MR_KEY, "mr_item.stock_qty", "mr_item.ordered_qty", from_=_MR, where=_INWARD),
+                *difference(_MR_KEY, "mr_item.ordered_qty", "mr_item.stock_qty", from_=_MR, where=_OUTWARD),
             ),
         ),
         PresetRule(
@@ -94,21 +84,9 @@ PRESET = Preset(
             "Reservation Entries",
             read_from=("erpnext/patches/v15_0/set_reserved_stock_in_bin.py",),
             tables=("tabBin", "tabStock Reservation Entry"),
-            recorded={"table": "tabBin", "key": _BIN_KEY, "quantity": "reserved_stock"},
-            expected=(
-                {
-                    "table": "tabStock Reservation Entry",
-                    "key": _BIN_KEY,
-                    "quantity": "reserved_qty",
-                    "where": _SRE_OPEN,
-                },
-                {
-                    "table": "tabStock Reservation Entry",
-                    "key": _BIN_KEY,
-                    "quantity": "delivered_qty",
-                    "sign": -1,
-                    "where": _SRE_OPEN,
-                },
+            recorded=_bin("reserved_stock"),
+            expected=difference(
+                _BIN_KEY, "reserved_qty", "delivered_qty", table="tabStock Reservation Entry", where=_SRE_OPEN
             ),
         ),
     ),

@@ -38,3 +38,22 @@ class Preset(NamedTuple):
     rules: tuple[PresetRule, ...]
     checks: tuple[PresetCheck, ...] = ()
     left_out: tuple[str, ...] = ()  # figures not checked, each with why
+
+
+def source(key: list[str], quantity: str, *, sign: int = 1, where: str | None = None, **origin: str) -> dict[str, Any]:
+    """One `[[rules.expected]]` entry; `origin` is `table="…"` or `from_="…"` (SQL, names in braces)."""
+    entry: dict[str, Any] = {name.rstrip("_"): value for name, value in origin.items()}
+    entry |= {"key": key, "quantity": quantity}
+    if sign != 1:
+        entry["sign"] = sign
+    if where is not None:
+        entry["where"] = where
+    return entry
+
+
+def difference(key: list[str], added: str, taken: str, *, where: str, **origin: str) -> tuple[dict[str, Any], ...]:
+    """Two sources on the same records: their `added` column minus their `taken` column."""
+    return (
+        source(key, added, where=where, **origin),
+        source(key, taken, sign=-1, where=where, **origin),
+    )

@@ -13,7 +13,9 @@ PostgreSQL only.
 
 from __future__ import annotations
 
-from trueup.presets.model import Preset, PresetCheck, PresetRule
+from typing import Any
+
+from trueup.presets.model import Preset, PresetCheck, PresetRule, source
 
 _STOCKED = "(SELECT id FROM stock_location WHERE usage IN ('internal', 'transit'))"
 _NULLABLE_MATCH = "q.lot_id IS NOT DISTINCT FROM ml.lot_id AND q.owner_id IS NOT DISTINCT FROM ml.owner_id"
@@ -26,7 +28,6 @@ _OUT_OF = (
     "stock_move_line ml JOIN stock_quant q ON q.product_id = ml.product_id "
     f"AND q.location_id = ml.location_id AND q.package_id IS NOT DISTINCT FROM ml.package_id AND {_NULLABLE_MATCH}"
 )
-_OPEN = "(ml.state IS NULL OR ml.state NOT IN ('done', 'cancel'))"
 _SOURCES = (
     "addons/stock/models/stock_quant.py",
     "addons/stock/models/stock_move_line.py (_action_done, write: _synchronize_quant)",
@@ -35,6 +36,18 @@ _GAP = (
     "Odoo deletes quants that reach zero (_unlink_zero_quants); stock moved into a location whose quant",
     "was deleted while not empty has no row to compare with and is not seen by this rule.",
 )
+
+
+def _quant(figure: str) -> dict[str, Any]:
+    return {"table": "stock_quant", "key": ["id"], "quantity": figure, "where": f"location_id IN {_STOCKED}"}
+
+
+def _lines(joined: str, state: str, sign: int = 1) -> dict[str, Any]:
+    """The move lines in `state` joined to their quant, summed per quant."""
+    return source(
+        ["q.id"], "ml.quantity_product_uom", sign=sign, where=f"{state} AND q.location_id IN {_STOCKED}", from_=joined
+    )
+
 
 PRESET = Preset(
     name="odoo",
@@ -47,27 +60,8 @@ PRESET = Preset(
             "(product, location, lot, package, owner; internal and transit locations)",
             read_from=_SOURCES,
             tables=("stock_quant", "stock_move_line", "stock_location"),
-            recorded={
-                "table": "stock_quant",
-                "key": ["id"],
-                "quantity": "quantity",
-                "where": f"location_id IN {_STOCKED}",
-            },
-            expected=(
-                {
-                    "from": _INTO,
-                    "key": ["q.id"],
-                    "quantity": "ml.quantity_product_uom",
-                    "where": f"ml.state = 'done' AND q.location_id IN {_STOCKED}",
-                },
-                {
-                    "from": _OUT_OF,
-                    "key": ["q.id"],
-                    "quantity": "ml.quantity_product_uom",
-                    "sign": -1,
-                    "where": f"ml.state = 'done' AND q.location_id IN {_STOCKED}",
-                },
-            ),
+            recorded=_quant("quantity"),
+            expected=(_lines(_INTO, "ml.state = 'done'"), _lines(_OUT_OF, "ml.state = 'done'", sign=-1)),
             notes=_GAP,
         ),
         PresetRule(
@@ -76,20 +70,8 @@ PRESET = Preset(
             "move lines taking from the quant",
             read_from=_SOURCES,
             tables=("stock_quant", "stock_move_line", "stock_location"),
-            recorded={
-                "table": "stock_quant",
-                "key": ["id"],
-                "quantity": "reserved_quantity",
-                "where": f"location_id IN {_STOCKED}",
-            },
-            expected=(
-                {
-                    "from": _OUT_OF,
-                    "key": ["q.id"],
-                    "quantity": "ml.quantity_product_uom",
-                    "where": f"{_OPEN} AND q.location_id IN {_STOCKED}",
-                },
-            ),
+            recorded=_quant("reserved_quantity"),
+            expected=(_lines(_OUT_OF, "(ml.state IS NULL OR ml.state NOT IN ('done', 'cancel'))"),),
             notes=(
                 "Odoo's own invariant: 'the sum of the move lines reserved quantity should always be equal",
                 "to the sum of reserved_quantity on the quants' (stock_move_line.py, write).",
