@@ -32,7 +32,7 @@ name = "lager"
 table = "Lager Bestand"
 key = ["Artikel-Nr", "order"]
 quantity = "Bestand_ä"
-unit_value = "Stück Preis"
+unit_value = "Preis/Stück %"
 group = "group"
 time = "Geändert am"
 insert_missing = true
@@ -77,7 +77,7 @@ def build(db: Database, schema: str, tmp_path: Path) -> Path:
         sa.Column("Artikel-Nr", sa.String(20), primary_key=True),
         sa.Column("order", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("Bestand_ä", sa.Integer, nullable=False),
-        sa.Column("Stück Preis", sa.Numeric(10, 2)),
+        sa.Column("Preis/Stück %", sa.Numeric(10, 2)),
         sa.Column("group", sa.String(10)),
         sa.Column("Geändert am", sa.DateTime),
         sa.Column("Notiz", sa.String(20)),
@@ -104,8 +104,8 @@ def build(db: Database, schema: str, tmp_path: Path) -> Path:
     db.insert(
         stock,
         [
-            {"Artikel-Nr": "A-1", "order": 1, "Bestand_ä": 10, "Stück Preis": Decimal("2.50"), "group": "x"},
-            {"Artikel-Nr": "A-2", "order": 1, "Bestand_ä": 5, "Stück Preis": Decimal("1.00"), "group": "y"},
+            {"Artikel-Nr": "A-1", "order": 1, "Bestand_ä": 10, "Preis/Stück %": Decimal("2.50"), "group": "x"},
+            {"Artikel-Nr": "A-2", "order": 1, "Bestand_ä": 5, "Preis/Stück %": Decimal("1.00"), "group": "y"},
         ],
     )
     db.insert(

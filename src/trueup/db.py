@@ -189,7 +189,17 @@ def _config_part(part: str) -> str:
 def column_ref(preparer: Any, path: str) -> sa.ColumnElement[Any]:
     """A column reference (`column` or `qualifier.column`), each part quoted by the database's own
     rules, usable inside Core expressions without adding anything to FROM."""
-    return sa.literal_column(".".join(preparer.quote(part) for part in split_name(path)))
+    return sa.literal_column(".".join(quote_name(preparer, part) for part in split_name(path)))
+
+
+def quote_name(preparer: Any, name: str) -> str:
+    """`name` quoted by the database's rules, as it is written in SQL text. The preparer of a driver
+    with `%s` parameters also doubles each `%` for the driver, and SQL text (`literal_column`,
+    `text`) gets its `%` doubled again when compiled: undo the first doubling."""
+    quoted = preparer.quote(name)
+    if "%" in name and quoted.count("%") == 2 * name.count("%"):
+        return quoted.replace("%%", "%")
+    return quoted
 
 
 def table_ref(path: str, *columns: str) -> sa.TableClause:

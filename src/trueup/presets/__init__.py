@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from trueup.db import redact
+from trueup.db import quote_name, redact
 from trueup.errors import UsageError
 from trueup.presets import erpnext, medusa, odoo, saleor, spree
 from trueup.presets.model import Preset, PresetCheck, PresetRule
@@ -82,7 +82,7 @@ class _Quoter(dict[str, str]):
         self.preparer = preparer
 
     def __missing__(self, name: str) -> str:
-        return self.preparer.quote(name)
+        return quote_name(self.preparer, name)
 
     def sql(self, text: str) -> str:
         return text.format_map(self)
