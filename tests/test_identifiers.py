@@ -13,13 +13,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from tests.databases import Database
+from tests.databases import Database, make_database
 from trueup.cli import app
 from trueup.config import load_config
-from trueup.db import join_name, open_engine
+from trueup.db import join_name, open_engine, split_name
 from trueup.reconcile.sync import SyncOptions, run_round
 
 runner = CliRunner()
@@ -223,3 +225,47 @@ def test_a_missing_name_gets_the_nearest_existing_ones(
     result = run("check", "-c", str(config))
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: {config}: {message}"
+
+
+@given(st.lists(st.text(min_size=1), min_size=1, max_size=3))
+def test_a_name_written_by_join_name_splits_back_into_its_parts(parts: list[str]) -> None:
+    assert split_name(join_name(parts)) == tuple(parts)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("tabStock Ledger Entry", ("tabStock Ledger Entry",)),
+        ("inventory.stock", ("inventory", "stock")),
+        ('"my.schema".stock', ("my.schema", "stock")),
+        ('"say ""hi""".Bestand_ä', ('say "hi"', "Bestand_ä")),
+    ],
+)
+def test_split_name(text: str, parts: tuple[str, ...]) -> None:
+    assert split_name(text) == parts
+
+
+@pytest.fixture
+def pg(tmp_path: Path) -> Iterator[Database]:
+    database, drop = make_database("postgresql", tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
+
+
+def test_a_name_matching_two_tables_but_for_case_names_both(pg: Database, tmp_path: Path) -> None:
+    """PostgreSQL keeps `Stock` and `stock` apart: `STOCK` is then ambiguous, and both are named."""
+    db = pg
+    db.execute('CREATE TABLE "Stock" (id int, qty int)')
+    db.execute("CREATE TABLE stock (id int, qty int)")
+    config = tmp_path / "trueup.toml"
+    config.write_text(
+        f'[database]\nurl = "{db.url}"\n[[rules]]\nname = "s"\n[rules.recorded]\ntable = "STOCK"\nkey = ["id"]\n'
+        'quantity = "qty"\n[[rules.expected]]\ntable = "stock"\nkey = ["id"]\nquantity = "qty"\n'
+    )
+    result = run("check", "-c", str(config))
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith(
+        "rule 's': recorded.table: no table 'STOCK' in the database; did you mean `Stock` or `stock`?"
+    )
