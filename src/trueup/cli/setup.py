@@ -59,7 +59,7 @@ def init(
         PresetName | None, typer.Option("--preset", help="Write the rules of a known application's schema.")
     ] = None,
 ) -> None:
-    """Write a commented starter trueup.toml, listing the tables of --database if given.
+    """Write a commented trueup.toml: a starter listing the tables of --database, or a --preset's rules.
 
     Example: trueup init --preset erpnext --database mysql://erp@localhost/site
     """

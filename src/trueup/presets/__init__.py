@@ -15,7 +15,7 @@ With a connection, a rule or check that reads a table the database lacks is left
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -29,6 +29,7 @@ from trueup.presets.model import Preset, PresetCheck, PresetRule
 PRESETS: dict[str, Preset] = {
     p.name: p for p in (erpnext.PRESET, odoo.PRESET, saleor.PRESET, medusa.PRESET, spree.PRESET)
 }
+Entry = TypeVar("Entry", PresetRule, PresetCheck)
 _DIALECTS = {"postgresql": postgresql.dialect(), "mysql": mysql.dialect(), "sqlite": sqlite.dialect()}
 _DATABASE_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB", "sqlite": "SQLite"}
 _EXAMPLE_URLS = {
@@ -53,14 +54,9 @@ def preset_config(name: str, url: str | None = None, connection: Connection | No
         kinds = " or ".join(_DATABASE_NAMES[d] for d in preset.databases)
         raise UsageError(f"{preset.application} runs on {kinds}; --database is {_DATABASE_NAMES.get(family, family)}")
     tables = _tables(connection) if connection is not None else None
-    rules, checks, skipped = [], [], []
-    for kind, entries, kept in (("rule", preset.rules, rules), ("check", preset.checks, checks)):
-        for entry in entries:
-            missing = [t for t in entry.tables if tables is not None and t.casefold() not in tables]
-            if missing:
-                skipped.append(f"{kind} {entry.name!r}: {_missing(missing)}")
-            else:
-                kept.append(entry)
+    rules, skipped_rules = _present(preset.rules, "rule", tables)
+    checks, skipped_checks = _present(preset.checks, "check", tables)
+    skipped = skipped_rules + skipped_checks
     quote = _Quoter(
         _DIALECTS[family].identifier_preparer if connection is None else connection.dialect.identifier_preparer
     )
@@ -86,6 +82,18 @@ class _Quoter(dict[str, str]):
 
     def sql(self, text: str) -> str:
         return text.format_map(self)
+
+
+def _present(entries: tuple[Entry, ...], kind: str, tables: set[str] | None) -> tuple[list[Entry], list[str]]:
+    """The entries whose tables all exist (all of them without a database), and why each other one was left out."""
+    kept, skipped = [], []
+    for entry in entries:
+        missing = [t for t in entry.tables if tables is not None and t.casefold() not in tables]
+        if missing:
+            skipped.append(f"{kind} {entry.name!r}: {_missing(missing)}")
+        else:
+            kept.append(entry)
+    return kept, skipped
 
 
 def _missing(tables: list[str]) -> str:
