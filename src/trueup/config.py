@@ -17,9 +17,12 @@ the *recorded* figure (a table, its key columns, its quantity column) and the
 
 Two kinds of text live in a config and are treated differently:
 
-* identifiers (`table`, `key`, `quantity`, `unit_value`, `group`, `time`) are
-  validated here (letters, digits, `_`, `$`, at most one `.` qualifier) and
-  quoted by `trueup.db` when SQL is built, so they can never inject SQL;
+* identifiers (`table`, `key`, `quantity`, `unit_value`, `group`, `time`,
+  `sequence`, the keys of `insert_defaults`) are names, not SQL: any characters,
+  parts split at dots (`inventory.stock` is schema `inventory`, table `stock`;
+  a part holding a dot is double-quoted, `"my.schema".stock`). They are checked
+  here, written back in one canonical spelling, and quoted by `trueup.db` when
+  SQL is built, so they can never inject SQL;
 * SQL fragments (`from`, `where`, `[[checks]].sql`) are the user's own SQL,
   passed to the database as written.
 
@@ -47,26 +50,30 @@ from pydantic import (
     model_validator,
 )
 
+from trueup.db import join_name, split_name
 from trueup.errors import ConfigError
 
 DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
 LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
-_IDENTIFIER = re.compile(rf"{_NAME}(\.{_NAME})?")
 _RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def identifier(value: str) -> str:
-    """`value` if it is a plain identifier (what `trueup.db` quotes safely); ValueError otherwise."""
-    if not _IDENTIFIER.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a plain identifier (letters, digits, _ and one optional "
-            "'qualifier.' prefix); put expressions in a `from` subquery"
-        )
-    return value
+def _name(most: int, what: str) -> Any:
+    """A validator for a name of at most `most` dot-separated parts, returning its canonical spelling."""
+
+    def check(value: str) -> str:
+        parts = split_name(value)
+        if len(parts) > most:
+            raise ValueError(
+                f"{value!r} has {len(parts)} dot-separated parts, but {what}; write a part that holds a dot "
+                'in double quotes ("my.schema".stock), and put expressions in a `from` subquery'
+            )
+        return join_name(parts)
+
+    return AfterValidator(check)
 
 
 def _regex(value: str) -> str:
@@ -83,7 +90,8 @@ def _rule_name(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(identifier)]
+TableName = Annotated[str, _name(2, "a table is `table` or `schema.table`")]
+Identifier = Annotated[str, _name(3, "a column is `column`, `table.column` or `schema.table.column`")]
 Scalar = str | int | float | bool | None
 
 
@@ -94,7 +102,7 @@ class _Model(BaseModel):
 class Recorded(_Model):
     """The cached figure that may have drifted."""
 
-    table: Identifier
+    table: TableName
     key: list[Identifier] = Field(min_length=1)
     quantity: Identifier
     unit_value: Identifier | None = None
@@ -102,13 +110,15 @@ class Recorded(_Model):
     where: str | None = None
     time: Identifier | None = None  # when the row last changed: lets sync rounds notice edits to the figure
     insert_missing: StrictBool = False
-    insert_defaults: dict[str, Scalar] = Field(default_factory=dict)
+    insert_defaults: dict[Annotated[str, _name(1, "a column of the recorded table is one name")], Scalar] = Field(
+        default_factory=dict
+    )
 
 
 class Source(_Model):
     """One set of records adding to (sign 1) or taking from (sign -1) the expected figure."""
 
-    table: Identifier | None = None
+    table: TableName | None = None
     from_: str | None = Field(default=None, alias="from")
     key: list[Identifier] = Field(min_length=1)
     quantity: Identifier | Decimal

@@ -5,11 +5,11 @@ one `Dialect` subclass per database, chosen by `dialect_for()`. The rest of
 trueup builds SQL with SQLAlchemy Core and asks the dialect only for the few
 things Core does not paper over.
 
-Identifiers from the config are validated by `trueup.config` and quoted here
-with the database's own preparer. User SQL is passed as written, protected
-only from SQLAlchemy's `:name` bind-parameter syntax, through one of two doors:
-`user_condition()` for a filter (a `where`, `--where`), which is always one
-parenthesised expression, so `a OR b` met by `AND id IN (5)` stays
+Identifiers from the config (any characters; parts split by `split_name`) are
+quoted here by the database's own preparer. User SQL is passed as written,
+protected only from SQLAlchemy's `:name` bind-parameter syntax, through one of
+two doors: `user_condition()` for a filter (a `where`, `--where`), which is
+always one parenthesised expression, so `a OR b` met by `AND id IN (5)` stays
 `(a OR b) AND id IN (5)`; and `user_sql()` for a `from` clause or a whole
 statement (a check), which stands alone and is never joined to a condition.
 """
@@ -162,22 +162,85 @@ def driver_message(error: SQLAlchemyError, url: URL | None = None) -> str:
 
 
 # -- identifiers -------------------------------------------------------------------------------
+#
+# A name in the config is its parts joined by dots: `stock`, `inventory.stock`,
+# `tabStock Ledger Entry`, `l.Bestand_ä`. A part that itself holds a dot (or a double quote)
+# is written in double quotes, with `""` for a quote inside: `"my.schema".stock`. Parts are
+# otherwise taken exactly as written (spaces, case, hyphens, reserved words, any letters) and
+# quoted by the database's own rules when SQL is built.
 
 
-def quote_path(preparer: Any, path: str) -> str:
-    """`li.product_id` -> each part quoted by the database's own rules."""
-    return ".".join(preparer.quote(part) for part in path.split("."))
+def split_name(text: str) -> tuple[str, ...]:
+    """`inventory.stock` -> ("inventory", "stock"); `"my.schema".stock` -> ("my.schema", "stock")."""
+    parts: list[str] = []
+    rest = text
+    while True:
+        if rest.startswith('"'):
+            part, rest = _quoted_part(rest, text)
+        else:
+            part, dot, after = rest.partition(".")
+            if '"' in part:
+                raise ValueError(f'{text!r}: a double quote may only enclose a whole part, as in "my.schema".stock')
+            if part != part.strip():
+                raise ValueError(f"{text!r}: the part {part!r} starts or ends with a space; quote it if it is meant")
+            rest = dot + after
+        if not part:
+            raise ValueError(f"{text!r}: an empty name (two dots, or a dot at either end)")
+        parts.append(part)
+        if not rest:
+            return tuple(parts)
+        if not rest.startswith("."):
+            raise ValueError(f"{text!r}: expected a '.' after the quoted part, found {rest!r}")
+        rest = rest[1:]
+        if not rest:
+            raise ValueError(f"{text!r}: an empty name (two dots, or a dot at either end)")
+
+
+def _quoted_part(rest: str, text: str) -> tuple[str, str]:
+    """The part in the double quotes `rest` starts with, and what follows its closing quote."""
+    part, index = "", 1
+    while True:
+        end = rest.find('"', index)
+        if end < 0:
+            raise ValueError(f"{text!r}: a double quote is never closed")
+        part += rest[index:end]
+        if rest.startswith('""', end):
+            part, index = part + '"', end + 2
+            continue
+        return part, rest[end + 1 :]
+
+
+def join_name(parts: Sequence[str]) -> str:
+    """The config spelling of a name's parts: the inverse of `split_name`."""
+    return ".".join(_config_part(part) for part in parts)
+
+
+def _config_part(part: str) -> str:
+    if "." in part or '"' in part or part != part.strip() or not part:
+        return '"' + part.replace('"', '""') + '"'
+    return part
 
 
 def column_ref(preparer: Any, path: str) -> sa.ColumnElement[Any]:
-    """A column reference usable inside Core expressions without adding anything to FROM."""
-    return sa.literal_column(quote_path(preparer, path))
+    """A column reference (`column` or `qualifier.column`), each part quoted by the database's own
+    rules, usable inside Core expressions without adding anything to FROM."""
+    return sa.literal_column(".".join(quote_name(preparer, part) for part in split_name(path)))
 
 
-def table_ref(path: str) -> sa.TableClause:
-    """`schema.table` or `table` as a lightweight Core table."""
-    schema, _, name = path.rpartition(".")
-    return sa.table(name, schema=schema or None)
+def quote_name(preparer: Any, name: str) -> str:
+    """`name` quoted by the database's rules, as it is written in SQL text. The preparer of a driver
+    with `%s` parameters also doubles each `%` for the driver, and SQL text (`literal_column`,
+    `text`) gets its `%` doubled again when compiled: undo the first doubling."""
+    quoted = preparer.quote(name)
+    if "%" in name and quoted.count("%") == 2 * name.count("%"):
+        return quoted.replace("%%", "%")
+    return quoted
+
+
+def table_ref(path: str, *columns: str) -> sa.TableClause:
+    """`schema.table` or `table` as a lightweight Core table, with `columns` for writes."""
+    *schema, name = split_name(path)
+    return sa.table(name, *[sa.column(c) for c in dict.fromkeys(columns)], schema=schema[0] if schema else None)
 
 
 def coerce(value: Any, python_type: type | None) -> Any:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Connection
 
 from trueup.cli import common
 from trueup.cli.app import app
@@ -14,6 +16,7 @@ from trueup.config import DEFAULT_CONFIG, load_config
 from trueup.db import connect, open_engine
 from trueup.demo import build_demo
 from trueup.errors import UsageError
+from trueup.presets import PRESETS, preset_config
 from trueup.reconcile.check import CheckRun
 from trueup.report import write_check
 from trueup.starter import starter_config
@@ -43,16 +46,22 @@ def demo(
         )
 
 
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
+
+
 @app.command()
 @common.handles_errors
 def init(
     database: DatabaseOption = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="Where to write the config.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    preset: Annotated[
+        PresetName | None, typer.Option("--preset", help="Write the rules of a known application's schema.")
+    ] = None,
 ) -> None:
-    """Write a commented starter trueup.toml, listing the tables of --database if given.
+    """Write a commented trueup.toml: a starter listing the tables of --database, or a --preset's rules.
 
-    Example: trueup init --database postgresql://app@localhost/shop
+    Example: trueup init --preset erpnext --database mysql://erp@localhost/site
     """
     if config.exists() and not force:
         raise UsageError(f"{config} already exists (use --force to overwrite it)")
@@ -60,10 +69,25 @@ def init(
         engine = open_engine(database)
         try:
             with connect(engine) as connection:
-                text = starter_config(database, connection)
+                text = _config_text(preset, database, connection)
         finally:
             engine.dispose()
     else:
-        text = starter_config()
+        text = _config_text(preset, None, None)
     config.write_text(text, encoding="utf-8")
     common.stderr().print(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}", highlight=False)
+
+
+def _config_text(preset: PresetName | None, url: str | None, connection: Connection | None) -> str:
+    if preset is None:
+        return starter_config(url, connection)
+    written = preset_config(preset.value, url, connection)
+    common.stderr().print(
+        f"Preset {preset.value}: {len(written.rules)} rule(s) ({', '.join(written.rules) or 'none'}), "
+        f"{len(written.checks)} check(s).",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for reason in written.skipped:
+        common.stderr().print(f"Skipped {reason}.", highlight=False, soft_wrap=True)
+    return written.text

@@ -34,8 +34,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL, Connection
 
-from trueup.config import identifier
-from trueup.db import dialect_for, redact
+from trueup.db import dialect_for, redact, split_name, table_ref
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import audit, images
 from trueup.reconcile.audit import now
@@ -324,17 +323,17 @@ def _sqlite_restore(connection: Connection, file: Path, tables: list[str]) -> No
     try:
         with connection.begin():
             for table in tables:
-                name = _sqlite_quote(table)
-                if not sa.inspect(connection).has_table(table):  # dropped since: made again as it was
+                name = _sql_quote(split_name(table)[-1])
+                if not sa.inspect(connection).has_table(split_name(table)[-1]):  # dropped since: made again as it was
                     ddl = "SELECT sql FROM trueup_backup.sqlite_master WHERE type = 'table' AND name = ?"
-                    connection.exec_driver_sql(connection.exec_driver_sql(ddl, (table,)).scalar_one())
+                    connection.exec_driver_sql(connection.exec_driver_sql(ddl, (split_name(table)[-1],)).scalar_one())
                 connection.exec_driver_sql(f"DELETE FROM main.{name}")
                 connection.exec_driver_sql(f"INSERT INTO main.{name} SELECT * FROM trueup_backup.{name}")
     finally:
         raw.execute("DETACH DATABASE trueup_backup")
 
 
-def _sqlite_quote(name: str) -> str:
+def _sql_quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -360,8 +359,10 @@ def _pg_dump(connection: Connection, url: URL, path: Path, tables: list[str]) ->
 
 
 def _pg_pattern(table: str, default_schema: str) -> str:
-    schema, _, name = table.rpartition(".")
-    return f'"{schema or default_schema}"."{name}"'
+    """pg_dump's -t pattern matching exactly this table: each part in double quotes, so case,
+    spaces, dots and wildcard characters in it are taken literally."""
+    *schema, name = split_name(table)
+    return ".".join(_sql_quote(part) for part in (schema[0] if schema else default_schema, name))
 
 
 def _pg_env(url: URL) -> dict[str, str]:
@@ -382,7 +383,9 @@ def _mysqldump(connection: Connection, url: URL, path: Path, tables: list[str], 
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
         _run(
-            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *tables], _mysql_env(url), stdout=out
+            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *[split_name(t)[-1] for t in tables]],
+            _mysql_env(url),
+            stdout=out,
         )
     partial.replace(path)
     return counts
@@ -401,30 +404,26 @@ def _mysql_env(url: URL) -> dict[str, str]:
 
 
 def _check_tables(connection: Connection, tables: list[str]) -> None:
-    """Each name is a plain identifier of an existing table, or a UsageError names it."""
+    """Each name is an existing table (`table` or `schema.table`), or a UsageError names it."""
     inspector = sa.inspect(connection)
     for table in tables:
         try:
-            identifier(table)
+            *schema, name = split_name(table)
         except ValueError as error:
             raise UsageError(f"--table {error}") from None
-        schema, _, name = table.rpartition(".")
-        if not inspector.has_table(name, schema=schema or None):
+        if len(schema) > 1 or not inspector.has_table(name, schema=schema[0] if schema else None):
             raise UsageError(f"--table {table!r}: no such table in the database")
 
 
 def _counts(connection: Connection, tables: list[str]) -> dict[str, int]:
     counts = {}
     for table in tables:
-        schema, _, name = table.rpartition(".")
-        counts[table] = connection.execute(
-            sa.select(sa.func.count()).select_from(sa.table(name, schema=schema or None))
-        ).scalar_one()
+        counts[table] = connection.execute(sa.select(sa.func.count()).select_from(table_ref(table))).scalar_one()
     return counts
 
 
 def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
-    names = [t.name.rpartition(".")[2] for t in manifest.tables]
+    names = [split_name(t.name)[-1] for t in manifest.tables]
     if manifest.dialect == "sqlite":
         return _sqlite_problems(file, manifest)
     if manifest.dialect == "postgresql":
@@ -434,7 +433,8 @@ def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
         data = [line for line in listing.splitlines() if " TABLE DATA " in line]
         return [f"table {n} has no data in the dump" for n in names if not any(f" {n} " in line for line in data)]
     text = file.read_text(encoding="utf-8", errors="replace")
-    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE `{n}`" not in text]
+    quoted = {n: "`" + n.replace("`", "``") + "`" for n in names}
+    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE {quoted[n]}" not in text]
     if "-- Dump completed" not in text[-300:]:
         problems.append("the dump does not end with mysqldump's completion line: it was cut short")
     return problems
@@ -447,7 +447,7 @@ def _sqlite_problems(file: Path, manifest: Manifest) -> list[str]:
         if copy.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             problems.append("SQLite integrity check failed")
         for table in manifest.tables:
-            found = copy.execute(f"SELECT COUNT(*) FROM {_sqlite_quote(table.name)}").fetchone()[0]
+            found = copy.execute(f"SELECT COUNT(*) FROM {_sql_quote(split_name(table.name)[-1])}").fetchone()[0]
             if found != table.rows:
                 problems.append(f"table {table.name} holds {found} rows, the manifest says {table.rows}")
     except sqlite3.DatabaseError as error:

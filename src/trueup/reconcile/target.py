@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup.config import Rule
-from trueup.db import coerce
+from trueup.db import coerce, split_name, table_ref
 
 
 class Target(NamedTuple):
@@ -26,21 +26,16 @@ class Target(NamedTuple):
 
     def clause(self, *extra: str) -> sa.TableClause:
         """The table with its key, quantity and `extra` columns, for UPDATE, INSERT and DELETE."""
-        schema, _, name = self.table.rpartition(".")
-        names = dict.fromkeys([*self.key, self.quantity, *extra])
-        return sa.table(name, *[sa.column(c) for c in names], schema=schema or None)
+        return table_ref(self.table, *self.key, self.quantity, *extra)
 
     def raw_rows(self, connection: Connection) -> sa.TableClause:
         """Every column of the table, untyped: row images read and written through it keep each
         value exactly as the database stores it (SQLite's text dates stay byte for byte)."""
-        schema, _, name = self.table.rpartition(".")
-        columns = [c["name"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)]
-        return sa.table(name, *[sa.column(c) for c in columns], schema=schema or None)
+        return table_ref(self.table, *[c["name"] for c in self._columns(connection)])
 
     def key_types(self, connection: Connection) -> list[type | None]:
         """The Python type of each key column, to turn text keys (CLI, JSON) back into values."""
-        schema, _, name = self.table.rpartition(".")
-        columns = {c["name"]: c["type"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)}
+        columns = {c["name"]: c["type"] for c in self._columns(connection)}
         types: list[type | None] = []
         for column in self.key:
             try:
@@ -48,6 +43,10 @@ class Target(NamedTuple):
             except (KeyError, NotImplementedError):
                 types.append(None)
         return types
+
+    def _columns(self, connection: Connection) -> list[dict[str, Any]]:
+        *schema, name = split_name(self.table)
+        return sa.inspect(connection).get_columns(name, schema=schema[0] if schema else None)
 
     def coerce_keys(self, connection: Connection, keys: Iterable[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
         typed = self.key_coercer(connection)
@@ -70,4 +69,4 @@ class Target(NamedTuple):
 
 
 def _bare(column: str) -> str:
-    return column.rpartition(".")[2]
+    return split_name(column)[-1]
