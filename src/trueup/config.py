@@ -118,6 +118,8 @@ class Rule(_Model):
     name: Annotated[str, AfterValidator(_rule_name)]
     recorded: Recorded
     expected: list[Source] = Field(min_length=1)
+    # Differences at or below this are not drift (figures kept in floating point or rounded units).
+    tolerance: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _keys_line_up(self) -> Rule:
