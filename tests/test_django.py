@@ -138,6 +138,10 @@ def test_sync_and_history_through_manage_py(shop: tuple[Project, Database]) -> N
     assert (code, document["checked"], document["drifted"], document["corrected"]) == (0, 1, 1, 1)
     assert stock(db) == {(1, 1): 5, (1, 2): 3, (2, 1): 7}  # only the key named
 
+    watched = project.trueup("watch", "--once")  # storefront 2 still holds 7 where 2 were delivered
+    assert watched.returncode == 1, watched.stderr
+    assert stock(db)[(2, 1)] == 7
+
     history = project.trueup("history", "--rule", "storefront")
     assert history.returncode == 0, history.stderr
     assert "storefront" in history.stdout
