@@ -63,8 +63,8 @@ def run(argv: list[str], alias: str = DEFAULT_DB_ALIAS) -> int:
     with environment(values):
         try:
             app(args=argv or ["--help"], prog_name="manage.py trueup")
-        except SystemExit as exit:
-            return exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 2)
+        except SystemExit as stopped:
+            return stopped.code if isinstance(stopped.code, int) else (0 if stopped.code is None else 2)
     return 0
 
 
