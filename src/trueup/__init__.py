@@ -127,6 +127,12 @@ def sync(
 _ENGINES: dict[str, Any] = {}
 
 
+def close() -> None:
+    """Close the connections `sync` keeps between calls (e.g. before a test database is dropped)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
+
+
 def _engine(url: str) -> Any:
     from trueup.db import open_engine
 

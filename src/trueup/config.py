@@ -148,6 +148,8 @@ class Rule(_Model):
     recorded: Recorded
     expected: list[Source] = Field(min_length=1)
     sync: SyncLimits = SyncLimits()
+    # Differences at or below this are not drift (figures kept in floating point or rounded units).
+    tolerance: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _keys_line_up(self) -> Rule:

@@ -335,6 +335,12 @@ class Dialect:
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         pass
 
+    def within(
+        self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
+    ) -> sa.ColumnElement[bool]:
+        """|first - second| <= tolerance, the tolerance bound as an exact decimal."""
+        return sa.func.abs(first - second) <= sa.literal(tolerance, sa.Numeric)
+
     def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         """A key's values as JSON text, e.g. `[42, "A-1"]`."""
         return sa.cast(sa.func.json_array(*columns), sa.Text)
@@ -464,6 +470,16 @@ class SQLiteDialect(Dialect):
 
     def not_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         return ~self.is_future(column)  # julianday() reads every layout SQLite stores times in
+
+    def within(
+        self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
+    ) -> sa.ColumnElement[bool]:
+        # SQLite has no decimal type: its figures are doubles, and 10 - 9.999 is 0.0010000000000012;
+        # the tolerance is widened by the rounding error of the figures it compares (a few units in
+        # the last place of each), so a difference of exactly the tolerance in decimal is within it.
+        # The bound text is CAST: SQLite never compares a number equal to text.
+        slack = (sa.func.abs(first) + sa.func.abs(second)) * sa.literal(2.0**-50)
+        return sa.func.abs(first - second) <= sa.cast(sa.literal(str(tolerance)), sa.REAL) + slack
 
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:

@@ -52,10 +52,15 @@ def handles_errors(function: F) -> F:
         except TrueupError as error:
             if STATE.traceback:
                 raise
-            stderr().print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            report_error(error)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_error(error: TrueupError) -> None:
+    """The one line on stderr a command prints when it cannot go on."""
+    stderr().print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
 
 
 @contextmanager

@@ -372,7 +372,7 @@ def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) ->
     keys = [scoped.c[f"k{i}"] for i in range(len(rule.recorded.key))]
     writable = scoped.c.rec_rows <= 1 if rule.recorded.insert_missing else scoped.c.rec_rows == 1
     query = sa.select(*keys, scoped.c.recorded, scoped.c.expected, sa.case((scoped.c.rec_rows == 0, 1), else_=0)).where(
-        scoped.c.expected != scoped.c.recorded, writable, *[k.is_not(None) for k in keys]
+        scoped.c.expected != scoped.c.recorded, scoped.c.within == 0, writable, *[k.is_not(None) for k in keys]
     )
     if limit is not None:
         query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)

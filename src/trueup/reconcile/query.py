@@ -20,7 +20,10 @@ The query is built in three layers, all inside the database:
 3. `HAVING` keeps only the keys worth reporting: drift, and the integrity
    findings (a key no recorded row has, duplicated or NULL keys, NULL or
    negative figures, future-dated or NULL-quantity records), ordered worst
-   first (`ABS(expected - recorded) DESC`).
+   first (`ABS(expected - recorded) DESC`). A rule's `tolerance` is applied
+   here too: `within` flags a key whose figures differ by no more than it
+   (`ABS(expected - recorded) <= :tolerance`, an exact bound decimal), which
+   is then counted, not reported as drift, and never written by a repair.
 
 Worked example: recorded `inventory_items(id=1, quantity_remaining=524)`,
 source A (sign 1) `inventory_items.quantity_total` = 600 for id 1, source B
@@ -58,6 +61,7 @@ FIGURES = (
     "records",  # source records behind the expected figure
     "future",  # source records dated after now
     "null_qty",  # source records with a NULL quantity
+    "within",  # 1: expected and recorded differ, by no more than the rule's tolerance
 )
 
 
@@ -99,6 +103,7 @@ def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scop
     expected = sa.func.sum(union.c.expected)
     rec_rows = sa.func.sum(union.c.rec_rows)
     delta = expected - recorded
+    within = _flag(sa.and_(delta != 0, dialect.within(expected, recorded, rule.tolerance))) if rule.tolerance else _ZERO
     interesting = sa.or_(
         delta != 0,
         rec_rows != 1,
@@ -121,6 +126,7 @@ def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scop
             sa.func.sum(union.c.records).label("records"),
             sa.func.sum(union.c.future).label("future"),
             sa.func.sum(union.c.null_qty).label("null_qty"),
+            within.label("within"),
         )
         .group_by(*keys)
         .having(interesting)

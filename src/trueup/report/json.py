@@ -1,7 +1,7 @@
 """Check results as one JSON document, streamed: every drifted key is written as it arrives.
 
 Shape (PRODUCT.md): {"rules": [{"name", "drift": [{"key", "recorded",
-"expected", "delta", ...}], "items", "drifted", "abs_drift", "value_impact",
+"expected", "delta", ...}], "items", "drifted", "within_tolerance", "abs_drift", "value_impact",
 "abs_value_impact", "groups", "findings", "distribution"}], "checks": [...]}.
 The summary fields follow the drift list because they are known only once it
 has been streamed; JSON objects are unordered, so readers see no difference.
@@ -52,6 +52,7 @@ def rule_summary(result: RuleResult) -> dict[str, Any]:
     return {
         "items": result.items,
         "drifted": result.drifted,
+        "within_tolerance": result.within_tolerance,
         "abs_drift": result.abs_drift,
         "value_impact": result.value_impact,
         "abs_value_impact": result.abs_value_impact,

@@ -43,6 +43,8 @@ def summary_line(result: RuleResult) -> Text:
     text.append(f"{number(result.items)} items checked, ")
     text.append(f"{number(result.drifted)} drifted", style="bold red" if result.drifted else "bold green")
     text.append(f", total |drift| {number(result.abs_drift)}")
+    if result.within_tolerance:
+        text.append(f", {number(result.within_tolerance)} within tolerance")
     if result.value_impact is not None:
         text.append(
             f", value impact {number(result.value_impact, signed=True)} (|value| {number(result.abs_value_impact)})"
