@@ -483,10 +483,15 @@ def test_a_round_over_its_limit_repairs_nothing_and_says_how_to_raise_it(db: Dat
     [(status, message)] = db.rows("SELECT status, message FROM trueup_rounds")
     assert status == "refused" and message.startswith("3 correction(s), more than a round may make on its own")
 
-    hook = trueup.sync(config, rule="stock", keys=[(1,), (2,), (3,)], apply=True)  # hooks have the same limit
-    assert (hook.status, remaining(db)[1]) == ("refused", 1001)
     explicit = runner.invoke(app, ["watch", "--once", "--apply", "-c", str(path), "--max-changes", "3"])
     assert explicit.exit_code == 0 and "3 corrected" in explicit.stdout
+
+    bump(db, 1, 2, 3)  # a hook names its keys: only max_changes bounds it, not a share of the rule's items
+    hook = trueup.sync(config, rule="stock", keys=[(1,), (2,), (3,)], apply=True)
+    assert (hook.status, hook.corrected) == ("corrected", 3)
+    bump(db, 1, 2, 3)
+    capped = trueup.sync(config, rule="stock", keys=[(1,), (2,), (3,)], apply=True, max_changes=2)
+    assert (capped.status, remaining(db)[1]) == ("refused", 1001)
 
 
 @pytest.mark.parametrize(

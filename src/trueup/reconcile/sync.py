@@ -406,11 +406,15 @@ def _limit(
     """The most rows this round may write on its own and, when `changes` is more, why it refuses.
 
     An explicit `max_changes` is checked by the repair itself; the config's limits need the rule's
-    size, which a full round has just counted and other rounds count only when it matters.
+    size, which a full round has just counted and other rounds count only when it matters. A round
+    of named keys (a hook) can write no more than the keys it was given, so only `max_changes`
+    bounds it: a share of the rule's items would refuse a hook on a small table.
     """
     if options.max_changes is not None:
         return options.max_changes, ""
     rows = _first(rule.sync.max_changes, config.sync.max_changes, MAX_CHANGES)
+    if entry.kind == "keys":
+        return rows, "" if changes <= rows else _over(config, rule, changes, f"max_changes = {rows}")
     percent = _first(rule.sync.max_percent, config.sync.max_percent, MAX_PERCENT)
     items = entry.checked
     if entry.kind != "full" and changes > _share(percent, items):  # it saw part of the rule: count the whole
@@ -419,10 +423,19 @@ def _limit(
     limit = min(rows, _share(percent, items))
     if changes <= limit:
         return limit, ""
+    return limit, _over(
+        config,
+        rule,
+        changes,
+        f"{limit}: the smaller of max_changes = {rows} and max_percent = {percent} % of {items} item(s)",
+    )
+
+
+def _over(config: Config, rule: Rule, changes: int, limit: str) -> str:
+    """Why a round that would make `changes` corrections, over `limit`, writes nothing, and how to let it."""
     where = config.path or "the config"
-    return limit, (
-        f"{changes} correction(s), more than a round may make on its own ({limit}: the smaller of "
-        f"max_changes = {rows} and max_percent = {percent} % of {items} item(s)); nothing was written. "
+    return (
+        f"{changes} correction(s), more than a round may make on its own ({limit}); nothing was written. "
         f"Raise max_changes or max_percent under [sync] (or [rules.sync] of rule {rule.name!r}) in {where}, "
         "or pass --max-changes N"
     )

@@ -102,7 +102,7 @@ class KeepTrueTests(TransactionTestCase):
 
     def test_a_sync_meeting_a_running_round_reports_it(self) -> None:
         engine = trueup._engine(database_url(connection.alias))
-        with rule_lock(engine, "trueup:sync:storefront", 0) as held, self.assertLogs("trueup.contrib.django") as logged:
+        with rule_lock(engine, "storefront", 0) as held, self.assertLogs("trueup.contrib.django") as logged:
             self.assertTrue(held)
             TransferRequestLineItem.objects.create(request=self.first, product=self.product, requested_quantity=5)
         [done] = self.syncs
