@@ -21,6 +21,10 @@ class UsageError(TrueupError):
     """An argument or API call is invalid."""
 
 
+class NotFoundError(UsageError):
+    """The thing named (a run, a transaction, a lot, a token) does not exist."""
+
+
 class InputError(TrueupError):
     """An input file or query cannot be read as the data it should hold (missing, unreadable, columns absent)."""
 
