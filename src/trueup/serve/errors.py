@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from trueup.db import driver_message
+from trueup.report.format import to_json
 from trueup.errors import (
     ConflictError,
     DatabaseError,
@@ -80,10 +81,9 @@ def body(kind: str, message: str, field: str | None = None, **more: Any) -> dict
     return {"error": error, **more}
 
 
-def error_response(error: TrueupError, **more: Any) -> JSONResponse:
-    return JSONResponse(
-        body(kind_of(error), str(error), getattr(error, "field", None), **more), status_code=status_of(error)
-    )
+def error_response(error: TrueupError, **more: Any) -> Response:
+    document = body(kind_of(error), str(error), getattr(error, "field", None), **more)
+    return Response(to_json(document), status_code=status_of(error), media_type="application/json")
 
 
 @contextmanager
@@ -99,7 +99,7 @@ def about(field: str) -> Iterator[None]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(TrueupError)
-    async def trueup_error(request: Request, error: TrueupError) -> JSONResponse:
+    async def trueup_error(request: Request, error: TrueupError) -> Response:
         return error_response(error)
 
     @app.exception_handler(ApiError)
