@@ -291,6 +291,8 @@ def test_cors_is_off_unless_origins_are_listed(db: Database, tmp_path: Path) -> 
         allowed = api.options(
             "/api/sync", headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"}
         )
-        other = api.options("/api/sync", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        other = api.options(
+            "/api/sync", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+        )
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
     assert "access-control-allow-origin" not in other.headers

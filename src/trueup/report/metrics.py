@@ -1,4 +1,4 @@
-"""Prometheus metrics of sync rounds (imported only by `watch --metrics-file` and `serve`: it loads prometheus_client)."""
+"""Prometheus metrics of sync rounds (loaded only by `watch --metrics-file` and `serve`: prometheus_client)."""
 
 from __future__ import annotations
 

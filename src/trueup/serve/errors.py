@@ -23,7 +23,6 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from trueup.db import driver_message
-from trueup.report.format import to_json
 from trueup.errors import (
     ConflictError,
     DatabaseError,
@@ -31,6 +30,7 @@ from trueup.errors import (
     RefusedError,
     TrueupError,
 )
+from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 
