@@ -383,6 +383,16 @@ class Ledger:
             return t.plain(on_hand - Book(connection, item, t.utc(at)).held(location))
 
     @_database_errors
+    def positions(self, item: str) -> list[tuple[str, Decimal, Decimal]]:
+        """Each real location holding `item`: (location, on hand, available = on hand − held)."""
+        with self.reader.connect() as connection:
+            book = Book(connection, item, t.utc(None))
+            return [
+                (where, on_hand, t.plain(on_hand - book.held(where)))
+                for where, on_hand in queries.locations(connection, item)
+            ]
+
+    @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
         """Every movement into or out of `lot`, oldest first."""
         with self.reader.connect() as connection:

@@ -3,8 +3,8 @@
     app = create_app(Service(load_config("trueup.toml")))
     uvicorn.run(app, host="127.0.0.1", port=8337)
 
-OpenAPI is at /api/openapi.json, interactive docs at /api/docs (served from
-the package, no CDN), the dashboard at /.
+OpenAPI is at /api/openapi.json, interactive docs at /api/docs (Swagger UI
+from the `swagger-ui-bundle` package, no CDN), the dashboard at /.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from trueup import __version__
 from trueup.serve import api, cost_api, errors, ledger_api, pages
-from trueup.serve.auth import bearer
 from trueup.serve.limits import BodyLimit
 from trueup.serve.metrics import RequestMetrics, ServiceMetrics
 from trueup.serve.service import Service
@@ -52,12 +54,25 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
     )
     app.state.service = service
     app.state.metrics = metrics
+    app.state.watch_every = watch
     errors.install(app)
     app.include_router(api.router)
     app.include_router(ledger_api.router)
     app.include_router(cost_api.router)
     app.include_router(pages.router)
     pages.mount(app)
+
+    app.mount("/api/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/api/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="trueup API",
+            swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
+        )
 
     @app.get("/metrics", summary="Prometheus text: sync rounds, request counts and latencies", tags=["metrics"])
     def metrics_text(request: Request, token: api.Reader) -> Response:
@@ -75,6 +90,3 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
-
-
-__all__ = ["Depends", "bearer", "create_app"]

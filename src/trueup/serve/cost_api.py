@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from trueup.cost import compute, write_outputs
 from trueup.cost.read import read_query
+from trueup.cost.result import CostResult
 from trueup.cost.store import store
 from trueup.cost.write import result_dict
 from trueup.errors import DatabaseError, NotFoundError, UsageError
@@ -54,11 +55,37 @@ def cost(
     write: Annotated[bool, Form(description="Also store the results in the database.")] = False,
     apply: Annotated[bool, Form(description="With write: commit, as a run undo reverts.")] = False,
 ) -> Response:
-    service = service_of(request)
     if write:
         allowed(token, "write")
     if apply and not write:
         raise UsageError("apply commits what write stores; give both")
+    options = {"method": method, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
+    done = run_cost(service_of(request), sales, lots, sales_sql, lots_sql, report=report, **options)
+    document = done.document | {"files": {name: f"/api/cost/{done.id}/{name}" for name in done.files}}
+    if write:
+        with service_of(request).connection() as connection, audit.acting_as(token.name):
+            document["database"] = store_dict(store(connection, done.result, apply=apply, triggered_by="api"))
+    return json_response(document)
+
+
+class CostRun(NamedTuple):
+    id: str  # names its folder in the workspace, for downloads
+    result: CostResult
+    document: dict[str, Any]  # what `trueup cost --format json` prints
+    files: list[str]
+
+
+def run_cost(
+    service: Service,
+    sales: UploadFile | None,
+    lots: UploadFile | None,
+    sales_sql: str | None = None,
+    lots_sql: str | None = None,
+    *,
+    report: bool = False,
+    **options: Any,
+) -> CostRun:
+    """Cost the two inputs, writing the output files into a new folder of the workspace."""
     run_id = uuid.uuid4().hex
     folder = service.workspace / run_id
     inputs = [
@@ -66,24 +93,21 @@ def cost(
         for role, upload, sql in (("sales", sales, sales_sql), ("lots", lots, lots_sql))
     ]
     with about("method"):
-        result = compute(
-            *inputs, method=method, policy=policy, columns=map_, date_format=date_format, sku_case=sku_case
-        )
+        result = compute(*inputs, **options)
     written = write_outputs(result, folder / "out", report=report)
-    document: dict[str, Any] = result_dict(result)
-    document["files"] = {p.name: f"/api/cost/{run_id}/{p.name}" for p in written}
-    if write:
-        with service.connection() as connection, audit.acting_as(token.name):
-            document["database"] = store_dict(store(connection, result, apply=apply, triggered_by="api"))
-    return json_response(document)
+    return CostRun(run_id, result, result_dict(result), [p.name for p in written])
+
+
+def output_path(service: Service, run_id: str, name: str) -> Path:
+    path = service.workspace / run_id / "out" / name
+    if not re.fullmatch(r"[0-9a-f]{32}", run_id) or name not in OUTPUTS or not path.is_file():
+        raise NotFoundError(f"no output {name!r} for cost run {run_id!r}")
+    return path
 
 
 @router.get("/{run_id}/{name}", summary="Download one output file of a cost run")
 def output(request: Request, token: Reader, run_id: str, name: str) -> FileResponse:
-    path = service_of(request).workspace / run_id / "out" / name
-    if not re.fullmatch(r"[0-9a-f]{32}", run_id) or name not in OUTPUTS or not path.is_file():
-        raise NotFoundError(f"no output {name!r} for cost run {run_id!r}")
-    return FileResponse(path, filename=name)
+    return FileResponse(output_path(service_of(request), run_id, name), filename=name)
 
 
 def _input(service: Service, folder: Path, role: str, upload: UploadFile | None, sql: str | None) -> Any:

@@ -18,7 +18,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
@@ -97,35 +96,43 @@ def about(field: str) -> Iterator[None]:
         raise
 
 
+def answer(request: Request, status: int, kind: str, message: str, field: str | None = None) -> Response:
+    """The error as JSON for the API, or as a page for a person at the dashboard."""
+    page = getattr(request.app.state, "error_page", None)
+    if page is not None and not request.url.path.startswith(("/api/", "/metrics")):
+        return page(request, status, kind, message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(to_json(body(kind, message, field)), status, headers, media_type="application/json")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TrueupError)
     async def trueup_error(request: Request, error: TrueupError) -> Response:
-        return error_response(error)
+        return answer(request, status_of(error), kind_of(error), str(error), getattr(error, "field", None))
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-        return JSONResponse(body(error.kind, error.message, error.field), status_code=error.status, headers=headers)
+    async def api_error(request: Request, error: ApiError) -> Response:
+        return answer(request, error.status, error.kind, error.message, error.field)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, error: RequestValidationError) -> Response:
         first = error.errors()[0]
         where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
         field = ".".join(where) or None
         message = f"{field}: {first.get('msg')}" if field else str(first.get("msg"))
-        return JSONResponse(body("bad_request", message, field), status_code=400)
+        return answer(request, 400, "bad_request", message, field)
 
     @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: HTTPException) -> Response:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http")
-        return JSONResponse(body(kind, str(error.detail)), status_code=error.status_code)
+        return answer(request, error.status_code, kind, str(error.detail))
 
     @app.exception_handler(DBAPIError)
-    async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
+    async def database_error(request: Request, error: DBAPIError) -> Response:
         log.warning("database error on %s %s: %s", request.method, request.url.path, driver_message(error))
-        return JSONResponse(body("database", "the database did not answer; try again"), status_code=503)
+        return answer(request, 503, "database", "the database did not answer; try again")
 
     @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(body("internal", "internal error; the service log has the details"), status_code=500)
+        return answer(request, 500, "internal", "internal error; the service log has the details")
