@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trueup.errors import ConfigError, DatabaseError
+from trueup.errors import ConfigError, DatabaseError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ def connect(engine: Engine) -> Iterator[Connection]:
     try:
         connection = engine.connect()
     except DBAPIError as error:
-        raise DatabaseError(f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}") from None
+        raise UnreachableError(
+            f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}"
+        ) from None
     with connection:
         yield connection
 

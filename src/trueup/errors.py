@@ -33,6 +33,10 @@ class DatabaseError(TrueupError):
     """The database could not be reached, or refused a statement we built."""
 
 
+class UnreachableError(DatabaseError):
+    """The database could not be reached at all (as opposed to refusing a statement)."""
+
+
 class RefusedError(TrueupError):
     """The command ran but refused to act: a guard rail, a conflict, a declined confirmation."""
 

@@ -530,7 +530,11 @@ def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
         raise InvalidRequest(f"{name} must be a number, not {value!r}")
     if number < 0 or (number == 0 and not zero):
         raise InvalidRequest(f"{name} must be {'zero or more' if zero else 'more than zero'}, not {value}")
-    if number != number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN"):
+    try:
+        exact = number == number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN")
+    except InvalidOperation:  # more digits than the decimal context holds
+        raise InvalidRequest(f"{name} {value} is too large") from None
+    if not exact:
         raise InvalidRequest(f"{name} {value} has more than {t.SCALE} decimal places")
     return t.plain(number)
 
@@ -543,8 +547,9 @@ def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[
         raise InvalidRequest(f"lots must be a list of lot ids or a mapping of lot id to quantity, not {lots!r}")
     if isinstance(lots, Mapping):
         amounts = {str(lot): _quantity(q, f"lots[{lot!r}]") for lot, q in lots.items()}
-        if sum(amounts.values()) != qty:
-            raise InvalidRequest(f"the named lots add up to {t.plain(sum(amounts.values()))}, not {t.plain(qty)}")
+        total = sum(amounts.values(), Decimal(0))
+        if total != qty:
+            raise InvalidRequest(f"the named lots add up to {t.plain(total)}, not {t.plain(qty)}")
         return amounts
     return [str(lot) for lot in lots]
 

@@ -3,7 +3,8 @@
 The library's `TrueupError` tree (and the ledger's errors under it) decides
 the status: bad input 400, an unknown run, lot or transaction 404, a conflict
 (a moved plan key, an undo conflict, a reused idempotency key, not enough
-stock) 409, a refusal by a guard rail 422, an unreachable database 503.
+stock) 409, a refusal by a guard rail 422, an unreachable database 503 (a
+statement the database refuses, such as a bad `where`, is bad input: 400).
 Messages are the library's own, which never hold a password; anything else
 is logged and answered with a bare 500, never a traceback.
 """
@@ -28,17 +29,19 @@ from trueup.errors import (
     NotFoundError,
     RefusedError,
     TrueupError,
+    UnreachableError,
 )
 from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 
-# The first class an error is an instance of decides its status.
+# The first class an error is an instance of decides its status. A `DatabaseError` that is not an
+# outage is the database refusing a statement, nearly always the caller's own SQL (`where`, a query): 400.
 STATUS: tuple[tuple[type[TrueupError], int], ...] = (
     (NotFoundError, 404),
     (ConflictError, 409),
     (RefusedError, 422),
-    (DatabaseError, 503),
+    (UnreachableError, 503),
     (TrueupError, 400),
 )
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -64,7 +67,15 @@ class ApiError(Exception):
 
 
 def status_of(error: TrueupError) -> int:
+    if isinstance(error, DatabaseError) and _connection_lost(error):
+        return 503
     return next(status for kind, status in STATUS if isinstance(error, kind))
+
+
+def _connection_lost(error: DatabaseError) -> bool:
+    """The library wraps driver errors `from None`; the driver's error is still its context."""
+    cause = error.__context__
+    return isinstance(cause, DBAPIError) and bool(cause.connection_invalidated)
 
 
 def kind_of(error: TrueupError) -> str:
