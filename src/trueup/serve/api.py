@@ -44,6 +44,7 @@ Syncer = Annotated[Token, Depends(bearer("sync"))]
 Writer = Annotated[Token, Depends(bearer("write"))]
 Admin = Annotated[Token, Depends(bearer("admin"))]
 KeyValue = int | str
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (64-bit, as databases store them).")]
 MAX_KEYS = 10_000
 
 
@@ -92,11 +93,39 @@ class TokenBody(Body):
     scope: str = Field(pattern="^(read|sync|write|admin)$")
 
 
+class DriftRow(BaseModel):
+    model_config = ConfigDict(extra="allow")  # value, group, missing when the rule has them
+    key: list[Any]
+    recorded: Decimal | None
+    expected: Decimal
+    delta: Decimal
+
+
+class SyncAnswer(BaseModel):
+    """The document `trueup sync --format json` prints."""
+
+    model_config = ConfigDict(extra="allow")
+    rule: str
+    kind: str
+    status: str
+    checked: int
+    drifted: int
+    corrected: int
+    run_id: int | None
+    drift: list[DriftRow]
+    message: str
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
 def json_response(document: Any, status: int = 200) -> Response:
     return Response(to_json(document), status_code=status, media_type="application/json")
 
 
-@router.get("/health", summary="Liveness and database reachability (no token needed)")
+@router.get("/health", summary="Liveness and database reachability (no token needed)", response_model=Health)
 def health(request: Request) -> Response:
     with service_of(request).connection() as connection:
         connection.exec_driver_sql("SELECT 1")
@@ -177,7 +206,7 @@ def runs(request: Request, token: Reader, limit: Annotated[int, Query(ge=1, le=1
 def run(
     request: Request,
     token: Reader,
-    run_id: Annotated[int, Path(ge=1)],
+    run_id: RowId,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
@@ -189,7 +218,7 @@ def run(
 
 
 @router.post("/runs/{run_id}/undo", summary="Put back exactly what a run changed; refused if rows moved since")
-def undo(request: Request, token: Admin, run_id: Annotated[int, Path(ge=1)], body: UndoBody | None = None) -> Response:
+def undo(request: Request, token: Admin, run_id: RowId, body: UndoBody | None = None) -> Response:
     service = service_of(request)
     body = body or UndoBody()
     confirmed(service, body.confirm)
@@ -198,7 +227,7 @@ def undo(request: Request, token: Admin, run_id: Annotated[int, Path(ge=1)], bod
     return json_response(undo_document(result))
 
 
-@router.post("/sync", summary="The hook after a sale: check (and repair) just these keys")
+@router.post("/sync", summary="The hook after a sale: check (and repair) just these keys", response_model=SyncAnswer)
 def sync(request: Request, body: SyncBody, token: Syncer) -> Response:
     service = service_of(request)
     selected(service.config, [body.rule], "rule")

@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
@@ -44,8 +45,23 @@ STATUS: tuple[tuple[type[TrueupError], int], ...] = (
     (UnreachableError, 503),
     (TrueupError, 400),
 )
+
+
+class ErrorDetail(BaseModel):
+    kind: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every error's shape (a refused apply adds its result's fields beside `error`)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: ErrorDetail
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": description, "model": None}
+    status: {"description": description, "model": ErrorBody}
     for status, description in (
         (400, "Bad input, naming the field; nothing was written"),
         (401, "No valid token"),
@@ -53,6 +69,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Not found"),
         (409, "Conflict: data moved, an undo conflict, an idempotency conflict or not enough stock"),
         (422, "Refused by a guard rail"),
+        (413, "The request body is over the size limit"),
         (503, "The database is unreachable"),
     )
 }

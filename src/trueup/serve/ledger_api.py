@@ -13,11 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from trueup.ledger import Ledger
 from trueup.report import ledger as render
-from trueup.serve.api import Body, Reader, Syncer, json_response
+from trueup.serve.api import Body, Reader, RowId, Syncer, json_response
 from trueup.serve.auth import service_of
 from trueup.serve.errors import ERROR_RESPONSES
 
@@ -142,7 +142,7 @@ def merge(request: Request, body: Merge, token: Syncer, key: IdempotencyKey = No
 def revert(
     request: Request,
     token: Syncer,
-    transaction_id: Annotated[int, Path(ge=1)],
+    transaction_id: RowId,
     body: Revert | None = None,
     key: IdempotencyKey = None,
 ) -> Response:
@@ -150,7 +150,7 @@ def revert(
 
 
 @router.get("/transactions/{transaction_id}", summary="One transaction and its movements")
-def transaction(request: Request, token: Reader, transaction_id: Annotated[int, Path(ge=1)]) -> Response:
+def transaction(request: Request, token: Reader, transaction_id: RowId) -> Response:
     return posted(ledger(request).transaction(transaction_id))
 
 
@@ -160,12 +160,12 @@ def reserve(request: Request, body: Reserve, token: Syncer) -> Response:
 
 
 @router.get("/reservations/{reservation_id}", summary="One reservation")
-def reservation(request: Request, token: Reader, reservation_id: Annotated[int, Path(ge=1)]) -> Response:
+def reservation(request: Request, token: Reader, reservation_id: RowId) -> Response:
     return json_response(render.reservation_dict(ledger(request).reservation(reservation_id)))
 
 
 @router.post("/reservations/{reservation_id}/release", summary="End a hold without moving stock")
-def release(request: Request, token: Syncer, reservation_id: Annotated[int, Path(ge=1)]) -> Response:
+def release(request: Request, token: Syncer, reservation_id: RowId) -> Response:
     books = ledger(request)
     books.release(reservation_id)
     return json_response(render.reservation_dict(books.reservation(reservation_id)))
@@ -175,7 +175,7 @@ def release(request: Request, token: Syncer, reservation_id: Annotated[int, Path
 def commit(
     request: Request,
     token: Syncer,
-    reservation_id: Annotated[int, Path(ge=1)],
+    reservation_id: RowId,
     body: Commit | None = None,
     key: IdempotencyKey = None,
 ) -> Response:
