@@ -17,6 +17,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -141,15 +142,15 @@ class Service:
         self.process.wait(30)
 
 
-def hammer(seconds: float, request) -> dict:  # type: ignore[no-untyped-def]
-    """CLIENTS threads calling `request(client, n)` until `seconds` pass; latency and outcome of each."""
+def hammer(seconds: float, request, session=lambda: httpx.Client(timeout=30)) -> dict:  # type: ignore[no-untyped-def]
+    """CLIENTS threads calling `request(session, client, n)` until `seconds` pass; latency and outcome of each."""
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def client(number: int) -> None:
-        with httpx.Client(timeout=30) as http:
+        with session() as http:
             n = 0
             while time.monotonic() < stop:
                 started = time.perf_counter()
@@ -276,34 +277,14 @@ def main() -> None:
 
 def in_process(ledger: Ledger, seconds: float, stock: int) -> dict:
     """The same issues through the Python API, 16 threads, on the items `own-N` (same hot-spot shape: 4 items)."""
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
-    lock = threading.Lock()
-    stop = time.monotonic() + seconds
 
-    def worker(client: int) -> None:
-        n = 0
-        while time.monotonic() < stop:
-            started = time.perf_counter()
-            try:
-                ledger.issue(f"own-{client % 4}", "shop", "1", key=f"py-{client}-{n}")
-                outcome = "posted"
-            except Exception as error:  # counted, as over HTTP
-                outcome = f"error {type(error).__name__}"
-            with lock:
-                latencies.append(time.perf_counter() - started)
-                outcomes[outcome] += 1
-            n += 1
+    def issue(unused: object, client: int, n: int) -> str:
+        ledger.issue(f"own-{client % 4}", "shop", "1", key=f"py-{client}-{n}")
+        return "posted"
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CLIENTS)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    result = summary(latencies, outcomes, time.perf_counter() - began)
+    result = hammer(seconds, issue, session=contextlib.nullcontext)
     on_hand = sum(ledger.balance(f"own-{c}", "shop") for c in range(4))
-    result["conserved"] = on_hand == 4 * stock - outcomes.get("posted", 0)
+    result["conserved"] = on_hand == 4 * stock - result["outcomes"].get("posted", 0)
     return result
 
 
