@@ -236,6 +236,8 @@ def test_ledger_idempotency_over_http(shop: Shop) -> None:
         balance = api.get("/api/ledger/balance?item=pipe&location=shop", headers=shop.auth("read")).json()
         valuation = api.get("/api/ledger/valuation?item=pipe", headers=shop.auth("read")).json()
         history = api.get("/api/ledger/lots/ROLL-1/history", headers=shop.auth("read")).json()
+        api.post("/api/ledger/reservations", json={**sale, "qty": "2", "hold_for": "order-2"}, headers=sync)
+        positions = api.get("/api/ledger/positions?item=pipe", headers=shop.auth("read")).json()
     assert first.status_code == 200 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"] and first.json()["cost"] == 1.2
     assert other.status_code == 409 and other.json()["error"]["kind"] == "idempotency_conflict"
@@ -244,6 +246,7 @@ def test_ledger_idempotency_over_http(shop: Shop) -> None:
     assert balance["balance"] == 7  # one issue of 3, however many retries
     assert [(v["lot"], v["quantity"], v["value"]) for v in valuation] == [("ROLL-1", 7, 2.8)]
     assert [e["kind"] for e in history] == ["receive", "issue"]
+    assert positions == [{"location": "shop", "on_hand": 7, "reserved": 2, "available": 5}]
 
 
 def test_cost_upload_reads_the_quarantine_and_offers_the_files(shop: Shop) -> None:
@@ -296,3 +299,19 @@ def test_cors_is_off_unless_origins_are_listed(db: Database, tmp_path: Path) -> 
         )
     assert allowed.headers["access-control-allow-origin"] == "https://shop.example"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_unreachable_database_is_503_without_its_address(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from trueup.config import parse_config
+    from trueup.serve.app import create_app
+    from trueup.serve.service import Service
+
+    url = "postgresql://trueup:s3cret@127.0.0.1:1/shop?connect_timeout=2"
+    with TestClient(create_app(Service(parse_config({"database": {"url": url}})))) as api:
+        health = api.get("/api/health")
+        rules = api.get("/api/rules", headers={"Authorization": "Bearer trueup_x"})
+    assert health.status_code == 503 and health.json()["error"]["kind"] == "unreachable"
+    assert rules.status_code == 503
+    assert "s3cret" not in health.text + rules.text and "127.0.0.1" not in health.text + rules.text

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from trueup.serve.errors import ApiError
 from trueup.serve.service import Service, Session
 from trueup.serve.tokens import Token
 
 COOKIE = "trueup_session"
+_SCHEME = HTTPBearer(auto_error=False, description="A token from `trueup token create NAME --scope SCOPE`.")
 
 
 def service_of(request: Request) -> Service:
@@ -28,12 +31,12 @@ def service_of(request: Request) -> Service:
 def bearer(scope: str) -> Callable[[Request], Token]:
     """A dependency: the request's bearer token, if valid and at least `scope`."""
 
-    def dependency(request: Request) -> Token:
-        header = request.headers.get("authorization", "")
-        kind, _, secret = header.partition(" ")
-        if kind.lower() != "bearer" or not secret.strip():
+    def dependency(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_SCHEME)] = None
+    ) -> Token:
+        if credentials is None or not credentials.credentials.strip():
             raise ApiError(401, "unauthorized", "send Authorization: Bearer TOKEN (trueup token create makes one)")
-        return allowed(service_of(request).authenticate(secret.strip()), scope)
+        return allowed(service_of(request).authenticate(credentials.credentials.strip()), scope)
 
     return dependency
 

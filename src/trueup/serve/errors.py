@@ -136,7 +136,11 @@ def answer(request: Request, status: int, kind: str, message: str, field: str | 
 def install(app: FastAPI) -> None:
     @app.exception_handler(TrueupError)
     async def trueup_error(request: Request, error: TrueupError) -> Response:
-        return answer(request, status_of(error), kind_of(error), str(error), getattr(error, "field", None))
+        status = status_of(error)
+        if status == 503:  # where the database lives is for the log, not for whoever asked
+            log.warning("database unreachable on %s %s: %s", request.method, request.url.path, error)
+            return answer(request, 503, "unreachable", "the database is not answering; the service log says why")
+        return answer(request, status, kind_of(error), str(error), getattr(error, "field", None))
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> Response:

@@ -201,6 +201,17 @@ def available(request: Request, token: Reader, item: str, location: str) -> Resp
     return json_response({"item": item, "location": location, "available": figure})
 
 
+@router.get("/positions", summary="Each real location holding an item: on hand, reserved, available")
+def positions(request: Request, token: Reader, item: str) -> Response:
+    rows = ledger(request).positions(item)
+    return json_response(
+        [
+            {"location": w, "on_hand": on_hand, "reserved": on_hand - free, "available": free}
+            for w, on_hand, free in rows
+        ]
+    )
+
+
 @router.get("/lots/{lot}/history", summary="Every movement of a lot, oldest first")
 def history(request: Request, token: Reader, lot: str, item: Annotated[str | None, Query()] = None) -> Response:
     return json_response([e._asdict() for e in ledger(request).history(lot, item=item)])
