@@ -261,6 +261,7 @@ def test_cost_upload_reads_the_quarantine_and_offers_the_files(shop: Shop) -> No
         download = api.get(document["files"]["quarantine.csv"], headers=shop.auth("read"))
         writing = api.post("/api/cost", files=files, data={"write": "true"}, headers=shop.auth("read"))
         neither = api.post("/api/cost", files={"sales": files["sales"]}, headers=shop.auth("read"))
+        stored = api.post("/api/cost", files=files, data={"write": "true", "apply": "true"}, headers=shop.auth("write"))
     assert (document["summary"]["cogs"], document["summary"]["quarantined"]) == (647.5, 1)
     [finding] = document["findings"]
     assert (finding["sku"], finding["category"]) == ("XYZ789", "missing_lots")
@@ -268,6 +269,10 @@ def test_cost_upload_reads_the_quarantine_and_offers_the_files(shop: Shop) -> No
     assert download.status_code == 200 and "XYZ789" in download.text
     assert writing.status_code == 403
     assert neither.status_code == 400 and neither.json()["error"]["field"] == "lots"
+    database = stored.json()["database"]
+    assert stored.status_code == 200 and database["applied"] and database["changed"] > 0
+    run = shop.db.rows(f"SELECT kind, os_user, triggered_by FROM trueup_runs WHERE id = {database['run_id']}")
+    assert run == [("cost", "write-token", "api")]
 
 
 def test_metrics_count_requests_by_route(shop: Shop) -> None:
