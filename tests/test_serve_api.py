@@ -320,3 +320,26 @@ def test_an_unreachable_database_is_503_without_its_address(tmp_path: Path) -> N
     assert health.status_code == 503 and health.json()["error"]["kind"] == "unreachable"
     assert rules.status_code == 503
     assert "s3cret" not in health.text + rules.text and "127.0.0.1" not in health.text + rules.text
+
+
+def test_restore_a_backup_needs_admin_and_confirm(db: Database, tmp_path: Path) -> None:
+    if db.kind != "sqlite":
+        pytest.importorskip("shutil").which("pg_dump" if db.kind == "postgresql" else "mysqldump") or pytest.skip(
+            "no dump tool"
+        )
+    shop = batches_shop(db, tmp_path, extra=f'[serve]\nbackup_dir = "{tmp_path / "backups"}"\n')
+    with client(shop) as api:
+        applied = api.post("/api/apply", json={}, headers=shop.auth("write")).json()
+        assert applied["backup"] is not None and shop.packs()["B-2"] == 3
+        [backup] = api.get("/api/backups", headers=shop.auth("admin")).json()["backups"]
+        assert "database" not in backup
+        name = backup["file"]
+        unconfirmed = api.post(f"/api/backups/{name}/restore", json={}, headers=shop.auth("admin"))
+        small = api.post(f"/api/backups/{name}/restore", json={"confirm": True}, headers=shop.auth("write"))
+        missing = api.post("/api/backups/nope.dump/restore", json={"confirm": True}, headers=shop.auth("admin"))
+        assert shop.packs()["B-2"] == 3
+        restored = api.post(f"/api/backups/{name}/restore", json={"confirm": True}, headers=shop.auth("admin"))
+    assert unconfirmed.status_code == 422 and unconfirmed.json()["error"]["field"] == "confirm"
+    assert small.status_code == 403 and missing.status_code == 404
+    assert restored.status_code == 200, restored.text
+    assert shop.packs() == {"A-1": 10, "B-2": 5, "C-3": 1}

@@ -57,7 +57,7 @@ def serve(
     from trueup.serve.app import create_app
     from trueup.serve.service import Service
 
-    service = Service(cfg, database, settings.backup_dir)
+    service = Service(cfg, database)
     with service.connection() as connection:
         _refuse_open_bind(connection, host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from decimal import Decimal
+from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -17,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from trueup import __version__
 from trueup.config import Config, parse_duration
-from trueup.errors import ConflictError, RefusedError, UsageError
+from trueup.errors import ConflictError, NotFoundError, RefusedError, UsageError
 from trueup.reconcile import audit, history
 from trueup.reconcile.apply import apply as apply_repair
 from trueup.reconcile.audit import now
+from trueup.reconcile.backup import Manifest, list_backups, restore_backup
 from trueup.reconcile.check import CheckRun, typed_key
 from trueup.reconcile.guard import Limits, production_reason
 from trueup.reconcile.plan import make_plan, plan_document, read_plan
@@ -86,6 +88,10 @@ class SyncBody(Body):
     max_changes: int | None = Field(None, ge=0)
     max_abs_delta: Decimal | None = Field(None, ge=0)
     confirm: bool = False
+
+
+class RestoreBody(Body):
+    confirm: bool = Field(False, description="Restore always needs it: it discards every change since the backup.")
 
 
 class TokenBody(Body):
@@ -281,6 +287,39 @@ def rounds(
     with service.connection() as connection:
         found = history.recent_rounds(connection, rule, limit=limit)
     return json_response({"rounds": [r._asdict() for r in found]})
+
+
+@router.get("/backups", summary="The file backups in [serve] backup_dir, oldest first")
+def backups(request: Request, token: Admin) -> Response:
+    return json_response({"backups": [backup_dict(m) for _, m in list_backups(backup_dir(service_of(request)))]})
+
+
+@router.post("/backups/{name}/restore", summary="Replace the backed-up tables with a verified backup")
+def restore(request: Request, token: Admin, name: str, body: RestoreBody) -> Response:
+    service = service_of(request)
+    if not body.confirm:
+        error = RefusedError(
+            f'restore replaces whole tables with {name}; send "confirm": true if that is what you want'
+        )
+        error.field = "confirm"  # type: ignore[attr-defined]
+        raise error
+    found = {m.file: path for path, m in list_backups(backup_dir(service))}
+    if name not in found:
+        raise NotFoundError(f"no backup named {name!r} (GET /api/backups lists them)")
+    with service.connection() as connection:
+        manifest = restore_backup(connection, service.engine.url, found[name])
+    return json_response({"restored": backup_dict(manifest)})
+
+
+def backup_dir(service: Service) -> PathType:
+    if service.backup_dir is None:
+        raise NotFoundError("this service keeps no file backups: set [serve] backup_dir")
+    return service.backup_dir
+
+
+def backup_dict(manifest: Manifest) -> dict[str, Any]:
+    """A backup's manifest, without the database it came from (pages and API bodies never name it)."""
+    return manifest.model_dump(mode="json", exclude={"database"})
 
 
 @router.get("/tokens", summary="The API tokens (names and scopes; never the tokens)")

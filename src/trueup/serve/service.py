@@ -37,13 +37,17 @@ class Session:
 class Service:
     config: Config
     database: str | None = None  # --database, overriding the config
-    backup_dir: Path | None = None
     engine: Engine = field(init=False)
     _ledger: Ledger | None = field(default=None, init=False)
     _sessions: dict[str, Session] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     workspace: Path = field(init=False)  # uploads and cost outputs, removed when the service stops
+
+    @property
+    def backup_dir(self) -> Path | None:
+        """Where applies back up first: `[serve] backup_dir` (none by default)."""
+        return self.config.serve.backup_dir
 
     def __post_init__(self) -> None:
         self.engine = open_engine(self.config.database_url(self.database))
