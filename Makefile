@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger
+bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
@@ -37,6 +37,9 @@ bench-cost-write: $(STAMP)
 
 bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/bench_ledger.py $(BENCH_ARGS)
+
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

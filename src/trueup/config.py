@@ -36,6 +36,7 @@ import hashlib
 import os
 import re
 import tomllib
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -93,6 +94,29 @@ def _rule_name(value: str) -> str:
 TableName = Annotated[str, _name(2, "a table is `table` or `schema.table`")]
 Identifier = Annotated[str, _name(3, "a column is `column`, `table.column` or `schema.table.column`")]
 Scalar = str | int | float | bool | None
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+_LONGEST = timedelta(days=100 * 365)  # a longer --since or --every is a typo (and would overflow a date)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > _LONGEST.total_seconds():
+        raise ValueError(f"{text!r} is longer than {_LONGEST.days // 365} years")
+    return timedelta(seconds=seconds)
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
 
 
 class _Model(BaseModel):
@@ -184,10 +208,25 @@ class LedgerSettings(_Model):
     url: str | None = None
 
 
+class ServeSettings(_Model):
+    """`[serve]`: the HTTP service's defaults (`trueup serve` options override them)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8337, ge=1, le=65535)
+    # A duration such as "5m": scheduled watch rounds inside the service, locked as `trueup watch` is.
+    watch: Annotated[str, AfterValidator(_duration)] | None = None
+    watch_apply: bool = False  # scheduled rounds repair what they find
+    cors_origins: list[str] = Field(default_factory=list)  # CORS stays off unless origins are listed
+    max_body_kb: int = Field(default=1024, ge=1)  # JSON bodies
+    max_upload_mb: int = Field(default=100, ge=1)  # multipart uploads (cost exports)
+    backup_dir: Path | None = None  # file backups before apply; none unless set (row pre-images are always kept)
+
+
 class Config(_Model):
     database: Database = Database()
     ledger: LedgerSettings = LedgerSettings()
     sync: SyncLimits = SyncLimits()
+    serve: ServeSettings = ServeSettings()
     rules: list[Rule] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)

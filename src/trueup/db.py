@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trueup.errors import ConfigError, DatabaseError
+from trueup.errors import ConfigError, DatabaseError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ def connect(engine: Engine) -> Iterator[Connection]:
     try:
         connection = engine.connect()
     except DBAPIError as error:
-        raise DatabaseError(f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}") from None
+        raise UnreachableError(
+            f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}"
+        ) from None
     except TypeError as error:  # the driver does not take one of the URL's query parameters
         raise ConfigError(
             f"the database URL has a parameter the {engine.url.get_driver_name()} driver does not take: {error}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from datetime import timedelta
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.engine import Connection
 
 from trueup.cli import common
 from trueup.cli.app import app
@@ -26,31 +24,23 @@ from trueup.cli.options import (
     TriggeredByOption,
     YesOption,
 )
-from trueup.config import Config, load_config
+from trueup.config import load_config, parse_duration
 from trueup.db import connect, open_engine
 from trueup.errors import UsageError
 from trueup.reconcile import history
 from trueup.reconcile.audit import now
-from trueup.reconcile.check import typed_scope
-from trueup.reconcile.query import Scope
-from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.check import typed_key
 from trueup.reconcile.sync import SyncOptions, Watcher, run_round
 from trueup.report.format import to_json
 from trueup.report.sync import print_sightings, round_json, round_line, sighting_document
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_LONGEST = timedelta(days=100 * 365)  # a longer --since or --every is a typo (and would overflow a date)
-
 
 def duration(text: str) -> timedelta:
     """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
-    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds > _LONGEST.total_seconds():
-        raise typer.BadParameter(f"{text!r} is longer than {_LONGEST.days // 365} years")
-    return timedelta(seconds=seconds)
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
 class RoundFormat(StrEnum):
@@ -267,7 +257,9 @@ def history_(
     engine = open_engine(cfg.database_url(database))
     try:
         with connect(engine) as connection:
-            key_values = _typed_key(connection, cfg, rule, key) if key else None
+            if key and rule is None:
+                raise UsageError("--key needs --rule: keys are per rule")
+            key_values = typed_key(connection, cfg, rule, tuple(key.split(","))) if key and rule else None
             found = history.sightings(
                 connection, rule=rule, key=key_values, since=now() - since if since else None, limit=limit
             )
@@ -278,10 +270,3 @@ def history_(
     else:
         print_sightings(found, common.stdout())
 
-
-def _typed_key(connection: Connection, config: Config, rule: str | None, key: str) -> tuple[Any, ...]:
-    """The --key text as the values the history stored (it stores keys as the database returned them)."""
-    if rule is None:
-        raise UsageError("--key needs --rule: keys are per rule")
-    resolved = resolve_rule(connection, config.rule(rule))
-    return typed_scope(connection, resolved, Scope(keys=(tuple(key.split(",")),))).keys[0]

@@ -398,6 +398,16 @@ class Ledger:
             return t.plain(on_hand - Book(connection, item, _moment(at, "at")).held(location))
 
     @_database_errors
+    def positions(self, item: str) -> list[tuple[str, Decimal, Decimal]]:
+        """Each real location holding `item`: (location, on hand, available = on hand − held)."""
+        with self.reader.connect() as connection:
+            book = Book(connection, item, t.utc(None))
+            return [
+                (where, on_hand, t.plain(on_hand - book.held(where)))
+                for where, on_hand in queries.locations(connection, item)
+            ]
+
+    @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
         """Every movement into or out of `lot`, oldest first."""
         _names(lot=lot, item=item)
@@ -546,7 +556,11 @@ def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
         raise InvalidRequest(f"{name} must be {'zero or more' if zero else 'more than zero'}, not {value}")
     if number >= t.LARGEST:
         raise InvalidRequest(f"{name} {value} is too large (the ledger keeps figures below {t.LARGEST:,})")
-    if number != number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN"):
+    try:
+        exact = number == number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN")
+    except InvalidOperation:  # more digits than the decimal context holds
+        raise InvalidRequest(f"{name} {value} is too large") from None
+    if not exact:
         raise InvalidRequest(f"{name} {value} has more than {t.SCALE} decimal places")
     return t.plain(number)
 
@@ -572,8 +586,9 @@ def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[
         raise InvalidRequest(f"lots must be a list of lot ids or a mapping of lot id to quantity, not {lots!r}")
     if isinstance(lots, Mapping):
         amounts = {str(lot): _quantity(q, f"lots[{lot!r}]") for lot, q in lots.items()}
-        if sum(amounts.values()) != qty:
-            raise InvalidRequest(f"the named lots add up to {t.plain(sum(amounts.values()))}, not {t.plain(qty)}")
+        total = sum(amounts.values(), Decimal(0))
+        if total != qty:
+            raise InvalidRequest(f"the named lots add up to {t.plain(total)}, not {t.plain(qty)}")
         return amounts
     return [str(lot) for lot in lots]
 

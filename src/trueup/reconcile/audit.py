@@ -18,6 +18,9 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -27,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from trueup import __version__
 from trueup.db import create_missing
-from trueup.errors import UsageError
+from trueup.errors import NotFoundError
 
 metadata = sa.MetaData()
 
@@ -122,7 +125,7 @@ def start_run(connection: Connection, *, kind: str, rule: str, triggered_by: str
             kind=kind,
             rule=rule,
             started_at=now(),
-            os_user=_os_user(),
+            os_user=_ACTOR.get() or _os_user(),
             host=socket.gethostname(),
             triggered_by=triggered_by,
             status="applying",
@@ -175,12 +178,12 @@ def applied_plan(connection: Connection, plan_sha256: str) -> int | None:
 def get_run(connection: Connection, run_id: int) -> Run:
     row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).first() if _exists(connection) else None
     if row is None:
-        raise UsageError(f"no run {run_id} in this database (trueup runs lists them)")
+        raise NotFoundError(f"no run {run_id} in this database (trueup runs lists them)")
     return Run(*row)
 
 
-def run_changes(connection: Connection, run_id: int, limit: int | None = None) -> list[Change]:
-    query = sa.select(changes).where(changes.c.run_id == run_id).order_by(changes.c.id)
+def run_changes(connection: Connection, run_id: int, limit: int | None = None, offset: int = 0) -> list[Change]:
+    query = sa.select(changes).where(changes.c.run_id == run_id).order_by(changes.c.id).offset(offset or None)
     if limit is not None:
         query = query.limit(limit)
     return [_change(row) for row in connection.execute(query)]
@@ -206,6 +209,19 @@ def _change(row: Any) -> Change:
 def now() -> datetime:
     """UTC, without tzinfo: every database stores it the same way."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+_ACTOR: ContextVar[str | None] = ContextVar("trueup_actor", default=None)
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Runs started inside record `name` as who did them (the service: the token's name), not the OS user."""
+    reset = _ACTOR.set(name)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(reset)
 
 
 def _os_user() -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -132,6 +132,12 @@ def typed_scope(connection: Connection, rule: Rule, scope: query.Scope) -> query
     except ValueError as error:
         raise UsageError(f"rule {rule.name!r}: --key {error}") from None
     return replace(scope, keys=keys)
+
+
+def typed_key(connection: Connection, config: Config, rule: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One key of `rule` typed as the database returns it (what sync's history stores)."""
+    resolved = resolve_rule(connection, config.rule(rule))
+    return typed_scope(connection, resolved, query.Scope(keys=(key,))).keys[0]
 
 
 class CheckRun:

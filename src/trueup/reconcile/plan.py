@@ -202,16 +202,21 @@ def load_plan(path: Path) -> Plan:
         raw = path.read_bytes()
     except OSError as error:
         raise UsageError(f"{path}: cannot read the plan: {error.strerror}") from None
+    return read_plan(raw, str(path))
+
+
+def read_plan(raw: bytes, source: str) -> Plan:
+    """A saved plan from its JSON text (a file's bytes, or an API request's `plan`); `source` names it in errors."""
     try:
         document = _PlanFile.model_validate(json.loads(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: not a plan file (invalid JSON: {error})") from None
+        raise UsageError(f"{source}: not a plan file (invalid JSON: {error})") from None
     except ValidationError as error:
         first = error.errors()[0]
         place = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{path}: not a valid plan file: {place}: {first['msg']}") from None
+        raise UsageError(f"{source}: not a valid plan file: {place}: {first['msg']}") from None
     if document.format != PLAN_FORMAT:
-        raise UsageError(f"{path}: unsupported plan format {document.format!r} (expected {PLAN_FORMAT})")
+        raise UsageError(f"{source}: unsupported plan format {document.format!r} (expected {PLAN_FORMAT})")
     rules = tuple(
         RulePlan(
             r.name,
