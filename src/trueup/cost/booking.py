@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from trueup.cost.engines import PIECES, REMAINING, SALES, Allocation, Books
+from trueup.cost.books import PIECES, REMAINING, SALES, Allocation, Books
 
 OLDEST_FIRST = "oldest_first"
 NEWEST_FIRST = "newest_first"

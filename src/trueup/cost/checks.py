@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from trueup.cost.engines import Allocation
+from trueup.cost.books import Allocation
 from trueup.cost.findings import MAX_SOURCES, Finding, Source, finding
 from trueup.cost.normalise import Entries
 from trueup.cost.read import LINE

@@ -29,8 +29,9 @@ from typing import Any
 import polars as pl
 
 from trueup.cost import checks
+from trueup.cost.books import Allocation, Books
 from trueup.cost.columns import FIELDS, parse_overrides, resolve
-from trueup.cost.engines import METHODS, Allocation, Books, allocate
+from trueup.cost.engines import METHODS, allocate
 from trueup.cost.findings import SEVERITIES, Finding, Policy
 from trueup.cost.normalise import SKU_CASES, Entries, Scales, normalise
 from trueup.cost.read import LINE, Table, read_file, read_frame

@@ -34,43 +34,18 @@ parameterised by lot order the way Beancount's booking methods are.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
-import polars as pl
+from trueup.cost import booking, fifo
+from trueup.cost.books import Allocation, Books
 
 METHODS = ("fifo", "lifo", "average")
 
-
-class Books(NamedTuple):
-    """What an engine costs. Quantities share one scale; unit costs have their own; `code` numbers the SKUs."""
-
-    sales: pl.DataFrame  # sale, code, at, quantity — sorted by code, at, sale
-    lots: pl.DataFrame  # lot, code, at, quantity, unit_cost — sorted by code, at, lot
-    skus: int
-
-
-class Allocation(NamedTuple):
-    """`sales` lists the sale lines in `Books.sales` order; `remaining`, by SKU code then lot order."""
-
-    pieces: pl.DataFrame  # sale, lot (null: the average pool), quantity (signed), value (Int128, signed), late
-    sales: pl.DataFrame  # sale, covered, short, unmatched
-    remaining: pl.DataFrame  # code, lot (null: the average pool), quantity, value (Int128)
-
-
-PIECES = {"sale": pl.Int64, "lot": pl.Int64, "quantity": pl.Int64, "value": pl.Int128, "late": pl.Boolean}
-SALES = {"sale": pl.Int64, "covered": pl.Int64, "short": pl.Int64, "unmatched": pl.Int64}
-REMAINING = {"code": pl.Int64, "lot": pl.Int64, "quantity": pl.Int64, "value": pl.Int128}
+ENGINES: dict[str, Callable[[Books], Allocation]] = {
+    "fifo": fifo.allocate,
+    "lifo": lambda books: booking.allocate(books, booking.NEWEST_FIRST),
+    "average": lambda books: booking.allocate(books, booking.POOLED),
+}
 
 
 def allocate(books: Books, method: str) -> Allocation:
-    return _engines()[method](books)
-
-
-def _engines() -> dict[str, Callable[[Books], Allocation]]:
-    from trueup.cost import booking, fifo  # the engines import this module's records
-
-    return {
-        "fifo": fifo.allocate,
-        "lifo": lambda books: booking.allocate(books, booking.NEWEST_FIRST),
-        "average": lambda books: booking.allocate(books, booking.POOLED),
-    }
+    return ENGINES[method](books)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from trueup.cost.engines import PIECES, REMAINING, SALES, Allocation, Books
+from trueup.cost.books import PIECES, REMAINING, SALES, Allocation, Books
 from trueup.errors import InputError
 
 

@@ -45,8 +45,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.schema import CreateTable
 
+from trueup.cost.frames import cogs_frame, lots_frame
 from trueup.cost.result import CostResult
-from trueup.cost.write import cogs_frame, lots_frame
 from trueup.db import dialect_for
 from trueup.reconcile import audit, images
 from trueup.reconcile.query import in_key_table

@@ -13,9 +13,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from trueup.cost.frames import cogs_frame, lots_frame, quarantine_frame
 from trueup.cost.result import CostResult
 from trueup.cost.store import StoreResult
-from trueup.cost.write import cogs_frame, lots_frame, quarantine_frame
 from trueup.report.format import number, short
 
 SHOWN_FINDINGS = 20
