@@ -14,6 +14,7 @@ from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, QuietOption
 from trueup.cost import METHODS, compute, write_outputs
 from trueup.cost.compute import Input
+from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
 from trueup.cost.read import read_query
 from trueup.cost.result import CostResult
 from trueup.cost.store import COGS_TABLE, LOTS_TABLE, StoreResult, store
@@ -55,6 +56,13 @@ def cost(
     apply: Annotated[
         bool, typer.Option("--apply", help="With --write: commit, as a run `trueup undo` reverts.")
     ] = False,
+    memory: Annotated[
+        str | None,
+        typer.Option(help="Memory to cost in, e.g. 2G (default: a quarter of the machine); past it, cost by SKU."),
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where larger inputs are split by SKU (default: a folder under --out).")
+    ] = None,
     cogs_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the cost of each sale line.")] = COGS_TABLE,
     lots_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the lots remaining.")] = LOTS_TABLE,
     config: ConfigOption = None,
@@ -67,12 +75,15 @@ def cost(
     """
     if apply and not write:
         raise UsageError("--apply commits what --write stores; give both")
+    budget = machine_memory() if memory is None else parse_memory(memory)
+    run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
     with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
         sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
-        result = compute(
-            sold, bought, method=method.value, policy=policy, columns=map_, date_format=date_format, sku_case=sku_case
-        )
-    write_outputs(result, out, report=report)
+        if report or write or fits({"sales": sold, "lots": bought}, budget):
+            result = compute(sold, bought, **run)
+            write_outputs(result, out, report=report)
+        else:
+            result = cost_to_directory(sold, bought, out, memory=budget, work_dir=work_dir, **run)
     stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
     if fmt is SummaryFormat.json:
         document = result_dict(result, out) | ({"database": store_dict(stored)} if stored else {})

@@ -30,10 +30,10 @@ import polars as pl
 
 from trueup.cost import checks
 from trueup.cost.books import Allocation, Books
-from trueup.cost.columns import FIELDS, parse_overrides, resolve
+from trueup.cost.columns import FIELDS, ColumnMap, parse_overrides, resolve
 from trueup.cost.engines import METHODS, allocate
 from trueup.cost.findings import SEVERITIES, Finding, Policy
-from trueup.cost.normalise import SKU_CASES, Entries, Scales, normalise
+from trueup.cost.normalise import SKU_CASES, Context, Entries, Scales, normalise
 from trueup.cost.read import LINE, Table, read_file, read_frame
 from trueup.cost.result import CostResult, InputSummary, Summary, date_text, decimal, decimal_column
 from trueup.errors import UsageError
@@ -59,17 +59,53 @@ def compute(
     `{"sales": {"sku": "Item Code"}}`); `policy` overrides severities
     (`["date_mismatch=medium"]`).
     """
+    policy, overrides = options(method, policy, columns, sku_case)
+    return cost_tables(
+        as_table(sales, "sales"),
+        as_table(lots, "lots"),
+        method=method,
+        policy=policy,
+        overrides=overrides,
+        date_format=date_format,
+        sku_case=sku_case,
+    )
+
+
+def options(
+    method: str,
+    policy: Policy | Iterable[str] | Mapping[str, str] | None,
+    columns: Iterable[str] | Mapping[str, Mapping[str, str]] | None,
+    sku_case: str,
+) -> tuple[Policy, Mapping[str, Mapping[str, str]]]:
+    """The run's options checked: the policy and the column overrides, parsed."""
     if method not in METHODS:
         raise UsageError(f"unknown costing method {method!r} (use {', '.join(METHODS)})")
     if sku_case not in SKU_CASES:
         raise UsageError(f"unknown SKU case {sku_case!r} (use {', '.join(SKU_CASES)})")
     policy = policy if isinstance(policy, Policy) else Policy.parse(policy)
-    overrides = columns if isinstance(columns, Mapping) else parse_overrides(columns or ())
-    tables = {"sales": as_table(sales, "sales"), "lots": as_table(lots, "lots")}
-    maps = {role: resolve(role, t.name, t.headers, overrides.get(role, {}), t.duplicates) for role, t in tables.items()}
-    sold, bought, findings = normalise(
-        tables["sales"], tables["lots"], maps, sku_case=sku_case, date_format=date_format
-    )
+    return policy, columns if isinstance(columns, Mapping) else parse_overrides(columns or ())
+
+
+def column_maps(tables: Mapping[str, Table], overrides: Mapping[str, Mapping[str, str]]) -> dict[str, ColumnMap]:
+    return {role: resolve(role, t.name, t.headers, overrides.get(role, {}), t.duplicates) for role, t in tables.items()}
+
+
+def cost_tables(
+    sales: Table,
+    lots: Table,
+    *,
+    method: str,
+    policy: Policy,
+    overrides: Mapping[str, Mapping[str, str]],
+    date_format: str | None,
+    sku_case: str,
+    context: Context | None = None,
+    stop: bool = False,
+) -> CostResult:
+    """`compute` on two Tables. For one partition of the SKUs, `context` is the whole inputs' (scales,
+    currencies) and `stop` says a critical finding elsewhere stopped the run."""
+    maps = column_maps({"sales": sales, "lots": lots}, overrides)
+    sold, bought, findings = normalise(sales, lots, maps, sku_case=sku_case, date_format=date_format, context=context)
     scales = sold.scales
     findings += checks.duplicates(sold) + checks.duplicates(bought) + checks.cost_anomalies(bought, scales.unit_cost)
     findings = [policy.rate(f) for f in findings]
@@ -78,7 +114,7 @@ def compute(
     log.info("costing %d sale lines and %d lots by %s", books.sales.height, books.lots.height, method)
     allocation = allocate(books, method)
     findings += [policy.rate(f) for f in checks.stock(allocation, sold, bought, skip=unreadable)]
-    return _result(method, sold, bought, allocation, codes, findings, scales)
+    return _result(method, sold, bought, allocation, codes, findings, scales, stop)
 
 
 def as_table(source: Input, role: str) -> Table:
@@ -119,8 +155,9 @@ def _result(
     codes: pl.DataFrame,
     findings: list[Finding],
     scales: Scales,
+    stop: bool,
 ) -> CostResult:
-    stopped = any(f.severity == "critical" for f in findings)
+    stopped = stop or any(f.severity == "critical" for f in findings)
     every_sku = set(codes["sku"].to_list())
     every_sku |= {f.sku for f in findings if f.sku is not None}
     quarantined = frozenset(every_sku if stopped else {f.sku for f in findings if f.quarantines and f.sku})
@@ -175,7 +212,7 @@ def _result(
         sales.table,
         lots.table,
         summary,
-        tuple(sorted(findings, key=_finding_order)),
+        tuple(sorted(findings, key=finding_order)),
         quarantined,
         scales,
         lines,
@@ -231,5 +268,17 @@ def held_rows(entries: Entries, quarantined: frozenset[str]) -> pl.DataFrame:
     return rows.select(columns)
 
 
-def _finding_order(finding: Finding) -> tuple[int, str, str]:
+# The categories in the order the steps above first find them (a summary lists them in this order).
+FINDING_ORDER = (
+    "parse_error",
+    "duplicate_id",
+    "cost_anomaly",
+    "missing_lots",
+    "negative_inventory",
+    "date_mismatch",
+    "unmatched_return",
+)
+
+
+def finding_order(finding: Finding) -> tuple[int, str, str]:
     return (SEVERITIES.index(finding.severity), finding.sku or "", finding.category)

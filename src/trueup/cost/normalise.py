@@ -101,17 +101,17 @@ def normalise(
     *,
     sku_case: str = "upper",
     date_format: str | None = None,
+    context: Context | None = None,
 ) -> tuple[Entries, Entries, list[Finding]]:
-    """Parse both inputs; return their readable rows (scaled to shared scales) and the problems found."""
-    parsed = {
-        role: _parse(table, role, columns[role], sku_case, date_format)
-        for role, table in (("sales", sales), ("lots", lots))
-    }
-    scales = Scales(
-        quantity=max(_scale_of(parsed["sales"], "quantity"), _scale_of(parsed["lots"], "quantity")),
-        unit_cost=_scale_of(parsed["lots"], "unit_cost"),
-    )
-    parsed["lots"] = _flag_currencies(parsed["lots"])
+    """Parse both inputs; return their readable rows (scaled to shared scales) and the problems found.
+
+    `context` gives the scales and currencies of the whole inputs when these are a part of them (one
+    partition of SKUs); by default they are those of `sales` and `lots`.
+    """
+    parsed = _parse_both(sales, lots, columns, sku_case, date_format)
+    context = context or _context(parsed)
+    scales = context.scales
+    parsed["lots"] = _flag_currencies(parsed["lots"], context.main_currency)
     findings: list[Finding] = []
     entries = []
     for role, table in (("sales", sales), ("lots", lots)):
@@ -119,6 +119,57 @@ def normalise(
         findings += _problems(frame, table, columns[role])
         entries.append(Entries(role, table, columns[role], frame, scales))
     return entries[0], entries[1], findings
+
+
+class Context(NamedTuple):
+    """What normalising a part of the inputs needs to know of all of them: the scales, the lots' currencies."""
+
+    scales: Scales
+    currencies: Mapping[str, int]  # currency of the unit costs -> lots priced in it
+
+    def merge(self, other: Context) -> Context:
+        scales = Scales(*(max(a, b) for a, b in zip(self.scales, other.scales, strict=True)))
+        currencies = dict(self.currencies)
+        for currency, count in other.currencies.items():
+            currencies[currency] = currencies.get(currency, 0) + count
+        return Context(scales, currencies)
+
+    @property
+    def main_currency(self) -> str | None:
+        """The most common currency (ties: the first by name); None when there is one or none to compare."""
+        if len(self.currencies) <= 1:
+            return None
+        return min(self.currencies, key=lambda currency: (-self.currencies[currency], currency))
+
+
+def context(
+    sales: Table,
+    lots: Table,
+    columns: Mapping[str, ColumnMap],
+    *,
+    sku_case: str = "upper",
+    date_format: str | None = None,
+) -> Context:
+    """The scales and currencies of `sales` and `lots`, to merge with other parts' (see `normalise`)."""
+    return _context(_parse_both(sales, lots, columns, sku_case, date_format))
+
+
+def _parse_both(
+    sales: Table, lots: Table, columns: Mapping[str, ColumnMap], sku_case: str, date_format: str | None
+) -> dict[str, pl.DataFrame]:
+    return {
+        role: _parse(table, role, columns[role], sku_case, date_format)
+        for role, table in (("sales", sales), ("lots", lots))
+    }
+
+
+def _context(parsed: Mapping[str, pl.DataFrame]) -> Context:
+    scales = Scales(
+        quantity=max(_scale_of(parsed["sales"], "quantity"), _scale_of(parsed["lots"], "quantity")),
+        unit_cost=_scale_of(parsed["lots"], "unit_cost"),
+    )
+    counts = parsed["lots"]["unit_cost_currency"].drop_nulls().value_counts()
+    return Context(scales, dict(zip(counts["unit_cost_currency"].to_list(), counts["count"].to_list(), strict=True)))
 
 
 def _parse(table: Table, role: str, columns: ColumnMap, sku_case: str, date_format: str | None) -> pl.DataFrame:
@@ -142,9 +193,14 @@ def _parse(table: Table, role: str, columns: ColumnMap, sku_case: str, date_form
 
 
 def _sku(raw: pl.Series, case: str) -> pl.Series:
+    return pl.select(sku_expr(pl.lit(raw), case).alias("sku")).to_series()
+
+
+def sku_expr(raw: pl.Expr, case: str) -> pl.Expr:
+    """The SKU a raw cell names: trimmed, case-folded, null when blank."""
     text = raw.str.strip_chars()
     text = text.str.to_uppercase() if case == "upper" else text.str.to_lowercase() if case == "lower" else text
-    return pl.select(pl.when(text != "").then(text).alias("sku")).to_series()
+    return pl.when(text != "").then(text)
 
 
 def _blank_to_null(column: str) -> pl.Expr:
@@ -269,12 +325,10 @@ def _scaled(frame: pl.DataFrame, scales: Scales) -> pl.DataFrame:
     )
 
 
-def _flag_currencies(frame: pl.DataFrame) -> pl.DataFrame:
+def _flag_currencies(frame: pl.DataFrame, main: str | None) -> pl.DataFrame:
     """Unit costs in a currency other than the most common one are problems: trueup converts no money."""
-    counts = frame["unit_cost_currency"].drop_nulls().value_counts(sort=True)
-    if counts.height <= 1:
+    if main is None:
         return frame
-    main = counts["unit_cost_currency"][0]
     other = (pl.col("unit_cost_currency") != main).fill_null(False)
     return frame.with_columns(pl.col("unit_cost_problem").fill_null(pl.when(other).then(pl.lit(f"currency:{main}"))))
 

@@ -38,6 +38,7 @@ PROBLEM = "__problem"  # why the row could not be read whole, or null
 _CSV = {".csv", ".txt", ".tsv"}
 _EXCEL = {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}
 _PARQUET = {".parquet", ".pq"}
+_HEAD = 1 << 16  # the bytes a scanned CSV's checks read
 _MOSTLY_BINARY = 0.1  # more odd characters than this share: random or compressed bytes (Latin-1 text has few)
 
 
@@ -87,6 +88,58 @@ def read_file(path: str | Path) -> Table:
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError(f"{path}: cannot read it as {_kind(suffix)}: {first}") from None
+
+
+def scan_file(path: str | Path) -> tuple[Table, pl.LazyFrame, int | None]:
+    """An export read lazily: its Table without rows (name, headers, numbering), its rows as text, and the
+    number of lines the rows must fill (None: any), which the caller checks once it has counted them.
+
+    Only a CSV (one record per line) or Parquet file streams; others, and a CSV the check finds
+    with quoted newlines, are read whole by `read_file`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file() or suffix in _EXCEL or (suffix in _PARQUET and not _parquet_ok(path)):
+        table = read_file(path)
+        return table._replace(frame=table.frame.clear()), table.frame.lazy(), None
+    if suffix in _PARQUET:
+        frame = _numbered_lazy(_as_text_lazy(pl.scan_parquet(path)), 1)
+        return Table(path.name, frame.head(0).collect(), "row"), frame, None
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD)
+    table = read_csv(path.name, head[: head.rfind(b"\n") + 1] or head)  # the checks, on whole lines
+    separator = _separator(head)
+    frame = pl.scan_csv(path, infer_schema=False, separator=separator, encoding="utf8-lossy")
+    return table._replace(frame=table.frame.clear()), _numbered_lazy(frame, 2), _lines(path) - 1
+
+
+def _parquet_ok(path: Path) -> bool:
+    try:
+        pl.read_parquet_schema(path)
+    except (pl.exceptions.PolarsError, OSError):
+        return False
+    return True
+
+
+def _lines(path: Path) -> int:
+    count = last = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 22):
+            count += chunk.count(b"\n")
+            last = chunk[-1]
+    return count + (0 if last == ord("\n") else 1)
+
+
+def _numbered_lazy(frame: pl.LazyFrame, first: int) -> pl.LazyFrame:
+    names = frame.collect_schema().names()
+    frame = frame.rename({c: c.strip() for c in names if c != c.strip()})
+    return frame.with_row_index(LINE, offset=first).select(
+        pl.exclude(LINE), pl.col(LINE).cast(pl.Int64), pl.lit(None, pl.String).alias(PROBLEM)
+    )
+
+
+def _as_text_lazy(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.with_columns(pl.all().cast(pl.String))
 
 
 def read_csv(name: str, data: bytes) -> Table:

@@ -16,9 +16,11 @@ complete, so an interrupted run never leaves a half-written set.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from trueup.cost.frames import cogs_frame, lots_frame, quarantine_frame, spreadsheet_safe, status
 from trueup.cost.result import CostResult
@@ -30,18 +32,47 @@ FILES = ("cogs.csv", "lots_remaining.csv", "quarantine.csv", "quarantined_rows.c
 
 def write_outputs(result: CostResult, directory: str | Path, *, report: bool = False) -> list[Path]:
     """Write the result's files into `directory` (created if needed); return their paths."""
-    directory = Path(directory)
-    with _staged(directory) as stage:
-        spreadsheet_safe(cogs_frame(result)).write_csv(stage("cogs.csv"))
-        spreadsheet_safe(lots_frame(result)).write_csv(stage("lots_remaining.csv"))
+    with Streams(directory, report=report) as streams:
+        streams.append(result)
+        streams.finish(result, result.held)
+    return streams.paths
+
+
+class Streams:
+    """The files written in steps: `append` each part's sale lines and lots (parts in SKU order), then
+    `finish` with the whole run's result (findings, summary) and its rows not costed. Nothing replaces
+    the files in `directory` unless every step succeeds."""
+
+    def __init__(self, directory: str | Path, *, report: bool = False):
+        self.directory, self.report = Path(directory), report
+        self.paths = [self.directory / name for name in (*FILES, *(("report.html",) if report else ()))]
+        self._stack = ExitStack()
+        self._header = True
+
+    def __enter__(self) -> Streams:
+        stage = self._stack.enter_context(_staged(self.directory))
+        self._stage = stage
+        self._cogs = self._stack.enter_context(stage("cogs.csv").open("wb"))
+        self._lots = self._stack.enter_context(stage("lots_remaining.csv").open("wb"))
+        return self
+
+    def __exit__(self, *exc: object) -> bool | None:
+        return self._stack.__exit__(*exc)
+
+    def append(self, result: CostResult) -> None:
+        spreadsheet_safe(cogs_frame(result)).write_csv(self._cogs, include_header=self._header)
+        spreadsheet_safe(lots_frame(result)).write_csv(self._lots, include_header=self._header)
+        self._header = False
+
+    def finish(self, result: CostResult, held: pl.DataFrame) -> None:
+        stage = self._stage
         spreadsheet_safe(quarantine_frame(result)).write_csv(stage("quarantine.csv"))
-        spreadsheet_safe(result.held).write_csv(stage("quarantined_rows.csv"))
+        spreadsheet_safe(held).write_csv(stage("quarantined_rows.csv"))
         stage("summary.json").write_text(to_json(summary_dict(result)) + "\n", encoding="utf-8")
-        if report:
+        if self.report:
             from trueup.report.cost import render_html  # only loaded when asked for
 
             stage("report.html").write_text(render_html(result), encoding="utf-8")
-    return [directory / name for name in (*FILES, *(("report.html",) if report else ()))]
 
 
 def summary_dict(result: CostResult) -> dict[str, Any]:

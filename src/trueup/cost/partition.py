@@ -1,0 +1,268 @@
+"""Costing in bounded memory: the inputs split by SKU into Parquet partitions, each costed on its own.
+
+Costing is independent per SKU, so `cost_to_directory` reads each input once
+(CSV and Parquet files stream; spreadsheets and query results are already
+whole), spills it as Parquet under a work directory, counts the rows of each
+SKU and spills again into partitions of consecutive SKUs (in SKU order) of at
+most `memory // BYTES_PER_LINE` rows — a SKU larger than that is a partition
+of its own. Rows without a SKU form one more partition. Each partition is
+then costed twice with today's engine (`trueup.cost.compute.cost_tables`):
+
+1. a first look gathers what the whole inputs decide (scales, the lots' main
+   currency: `trueup.cost.normalise.Context`);
+2. the run itself, with that context, appends its sale lines and lots to the
+   output files as it goes; the rows not costed are spilled and written at the
+   end in input order, the findings and summary are merged.
+
+A critical finding in any partition stops the whole run: the partitions are
+then costed once more as stopped, so that every file is what the in-memory
+engine writes. The outputs are byte for byte those of `compute` and
+`write_outputs` on the same inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import polars as pl
+
+from trueup.cost.compute import FINDING_ORDER, Input, as_table, column_maps, cost_tables, finding_order, options
+from trueup.cost.findings import SEVERITIES
+from trueup.cost.normalise import Context, context, sku_expr
+from trueup.cost.read import LINE, Table, scan_file
+from trueup.cost.result import CostResult, InputSummary, Summary
+from trueup.cost.write import Streams
+from trueup.errors import InputError, UsageError
+
+log = logging.getLogger(__name__)
+
+BYTES_PER_LINE = 1024  # what the in-memory engine needs per input line (measured: about 0.7 KB)
+FILE_FACTOR = 16  # its memory over the size of the files it reads (CSV lines of 40 to 60 bytes)
+_KEY = "__sku"
+_PART = "__part"
+_NO_SKU = -1
+
+
+def parse_memory(text: str) -> int:
+    """`512M`, `2GiB`, `64k` or a number of bytes as bytes (K, M, G and T are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if match is None or float(match[1]) <= 0:
+        raise UsageError(f"--memory {text!r}: give a size such as 512M, 2G or 4GiB")
+    return max(int(float(match[1]) * 1024 ** " kmgt".index(match[2].lower() or " ")), 1)
+
+
+def machine_memory() -> int:
+    """A quarter of the machine's memory: the default `--memory`."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def fits(sources: Mapping[str, Input], memory: int) -> bool:
+    """Whether the in-memory engine's estimate for these inputs is within `memory` bytes."""
+    need = 0
+    for source in sources.values():
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            need += path.stat().st_size * FILE_FACTOR if path.is_file() else 0
+        elif isinstance(source, Table):
+            need += source.frame.height * BYTES_PER_LINE
+        elif isinstance(source, pl.DataFrame):
+            need += source.height * BYTES_PER_LINE
+    return need <= memory
+
+
+class _Part(NamedTuple):
+    number: int
+    tables: dict[str, Table]
+
+
+def cost_to_directory(
+    sales: Input,
+    lots: Input,
+    out: str | Path,
+    *,
+    memory: int,
+    work_dir: str | Path | None = None,
+    method: str = "fifo",
+    policy: Any = None,
+    columns: Any = None,
+    date_format: str | None = None,
+    sku_case: str = "upper",
+) -> CostResult:
+    """Cost in partitions of at most `memory` bytes and write the files `write_outputs` writes into `out`.
+
+    The result has the summary and findings; its rows (`lines`, `pieces`, `remaining`, `held`) are empty:
+    they are in the files.
+    """
+    policy, overrides = options(method, policy, columns, sku_case)
+    run = {"method": method, "policy": policy, "overrides": overrides, "date_format": date_format}
+    run["sku_case"] = sku_case
+    with _work(Path(out), work_dir) as work:
+        heads = _spill({"sales": sales, "lots": lots}, work, sku_case, overrides, max(memory // BYTES_PER_LINE, 1))
+        parts = list(_parts(heads, work))
+        log.info("costing in %d partitions of at most %d lines", len(parts), max(memory // BYTES_PER_LINE, 1))
+        whole = _context(parts, run)
+        results = [cost_tables(p.tables["sales"], p.tables["lots"], **run, context=whole) for p in parts]
+        if any(r.summary.stopped for r in results):
+            results = [cost_tables(p.tables["sales"], p.tables["lots"], **run, context=whole, stop=True) for p in parts]
+        return _write(results, Path(out), work)
+
+
+@contextmanager
+def _work(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
+    parent = Path(work_dir) if work_dir is not None else out
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".trueup-cost-", dir=parent))
+    except OSError as error:
+        raise InputError(f"{parent}: cannot make a work directory: {error.strerror or error}") from None
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _spill(sources: Mapping[str, Input], work: Path, sku_case: str, overrides: Any, budget: int) -> dict[str, Table]:
+    """Each input spilled by partition under `work/<role>/`; return their row-less Tables."""
+    heads: dict[str, Table] = {}
+    frames: dict[str, pl.LazyFrame] = {}
+    for role, source in sources.items():
+        heads[role], frames[role] = _scan(source, role, work)
+    maps = column_maps(heads, overrides)
+    counts = []
+    for role, frame in frames.items():
+        key = sku_expr(pl.col(maps[role].columns["sku"]), sku_case).alias(_KEY)
+        frames[role] = frame.with_columns(key)
+        counts.append(frames[role].group_by(_KEY).agg(pl.len().alias("rows")))
+    per_sku = pl.concat(counts).group_by(_KEY).agg(pl.col("rows").sum()).collect(engine="streaming")
+    plan = _plan(per_sku, budget)
+    for role, frame in frames.items():
+        frame.join(plan.lazy(), on=_KEY, how="left").with_columns(pl.col(_PART).fill_null(_NO_SKU)).drop(
+            _KEY
+        ).sink_parquet(pl.PartitionBy(work / role, key=_PART, include_key=False), mkdir=True)
+    return heads
+
+
+def _scan(source: Input, role: str, work: Path) -> tuple[Table, pl.LazyFrame]:
+    """The input's row-less Table and its rows, spilled once as Parquet when it streams from a file."""
+    if not isinstance(source, (str, Path)):
+        table = as_table(source, role)
+        return table._replace(frame=table.frame.clear()), table.frame.lazy()
+    head, frame, lines = scan_file(source)
+    spill = work / f"{role}.parquet"
+    try:
+        frame.sink_parquet(spill)
+    except pl.exceptions.PolarsError:
+        lines = -1  # polars cannot read it whole: the careful CSV reader can
+    if lines is not None and pl.scan_parquet(spill).select(pl.len()).collect().item() != lines:
+        table = as_table(source, role)  # quoted newlines or blank lines: line numbers need the careful path
+        return table._replace(frame=table.frame.clear()), table.frame.lazy()
+    return head, pl.scan_parquet(spill)
+
+
+def _plan(per_sku: pl.DataFrame, budget: int) -> pl.DataFrame:
+    """Consecutive SKUs (in sort order) grouped into partitions of at most `budget` rows, or one SKU each."""
+    skus = per_sku.filter(pl.col(_KEY).is_not_null()).sort(_KEY)
+    numbers, part, filled = [], 0, 0
+    for rows in skus["rows"].to_list():
+        if filled and filled + rows > budget:
+            part, filled = part + 1, 0
+        numbers.append(part)
+        filled += rows
+    return skus.select(_KEY, pl.Series(_PART, numbers, pl.Int64))
+
+
+def _parts(heads: Mapping[str, Table], work: Path) -> Iterator[_Part]:
+    """The partitions in order (rows without a SKU first), each input's rows in input order."""
+    numbers = sorted({int(d.name.split("=", 1)[1]) for role in heads for d in (work / role).glob(f"{_PART}=*")})
+    for number in [_NO_SKU, *(n for n in numbers if n != _NO_SKU)]:
+        tables = {}
+        for role, head in heads.items():
+            files = sorted((work / role / f"{_PART}={number}").glob("*.parquet"))
+            rows = pl.read_parquet(files).sort(LINE) if files else head.frame
+            tables[role] = head._replace(frame=rows.select(head.frame.columns))
+        yield _Part(number, tables)
+
+
+def _context(parts: list[_Part], run: Mapping[str, Any]) -> Context:
+    whole: Context | None = None
+    for part in parts:
+        maps = column_maps(part.tables, run["overrides"])
+        found = context(
+            part.tables["sales"], part.tables["lots"], maps, sku_case=run["sku_case"], date_format=run["date_format"]
+        )
+        whole = found if whole is None else whole.merge(found)
+    assert whole is not None  # there is always the partition of rows without a SKU
+    return whole
+
+
+def _write(results: list[CostResult], out: Path, work: Path) -> CostResult:
+    held = work / "held"
+    held.mkdir()
+    with Streams(out) as streams:
+        for number, result in enumerate(results):
+            streams.append(result)
+            result.held.with_columns(
+                (pl.col("input") == "lots").alias("__lots"),
+                pl.col("source").str.extract(r"(\d+)$").cast(pl.Int64).alias("__number"),
+            ).write_parquet(held / f"{number}.parquet")
+        merged = _merge(results)
+        rows = pl.scan_parquet(held / "*.parquet").sort("__lots", "__number").drop("__lots", "__number")
+        streams.finish(merged, rows.collect(engine="streaming"))
+    return merged
+
+
+def _merge(results: list[CostResult]) -> CostResult:
+    summaries = [r.summary for r in results]
+    first = summaries[0]
+    findings = tuple(sorted((f for r in results for f in r.findings), key=finding_order))
+    categories: dict[str, int] = {}
+    for category in FINDING_ORDER:
+        count = sum(s.categories.get(category, 0) for s in summaries)
+        if count:
+            categories[category] = count
+    summary = Summary(
+        **{f: sum(getattr(s, f) for s in summaries[1:]) + getattr(first, f) for f in _ADDED},
+        method=first.method,
+        stopped=any(s.stopped for s in summaries),
+        findings={severity: sum(s.findings[severity] for s in summaries) for severity in SEVERITIES},
+        categories=categories,
+        inputs=tuple(
+            InputSummary(i.role, i.name, sum(s.inputs[n].rows for s in summaries), usable, i.columns)
+            for n, i in enumerate(first.inputs)
+            for usable in [sum(s.inputs[n].usable for s in summaries)]
+        ),
+    )
+    result = results[0]
+    return replace(
+        result,
+        summary=summary,
+        findings=findings,
+        quarantined=frozenset().union(*(r.quarantined for r in results)),
+        lines=result.lines.clear(),
+        pieces=result.pieces.clear(),
+        remaining=result.remaining.clear(),
+        held=result.held.clear(),
+    )
+
+
+_ADDED = (
+    "skus",
+    "processed",
+    "quarantined",
+    "sale_lines",
+    "units_sold",
+    "units_returned",
+    "cogs",
+    "uncosted_units",
+    "ending_units",
+    "ending_value",
+)
