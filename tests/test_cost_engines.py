@@ -185,3 +185,21 @@ def test_lifo_takes_the_newest_lot_on_hand_not_a_later_one() -> None:
     result = trueup.cost.compute(SALES, lots, method="lifo")
     assert [c.lot_id for c in next(iter(result.cogs())).lots] == ["L2"]
     assert {lot.lot_id: lot.quantity for lot in result.lots_remaining()} == {"L1": 8, "L3": 5}
+
+
+def test_lifo_return_of_a_back_ordered_sale_goes_back_to_its_lot() -> None:
+    """A sale filled late takes a whole lot; a return then gives units back to that lot (once a KeyError)."""
+    lots = [{"lot_id": "L1", "sku": "ABC", "received": "2026-01-02", "quantity": "5", "unit_cost": "2.00"}]
+    sales = [
+        {"sale_id": "S1", "sku": "ABC", "date": "2026-01-01", "quantity": "5"},
+        {"sale_id": "R1", "sku": "ABC", "date": "2026-01-03", "quantity": "-2"},
+    ]
+    for method in ("lifo", "fifo"):
+        result = trueup.cost.compute(sales, lots, method=method, policy=LENIENT)
+        assert cogs_by_sale(result) == {
+            "S1": (Decimal("10.00"), [("L1", 5)]),
+            "R1": (Decimal("-4.00"), [("L1", -2)]),
+        }, method
+        assert [(lot.lot_id, lot.quantity, lot.value) for lot in result.lots_remaining()] == [
+            ("L1", Decimal(2), Decimal("4.00"))
+        ]

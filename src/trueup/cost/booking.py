@@ -177,7 +177,7 @@ class _Walk:
                 self.pool_quantity += take
                 self.pool_value += back
             else:
-                self.left[lot] += take
+                self.left[lot] = self.left.get(lot, 0) + take  # a lot a back-order took whole
                 self.queue(lot)
             self.out.piece(self.sales["sale"][line], _lot_id(self.lots, lot), -take, -back, False)
             self.out.covered[line] += take
