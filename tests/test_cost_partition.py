@@ -124,7 +124,7 @@ def test_a_critical_finding_stops_every_partition(tmp_path: Path) -> None:
     sales, lots = messy_books(5)
     sales_csv = write_csv(tmp_path / "sales.csv", sales, SALES)
     lots_csv = write_csv(tmp_path / "lots.csv", lots, LOTS)
-    assert both_ways(tmp_path, sales_csv, lots_csv, "--policy", "negative_inventory=critical") == 1
+    assert both_ways(tmp_path, sales_csv, lots_csv, "--policy", "missing_lots=critical") == 1
     assert (tmp_path / "parts" / "cogs.csv").read_text().count("\n") == 1  # only the header: nothing costed
 
 

@@ -160,10 +160,11 @@ def _scan(source: Input, role: str, work: Path) -> tuple[Table, pl.LazyFrame]:
     spill = work / f"{role}.parquet"
     try:
         frame.sink_parquet(spill)
+        whole = lines is None or pl.scan_parquet(spill).select(pl.len()).collect().item() == lines
     except pl.exceptions.PolarsError:
-        lines = -1  # polars cannot read it whole: the careful CSV reader can
-    if lines is not None and pl.scan_parquet(spill).select(pl.len()).collect().item() != lines:
-        table = as_table(source, role)  # quoted newlines or blank lines: line numbers need the careful path
+        whole = False  # polars cannot read it: the careful CSV reader can
+    if not whole:  # quoted newlines or blank lines: line numbers need the careful reader
+        table = as_table(source, role)
         return table._replace(frame=table.frame.clear()), table.frame.lazy()
     return head, pl.scan_parquet(spill)
 
