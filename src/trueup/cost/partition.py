@@ -106,14 +106,17 @@ def cost_to_directory(
     run = {"method": method, "policy": policy, "overrides": overrides, "date_format": date_format}
     run["sku_case"] = sku_case
     with _work(Path(out), work_dir) as work:
-        heads = _spill({"sales": sales, "lots": lots}, work, sku_case, overrides, max(memory // BYTES_PER_LINE, 1))
-        parts = list(_parts(heads, work))
-        log.info("costing in %d partitions of at most %d lines", len(parts), max(memory // BYTES_PER_LINE, 1))
-        whole = _context(parts, run)
-        results = [cost_tables(p.tables["sales"], p.tables["lots"], **run, context=whole) for p in parts]
-        if any(r.summary.stopped for r in results):
-            results = [cost_tables(p.tables["sales"], p.tables["lots"], **run, context=whole, stop=True) for p in parts]
-        return _write(results, Path(out), work)
+        budget = max(memory // BYTES_PER_LINE, 1)
+        heads = _spill({"sales": sales, "lots": lots}, work, sku_case, overrides, budget)
+        whole = _context(_parts(heads, work), run)
+        try:
+            return _cost(heads, work, Path(out), run, whole, stop=False)
+        except _Stopped:
+            return _cost(heads, work, Path(out), run, whole, stop=True)
+
+
+class _Stopped(Exception):
+    """A partition has a critical finding: every partition must be costed again as stopped."""
 
 
 @contextmanager
@@ -193,7 +196,7 @@ def _parts(heads: Mapping[str, Table], work: Path) -> Iterator[_Part]:
         yield _Part(number, tables)
 
 
-def _context(parts: list[_Part], run: Mapping[str, Any]) -> Context:
+def _context(parts: Iterator[_Part], run: Mapping[str, Any]) -> Context:
     whole: Context | None = None
     for part in parts:
         maps = column_maps(part.tables, run["overrides"])
@@ -205,26 +208,50 @@ def _context(parts: list[_Part], run: Mapping[str, Any]) -> Context:
     return whole
 
 
-def _write(results: list[CostResult], out: Path, work: Path) -> CostResult:
-    held = work / "held"
+def _cost(
+    heads: Mapping[str, Table], work: Path, out: Path, run: Mapping[str, Any], whole: Context, *, stop: bool
+) -> CostResult:
+    """Cost the partitions one at a time, appending to the output files; raise `_Stopped` on a critical
+    finding unless `stop` says the run is stopped already."""
+    held = work / f"held-{stop}"
     held.mkdir()
+    costed = []
     with Streams(out) as streams:
-        for number, result in enumerate(results):
+        for part in _parts(heads, work):
+            result = cost_tables(part.tables["sales"], part.tables["lots"], **run, context=whole, stop=stop)
+            if result.summary.stopped and not stop:
+                raise _Stopped
             streams.append(result)
             result.held.with_columns(
                 (pl.col("input") == "lots").alias("__lots"),
                 pl.col("source").str.extract(r"(\d+)$").cast(pl.Int64).alias("__number"),
-            ).write_parquet(held / f"{number}.parquet")
-        merged = _merge(results)
+            ).write_parquet(held / f"{part.number}.parquet")
+            costed.append(_rowless(result))
+        log.info("costed %d partitions", len(costed))
+        merged = _merge(costed)
         rows = pl.scan_parquet(held / "*.parquet").sort("__lots", "__number").drop("__lots", "__number")
         streams.finish(merged, rows.collect(engine="streaming"))
     return merged
+
+
+def _rowless(result: CostResult) -> CostResult:
+    """The result without its rows (they are in the files): its summary, findings and quarantine."""
+    return replace(
+        result,
+        sales=result.sales._replace(frame=result.sales.frame.clear()),
+        lots=result.lots._replace(frame=result.lots.frame.clear()),
+        lines=result.lines.clear(),
+        pieces=result.pieces.clear(),
+        remaining=result.remaining.clear(),
+        held=result.held.clear(),
+    )
 
 
 def _merge(results: list[CostResult]) -> CostResult:
     summaries = [r.summary for r in results]
     first = summaries[0]
     findings = tuple(sorted((f for r in results for f in r.findings), key=finding_order))
+    quarantined = [r.quarantined for r in results]
     categories: dict[str, int] = {}
     for category in FINDING_ORDER:
         count = sum(s.categories.get(category, 0) for s in summaries)
@@ -242,17 +269,7 @@ def _merge(results: list[CostResult]) -> CostResult:
             for usable in [sum(s.inputs[n].usable for s in summaries)]
         ),
     )
-    result = results[0]
-    return replace(
-        result,
-        summary=summary,
-        findings=findings,
-        quarantined=frozenset().union(*(r.quarantined for r in results)),
-        lines=result.lines.clear(),
-        pieces=result.pieces.clear(),
-        remaining=result.remaining.clear(),
-        held=result.held.clear(),
-    )
+    return replace(results[0], summary=summary, findings=findings, quarantined=frozenset().union(*quarantined))
 
 
 _ADDED = (
