@@ -179,3 +179,13 @@ def test_property_partitioned_equals_in_memory(sales: list[tuple], lots: list[tu
         assert parts.summary == whole.summary
         assert parts.findings == whole.findings
         assert parts.exit_code == whole.exit_code
+
+
+def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    lots = tmp_path / "lots.csv"
+    lots.write_text("lot_id,sku,received,quantity\nL1,A,2026-01-01,3\n")  # no unit cost
+    out = tmp_path / "out"
+    code, output = run("--sales", str(EXAMPLES / "sales.csv"), "--lots", str(lots), "--out", str(out), "--memory", "1k")
+    assert code == 2, output
+    assert "lots.csv" in output and "Traceback" not in output
+    assert not out.exists()

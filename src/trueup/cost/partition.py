@@ -28,7 +28,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -121,7 +121,9 @@ class _Stopped(Exception):
 
 @contextmanager
 def _work(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
+    """A fresh folder under `work_dir` (or `out`), removed at the end; `out` too if the run made it and failed."""
     parent = Path(work_dir) if work_dir is not None else out
+    made = not parent.exists()
     try:
         parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".trueup-cost-", dir=parent))
@@ -129,8 +131,13 @@ def _work(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
         raise InputError(f"{parent}: cannot make a work directory: {error.strerror or error}") from None
     try:
         yield work
-    finally:
+    except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        if made:
+            with suppress(OSError):
+                parent.rmdir()
+        raise
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _spill(sources: Mapping[str, Input], work: Path, sku_case: str, overrides: Any, budget: int) -> dict[str, Table]:
