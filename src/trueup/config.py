@@ -55,6 +55,7 @@ LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 _NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
 _IDENTIFIER = re.compile(rf"{_NAME}(\.{_NAME})?")
 _RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_CURRENCY = re.compile(r"[^\s\d.,+-]{1,5}")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -70,6 +71,12 @@ def _identifier(value: str) -> str:
 def _rule_name(value: str) -> str:
     if not _RULE_NAME.fullmatch(value):
         raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+    return value
+
+
+def _currency(value: str) -> str:
+    if not _CURRENCY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a currency: give a code such as 'EUR' or a sign such as '€'")
     return value
 
 
@@ -152,9 +159,17 @@ class LedgerSettings(_Model):
     url: str | None = None
 
 
+class ReportSettings(_Model):
+    """`[report]`: how reports show money (JSON always keeps exact, unrounded figures)."""
+
+    currency: Annotated[str, AfterValidator(_currency)] | None = None
+    money_decimals: int = Field(default=2, ge=0, le=6)
+
+
 class Config(_Model):
     database: Database = Database()
     ledger: LedgerSettings = LedgerSettings()
+    report: ReportSettings = ReportSettings()
     rules: list[Rule] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)

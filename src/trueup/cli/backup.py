@@ -48,7 +48,7 @@ def backup(
     if made.path is None:
         raise TrueupError(made.warning or "no backup was made")
     rows = ", ".join(f"{t.name}: {t.rows} rows" for t in made.manifest.tables) if made.manifest else ""
-    common.stdout().print(f"Backed up {rows} to {made.path}", highlight=False)
+    common.note(f"Backed up {rows} to {made.path}", common.stdout())
 
 
 @backup_app.command("list")
@@ -97,4 +97,4 @@ def restore(
         confirm_writes(url, cfg.database.production_pattern, f"restore {file}", yes=yes, confirm=common.confirmer())
         manifest = restore_backup(connection, url, file)
     restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in manifest.tables)
-    common.stdout().print(f"Restored {restored} from {file}", highlight=False)
+    common.note(f"Restored {restored} from {file}", common.stdout())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +17,7 @@ from trueup.db import connect, open_engine
 from trueup.demo import build_demo
 from trueup.errors import UsageError
 from trueup.reconcile.check import CheckRun
-from trueup.report import write_check
+from trueup.report import money_for, write_check
 from trueup.starter import starter_config
 
 
@@ -34,13 +36,18 @@ def demo(
     config = load_config(config_path)
     with common.session(config, None) as connection:
         run = CheckRun(connection, config, observer=common.Activity(False))
-        write_check(run, "table", common.stdout().file)
+        write_check(run, "table", common.stdout().file, money=money_for(config))
     if not quiet:
-        common.stderr().print(
+        common.note(
             f"\nThe demo shop is {directory / 'shop.db'}; its config is {config_path}.\n"
-            f"Try: trueup check --config {config_path} --format html --output drift.html",
-            highlight=False,
+            f"Try: {_program()} check --config {config_path} --format html --output drift.html"
         )
+
+
+def _program() -> str:
+    """How to run trueup from here: `trueup` when it is on the PATH, else the path that ran it (.venv/bin/trueup)."""
+    ran = Path(sys.argv[0])
+    return str(ran) if ran.name == "trueup" and not shutil.which("trueup") else "trueup"
 
 
 @app.command()
@@ -66,4 +73,4 @@ def init(
     else:
         text = starter_config()
     config.write_text(text, encoding="utf-8")
-    common.stderr().print(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}", highlight=False)
+    common.note(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}")
