@@ -26,7 +26,7 @@ def columns(bars: Sequence[tuple[str, int]], *, width: int = 640, height: int = 
     """Vertical columns, one per (label, count); labels starting with '-' are drawn as shortfalls."""
     if not bars:
         return ""
-    top, bottom, left = 24, 48, 40
+    top, bottom, left = 36, 48, 40
     plot_h = height - top - bottom
     peak = max(count for _, count in bars) or 1
     slot = (width - left - 10) / len(bars)
