@@ -201,7 +201,7 @@ def test_markdown_report_for_tickets(sqlite_db: Database, tmp_path: Path) -> Non
     result = run("check", "-c", str(shop(sqlite_db, tmp_path)), "-f", "markdown")
     assert result.exit_code == 1
     assert "| product_code | recorded | expected | delta | value |" in result.stdout
-    assert "| C-3 | 0 | 4 | +4 | +12 |" in result.stdout
+    assert "| C-3 | 0 | 4 | +4 | +12.00 |" in result.stdout
     assert "| missing_row | warning |" in result.stdout
 
 

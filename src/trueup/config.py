@@ -59,8 +59,13 @@ _CURRENCY = re.compile(r"[^\s\d.,+-]{1,5}")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def is_identifier(value: str) -> bool:
+    """A plain identifier a config may name (letters, digits, `_`, `$`, one optional `qualifier.`)."""
+    return _IDENTIFIER.fullmatch(value) is not None
+
+
 def _identifier(value: str) -> str:
-    if not _IDENTIFIER.fullmatch(value):
+    if not is_identifier(value):
         raise ValueError(
             f"{value!r} is not a plain identifier (letters, digits, _ and one optional "
             "'qualifier.' prefix); put expressions in a `from` subquery"

@@ -18,7 +18,7 @@ from trueup.demo import build_demo
 from trueup.errors import UsageError
 from trueup.reconcile.check import CheckRun
 from trueup.report import money_for, write_check
-from trueup.starter import starter_config
+from trueup.starter import starter, summary
 
 
 @app.command()
@@ -57,7 +57,7 @@ def init(
     config: Annotated[Path, typer.Option("--config", "-c", help="Where to write the config.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter trueup.toml, listing the tables of --database if given.
+    """Write a commented starter trueup.toml; with --database, rules guessed from its schema.
 
     Example: trueup init --database postgresql://app@localhost/shop
     """
@@ -67,10 +67,12 @@ def init(
         engine = open_engine(database)
         try:
             with connect(engine) as connection:
-                text = starter_config(database, connection)
+                made = starter(database, connection)
         finally:
             engine.dispose()
     else:
-        text = starter_config()
-    config.write_text(text, encoding="utf-8")
+        made = starter()
+    config.write_text(made.text, encoding="utf-8")
+    if made.guess is not None:
+        common.note(summary(made.guess))
     common.note(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}")
