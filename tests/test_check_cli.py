@@ -232,8 +232,10 @@ def test_a_time_column_holding_text_is_named_with_its_type(db: Database, tmp_pat
     db.execute("INSERT INTO stock VALUES (1, 3, '2025-01-01 10:00:00')")
     db.execute("INSERT INTO moves VALUES (1, 3, '2025-01-01 10:00:00')")
     source_time, recorded_time, field, column = TEXT_TIME[where]
-    origin = 'from = "moves m"\nkey = ["m.id"]\nquantity = "m.qty"' if where == "from" else (
-        'table = "moves"\nkey = ["id"]\nquantity = "qty"'
+    origin = (
+        'from = "moves m"\nkey = ["m.id"]\nquantity = "m.qty"'
+        if where == "from"
+        else ('table = "moves"\nkey = ["id"]\nquantity = "qty"')
     )
     config = tmp_path / "trueup.toml"
     config.write_text(

@@ -241,7 +241,9 @@ def test_drift_over_time_plots_full_rounds_only_and_says_what_it_left_out() -> N
     assert svg.count("<circle") == 3  # one dot per full round
     assert re.findall(r"<title>[^<]*: (\d+) drifted</title>", svg) == ["20", "23", "0"]
     assert re.findall(r"<title>[^<]*: (\d+) corrected</title>", svg) == ["23"]
-    assert note == "Not plotted: 2 incremental or hook round(s), which checked only some items; they corrected 3 key(s)."
+    assert (
+        note == "Not plotted: 2 incremental or hook round(s), which checked only some items; they corrected 3 key(s)."
+    )
 
 
 def test_drift_over_time_breaks_the_line_where_rounds_are_missing() -> None:

@@ -17,7 +17,9 @@ from trueup.config import load_config
 runner = CliRunner()
 metadata = sa.MetaData()
 ID = lambda: sa.Column("id", sa.Integer, primary_key=True)  # noqa: E731
-sa.Table("django_content_type", metadata, ID(), sa.Column("app_label", sa.String(100)), sa.Column("model", sa.String(100)))
+sa.Table(
+    "django_content_type", metadata, ID(), sa.Column("app_label", sa.String(100)), sa.Column("model", sa.String(100))
+)
 sa.Table("django_migrations", metadata, ID(), sa.Column("app", sa.String(255)), sa.Column("applied", sa.DateTime))
 sa.Table(
     "django_session", metadata, sa.Column("session_key", sa.String(40), primary_key=True),
@@ -66,7 +68,9 @@ sa.Table(
 
 def django_shop(db: Database) -> None:
     db.create(metadata)
-    db.insert(product, [{"id": 1, "sku": "A", "price": "2.50", "stock": 7}, {"id": 2, "sku": "B", "price": 1, "stock": 3}])
+    db.insert(
+        product, [{"id": 1, "sku": "A", "price": "2.50", "stock": 7}, {"id": 2, "sku": "B", "price": 1, "stock": 3}]
+    )
     db.insert(order, [{"id": 1, "status": "PAID"}])
     db.insert(move, [{"id": 1, "product_id": 1, "quantity": 10, "created_at": datetime(2025, 1, 1)}])
     db.insert(line, [{"id": 1, "product_id": 1, "order_id": 1, "qty": 3}])
@@ -77,8 +81,10 @@ def test_init_guesses_rules_that_name_only_real_columns(db: Database, tmp_path: 
     target = tmp_path / "trueup.toml"
     made = runner.invoke(app, ["init", "--database", db.url, "--config", str(target)])
     assert made.exit_code == 0, made.output
-    assert "Guessed 1 rule(s) from the schema (inventory_product.stock from inventory_barcode, inventory_saleline, " \
+    assert (
+        "Guessed 1 rule(s) from the schema (inventory_product.stock from inventory_barcode, inventory_saleline, "
         "inventory_stockmove). Check each source's sign and where before trusting the drift." in made.stderr
+    )
     text = target.read_text()
     assert "# GUESSED from the schema" in text
     [rule] = tomllib.loads(text)["rules"]

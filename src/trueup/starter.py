@@ -201,7 +201,7 @@ def render_guess(found: Guess) -> str:
     if found.unreferenced:
         unreferenced = (
             "\n# Named like cached figures, but no table references them by foreign key, so no sources\n"
-            f"# were guessed (write their sources yourself, with `from` and joins if need be):\n"
+            "# were guessed (write their sources yourself, with `from` and joins if need be):\n"
             + "".join(f"#   {name}\n" for name in found.unreferenced)
         )
     if not found.rules:
@@ -240,7 +240,7 @@ def _rule_text(rule: RuleGuess) -> str:
         else:
             lines.append("quantity = 1                      # no figure column: each record counts one")
         lines.append("sign = 1                          # GUESSED: -1 if these records take stock away")
-        lines.append("# where = \"...\"                   # only the records that count (e.g. a status)")
+        lines.append('# where = "..."                   # only the records that count (e.g. a status)')
         if source.time:
             lines.append(f'# time = "{source.time}"')
     return "\n".join(lines) + "\n"

@@ -11,11 +11,11 @@ from typing import TextIO
 
 from rich.console import Console
 
+from trueup.config import Config
 from trueup.reconcile import history
 from trueup.reconcile.check import CheckReport, CheckRun
-from trueup.config import Config
 from trueup.report import json, table
-from trueup.report.format import Money
+from trueup.report.format import PLAIN, Money
 
 FORMATS = ("table", "json", "markdown", "html")
 DEFAULT_LIMIT = 20
@@ -33,9 +33,7 @@ def keep_for(fmt: str, limit: int | None) -> int | None:
     return DEFAULT_LIMIT if limit is None else limit
 
 
-def write_check(
-    run: CheckRun, fmt: str, out: TextIO, limit: int | None = None, money: Money = Money()
-) -> CheckReport:
+def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None, money: Money = PLAIN) -> CheckReport:
     """Render `run` as `fmt`; `money` says how values are shown (JSON keeps them exact, unrounded)."""
     if fmt == "json":
         return json.write_check(run, out, limit)

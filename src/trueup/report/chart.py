@@ -145,7 +145,7 @@ def runs(times: Sequence[datetime], slack: float = 1.5) -> list[list[int]]:
 
     [10:00, 10:05, 10:10, 11:00, 11:05] -> [[0, 1, 2], [3, 4]] (the median gap is 5 minutes).
     """
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     usual = sorted(gaps)[len(gaps) // 2] if gaps else 0
     found: list[list[int]] = [[0]] if times else []
     for index, gap in enumerate(gaps, start=1):
@@ -162,9 +162,10 @@ def _legend(right: float, y: float, entries: Sequence[tuple[str, str, str]]) -> 
         x -= 7 * len(label)
         parts.append(_text(x, y + 4, label, anchor="start", size=10))
         if shape == "line":
-            parts.append(f'<line x1="{x - 20:.1f}" y1="{y:.1f}" x2="{x - 6:.1f}" y2="{y:.1f}" stroke="{colour}" stroke-width="2"/>')
+            swatch = f'<line x1="{x - 20:.1f}" y1="{y:.1f}" x2="{x - 6:.1f}" y2="{y:.1f}" stroke-width="2"'
         else:
-            parts.append(f'<rect x="{x - 16:.1f}" y="{y - 5:.1f}" width="10" height="10" fill="{colour}" fill-opacity="0.55"/>')
+            swatch = f'<rect x="{x - 16:.1f}" y="{y - 5:.1f}" width="10" height="10" fill-opacity="0.55"'
+        parts.append(f'{swatch} {"stroke" if shape == "line" else "fill"}="{colour}"/>')
         x -= 34
     return parts
 

@@ -112,7 +112,10 @@ class Money(NamedTuple):
     decimals: int | None = 2
 
 
-def money(value: Decimal | int | None, style: Money = Money(), *, signed: bool = False) -> str:
+PLAIN = Money()  # no currency, two decimals
+
+
+def money(value: Decimal | int | None, style: Money = PLAIN, *, signed: bool = False) -> str:
     """Exact decimal rounding (half to even) to `style.decimals`, thousands separated: never through float.
 
     A currency code follows the figure (`-65.10 EUR`), a sign leads it (`-$65.10`).

@@ -12,7 +12,7 @@ from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
 from trueup.reconcile.history import Round
 from trueup.report import chart
-from trueup.report.format import Money, key_text, money, number, value_text
+from trueup.report.format import PLAIN, Money, key_text, money, number, value_text
 from trueup.report.summary import check_outcome, rule_figures, rule_mark, sample_text
 from trueup.report.table import verdict
 
@@ -25,7 +25,7 @@ _TEMPLATES = Environment(
 _TEMPLATES.filters["key_text"] = key_text
 
 
-def render_check(report: CheckReport, rounds: dict[str, list[Round]] | None = None, style: Money = Money()) -> str:
+def render_check(report: CheckReport, rounds: dict[str, list[Round]] | None = None, style: Money = PLAIN) -> str:
     """The page; `rounds` (per rule, from sync's history) adds a drift-over-time chart."""
     summary = verdict(report)
     return _TEMPLATES.get_template("check.html.j2").render(

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import RuleResult
-from trueup.report.format import Money, money, number, value_text
+from trueup.report.format import PLAIN, Money, money, number, value_text
 
 PASS, FAIL = "✓", "✗"
 
@@ -29,7 +29,7 @@ class Figure(NamedTuple):
     bad: bool = False
 
 
-def rule_figures(result: RuleResult, style: Money = Money()) -> list[Figure]:
+def rule_figures(result: RuleResult, style: Money = PLAIN) -> list[Figure]:
     figures = [
         Figure(number(result.items), "items checked"),
         Figure(number(result.drifted), "drifted", bool(result.drifted)),
@@ -41,7 +41,7 @@ def rule_figures(result: RuleResult, style: Money = Money()) -> list[Figure]:
     return figures
 
 
-def rule_sentence(result: RuleResult, style: Money = Money()) -> str:
+def rule_sentence(result: RuleResult, style: Money = PLAIN) -> str:
     """The rule's outcome in one sentence."""
     if not result.drifted:
         return f"{number(result.items)} items checked, none drifted."

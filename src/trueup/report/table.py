@@ -11,14 +11,14 @@ from rich.text import Text
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import RuleResult
-from trueup.report.format import Money, key_text, literal, number
+from trueup.report.format import PLAIN, Money, key_text, literal, number
 from trueup.report.format import money as format_money
 from trueup.report.summary import FAIL, PASS, check_outcome, rule_mark, rule_sentence, sample_text
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def print_check(report: CheckReport, console: Console, money: Money = Money()) -> None:
+def print_check(report: CheckReport, console: Console, money: Money = PLAIN) -> None:
     for result in report.rules:
         console.print(rule_panel(result, money))
     if report.checks:
@@ -26,7 +26,7 @@ def print_check(report: CheckReport, console: Console, money: Money = Money()) -
     console.print(verdict(report))
 
 
-def rule_panel(result: RuleResult, money: Money = Money()) -> Panel:
+def rule_panel(result: RuleResult, money: Money = PLAIN) -> Panel:
     parts: list[Table | Text] = [summary_line(result, money)]
     if result.worst:
         parts.append(worst_table(result, money))
@@ -39,11 +39,11 @@ def rule_panel(result: RuleResult, money: Money = Money()) -> Panel:
     return Panel(Group(*parts), title=title, title_align="left", border_style=style)
 
 
-def summary_line(result: RuleResult, money: Money = Money()) -> Text:
+def summary_line(result: RuleResult, money: Money = PLAIN) -> Text:
     return Text(rule_sentence(result, money), style="" if result.drifted else "green")
 
 
-def worst_table(result: RuleResult, money: Money = Money()) -> Table:
+def worst_table(result: RuleResult, money: Money = PLAIN) -> Table:
     title = (
         "Worst drift"
         if result.drifted <= len(result.worst)
@@ -68,7 +68,7 @@ def worst_table(result: RuleResult, money: Money = Money()) -> Table:
     return table
 
 
-def groups_table(result: RuleResult, money: Money = Money()) -> Table:
+def groups_table(result: RuleResult, money: Money = PLAIN) -> Table:
     table = Table(title="Drift by group", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("group", "drifted", "units off", "value"):
         table.add_column(column, justify="left" if column == "group" else "right")
