@@ -119,6 +119,7 @@ def test_markdown_report_reads_the_same(sqlite_db: Database, tmp_path: Path) -> 
     assert result.exit_code == 1
     text = result.stdout
     assert "## ✗ batches" in text and SENTENCE in text
+    assert "_recorded is the stock figure the system shows; expected is what its records add up to; " in text
     assert "| product_code | recorded | expected | delta | value |\n| --- | ---: | ---: | ---: | ---: |" in text
     assert "| C-3 | 0 | 4 | +4 | +12.00 EUR |" in text and "| B-2 | 5 | 3 | -2 | -2.01 EUR |" in text
     assert "| no negative packs | error | ✓ holds |  |" in text
@@ -142,6 +143,7 @@ def test_html_report_reads_the_same(sqlite_db: Database, tmp_path: Path) -> None
     assert '<th class="num">value</th>' in html and '<td class="num">+12.00 EUR</td>' in html
     assert '<td class="num">-2.01 EUR</td>' in html
     assert '<td class="ok">✓ holds</td>' in html
+    assert "delta = expected − recorded is the correction a repair would make" in html
     assert '<td class="sev-warning">✗ 1 row breaks it</td>' in html and "product_code=C-3, packs=0" in html
     assert "<td>NULL</td>" in html and "None" not in html
     assert "|value|" not in html and "value impact" not in html

@@ -13,7 +13,7 @@ from trueup.reconcile.drift import RuleResult
 from trueup.reconcile.history import Round
 from trueup.report import chart
 from trueup.report.format import PLAIN, Money, key_text, money, number, value_text
-from trueup.report.summary import check_outcome, rule_figures, rule_mark, sample_text
+from trueup.report.summary import HOW_TO_READ, check_outcome, rule_figures, rule_mark, sample_text
 from trueup.report.table import verdict
 
 _TEMPLATES = Environment(
@@ -33,6 +33,7 @@ def render_check(report: CheckReport, rounds: dict[str, list[Round]] | None = No
         version=__version__,
         verdict=summary.plain,
         verdict_bad=report.exit_code != 0,
+        how_to_read=HOW_TO_READ,
         rules=report.rules,
         checks=report.checks,
         charts={rule.name: _charts(rule, (rounds or {}).get(rule.name, [])) for rule in report.rules},

@@ -5,12 +5,12 @@ from __future__ import annotations
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
 from trueup.report.format import PLAIN, Money, key_text, money, number, value_text
-from trueup.report.summary import check_outcome, rule_mark, rule_sentence, sample_text
+from trueup.report.summary import HOW_TO_READ, check_outcome, rule_mark, rule_sentence, sample_text
 from trueup.report.table import verdict
 
 
 def render_check(report: CheckReport, style: Money = PLAIN) -> str:
-    lines = ["# Drift report", "", f"**{verdict(report).plain}**", ""]
+    lines = ["# Drift report", "", f"**{verdict(report).plain}**", "", f"_{HOW_TO_READ}_", ""]
     for rule in report.rules:
         lines += _rule(rule, style)
     if report.checks:

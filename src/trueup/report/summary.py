@@ -19,6 +19,10 @@ from trueup.reconcile.drift import RuleResult
 from trueup.report.format import PLAIN, Money, money, number, value_text
 
 PASS, FAIL = "✓", "✗"
+HOW_TO_READ = (
+    "recorded is the stock figure the system shows; expected is what its records add up to; "
+    "delta = expected − recorded is the correction a repair would make (negative: the system shows too much)."
+)
 
 
 class Figure(NamedTuple):
