@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-ledger clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-sync bench-cost bench-ledger
+bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
@@ -32,8 +32,14 @@ bench-sync: $(STAMP)
 bench-cost: $(STAMP)
 	$(BIN)/python benchmarks/bench_cost.py $(BENCH_ARGS)
 
+bench-cost-write: $(STAMP)
+	$(BIN)/python benchmarks/bench_cost_write.py $(BENCH_ARGS)
+
 bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/bench_ledger.py $(BENCH_ARGS)
+
+bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

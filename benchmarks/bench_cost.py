@@ -327,16 +327,18 @@ def peak_mib() -> float:
 JOBS = {"trueup": job_trueup, "beancount": job_beancount, "pandas": job_pandas}
 
 
-def run_job(name: str, directory: Path, repeat: int = 1) -> dict:
-    """Run a job `repeat` times, each in a fresh interpreter; keep the median run by wall time.
+def run_job(name: str, directory: Path, repeat: int = 1, script: str = __file__, before=lambda: None) -> dict:
+    """Run a job of `script` `repeat` times, each in a fresh interpreter (after `before()`); keep the
+    median run by wall time.
 
     Each run reports its own wall time, CPU time (user + system, all threads) and peak RSS. The machine is
     shared, so the median of several runs is the figure; the spread is kept beside it.
     """
     runs = []
     for _ in range(repeat):
+        before()
         done = subprocess.run(
-            [sys.executable, __file__, "--job", name, "--dir", str(directory)],
+            [sys.executable, script, "--job", name, "--dir", str(directory)],
             capture_output=True,
             text=True,
             check=False,

@@ -109,10 +109,13 @@ def test_output_file_and_table_report(sqlite_db: Database, tmp_path: Path) -> No
     ("old", "new", "message"),
     [
         ('quantity = "packs"', 'quantity = "pack"',
-         "rule 'batches': recorded.quantity: no column 'pack' in table 'warehouse_inventory' "
-         "(columns: product_code, packs, pack_price)"),
+         "rule 'batches': recorded.quantity: no column 'pack' in table 'warehouse_inventory'; "
+         "did you mean `packs`?"),
+        ('quantity = "packs"', 'quantity = "sold"',
+         "rule 'batches': recorded.quantity: no column 'sold' in table 'warehouse_inventory'; "
+         "it has: pack_price, packs, product_code"),
         ('table = "batches"', 'table = "batchez"',
-         "rule 'batches': expected[0].table: no table 'batchez' in the database"),
+         "rule 'batches': expected[0].table: no table 'batchez' in the database; did you mean `batches`?"),
         ('time = "received_at"', 'time = "received_at"\nwhere = "no_such_column > 0"',
          "rule 'batches': expected[0]: the database rejected it:"),
     ],

@@ -99,6 +99,8 @@ def test_refusals_write_nothing_and_say_why(ledger):
         (lambda lg: lg.issue("widget", "shop", 1, reason="gift"), "unknown reason 'gift' (use one of: sale, usage,"),
         (lambda lg: lg.receive("widget", "customer", 1, unit_cost=1), "'customer' is a virtual location"),
         (lambda lg: lg.transfer("widget", "shop", "shop", 1), "transfer from 'shop' to itself"),
+        (lambda lg: lg.issue("widget", "shop", "1e40"), "qty 1e40 is too large"),
+        (lambda lg: lg.issue("widget", "shop", "0.005", lots={}), "the named lots add up to 0, not 0.005"),
     ],
 )  # fmt: skip
 def test_bad_calls_are_invalid_requests_exit_2(ledger, call, message):

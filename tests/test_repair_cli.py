@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from tests import shapes
@@ -184,11 +185,50 @@ def test_backup_list_verify_restore(db: Database, tmp_path: Path) -> None:
     assert "warehouse_inventory (3)" in listed.stdout
     assert run("backup", "verify", str(manifest)).exit_code == 0
 
-    db.execute("DELETE FROM warehouse_inventory")
+    db.execute("DELETE FROM warehouse_inventory WHERE product_code <> 'A-1'")
+    db.execute("UPDATE warehouse_inventory SET packs = 99")
+    db.execute("INSERT INTO warehouse_inventory (product_code, packs, pack_price) VALUES ('Z-9', 7, 1.25)")
+    changed = dump(db, "warehouse_inventory")
     assert run("restore", str(manifest), "-c", str(config)).exit_code == 2  # needs --confirm
-    restored = run("restore", str(manifest), "-c", str(config), "--confirm")
+    before = tmp_path / "before"
+    restored = run("restore", str(manifest), "-c", str(config), "--confirm", "--backup-dir", str(before))
     assert restored.exit_code == 0, restored.output
     assert dump(db, "warehouse_inventory") == original
+    assert "warehouse_inventory (3 rows)" in restored.stdout and "as run 1" in restored.stdout
+    [pre_restore] = before.glob("*.manifest.json")  # the tables as they were, backed up first
+    assert f"backed up in {pre_restore.with_name(pre_restore.name.removesuffix('.manifest.json'))}" in (
+        restored.stdout.replace("\n", "")
+    )
+
+    runs = json.loads(run("runs", "-c", str(config), "-f", "json").stdout)["runs"]
+    assert [(r["kind"], r["rule"], r["status"], r["deleted"], r["inserted"], r["triggered_by"]) for r in runs] == [
+        ("restore", "warehouse_inventory", "restored", 2, 3, "cli")
+    ]
+    undone = run("undo", "1", "-c", str(config))
+    assert undone.exit_code == 0, undone.output
+    assert dump(db, "warehouse_inventory") == changed  # exactly as before the restore
+    runs = json.loads(run("runs", "-c", str(config), "-f", "json").stdout)["runs"]
+    assert [(r["id"], r["kind"], r["undoes_run"], r["status"], r["undone_by"]) for r in runs] == [
+        (2, "undo", 1, "restored", None),
+        (1, "restore", None, "undone", 2),
+    ]
+    assert run("undo", "2", "-c", str(config)).exit_code == 0  # the undo is a restore too: undone in turn
+    assert dump(db, "warehouse_inventory") == original
+
+
+def test_undo_of_a_restore_that_created_a_table_drops_it(db: Database, tmp_path: Path) -> None:
+    config = batches_shop(db, tmp_path)
+    backups = tmp_path / "backups"
+    assert run("backup", "-c", str(config), "--backup-dir", str(backups)).exit_code == 0
+    [manifest] = backups.glob("*.manifest.json")
+    original = dump(db, "warehouse_inventory")
+    db.execute("DROP TABLE warehouse_inventory")
+    restored = run("restore", str(manifest), "-c", str(config), "--confirm", "--backup-dir", str(backups))
+    assert restored.exit_code == 0, restored.output
+    assert dump(db, "warehouse_inventory") == original
+    assert "backed up in" not in restored.stdout  # nothing to back up: the table did not exist
+    assert run("undo", "1", "-c", str(config)).exit_code == 0
+    assert "warehouse_inventory" not in sa.inspect(db.engine).get_table_names()
 
 
 def test_a_damaged_backup_fails_verification(sqlite_db: Database, tmp_path: Path) -> None:

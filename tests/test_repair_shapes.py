@@ -22,11 +22,11 @@ def test_plan_apply_again_undo(db: Database, shape: str, tmp_path: Path) -> None
     config = shapes.config_for(db, module)
     original = dump(db, table)
 
-    plan = trueup.plan(config)
+    plan = trueup.plan(config, include_flagged=True)  # usage_logs has a negative expected figure
     [rule_plan] = plan.rules
     assert {plain(c.key): (c.recorded, c.expected, c.delta) for c in rule_plan.corrections} == truth
 
-    result = trueup.apply(config, backup_dir=tmp_path)
+    result = trueup.apply(config, backup_dir=tmp_path, include_flagged=True)
     assert (result.status, result.changed, result.conflicts, result.residual) == ("verified", len(truth), (), 0)
     assert trueup.check(config, rules=[rule_plan.rule]).rules[0].drifted == 0
     after = dump(db, table)
@@ -38,7 +38,7 @@ def test_plan_apply_again_undo(db: Database, shape: str, tmp_path: Path) -> None
     assert (run.kind, run.status, run.updated, run.inserted) == ("apply", "verified", len(truth), 0)
     assert {plain(c.key): (c.before, c.after) for c in changes} == {k: (r, e) for k, (r, e, _) in truth.items()}
 
-    again = trueup.apply(config, backup_dir=tmp_path)
+    again = trueup.apply(config, backup_dir=tmp_path, include_flagged=True)
     assert (again.run_id, again.status, again.changed) == (None, "nothing to do", 0)
     assert dump(db, table) == after
 

@@ -57,22 +57,29 @@ def plan(
     keys: list[tuple[Any, ...]] | None = None,
     where: str | None = None,
     limit: int | None = None,
+    include_flagged: bool = False,
 ) -> Plan:
-    """The corrections a repair would make (the dry run); `trueup.reconcile.plan.save_plan` writes it."""
+    """The corrections a repair would make (the dry run); `trueup.reconcile.plan.save_plan` writes it.
+
+    Keys with an error-severity finding are listed in each rule's `left_out`, unless `include_flagged`.
+    """
     from trueup.db import redact
     from trueup.reconcile.plan import make_plan
     from trueup.reconcile.query import Scope
 
     with _session(config, database) as (cfg, connection):
         scope = Scope(keys=tuple(keys or ()), where=where)
-        return make_plan(connection, cfg, database=redact(connection.engine.url), rules=rules, scope=scope, limit=limit)
+        database = redact(connection.engine.url)
+        return make_plan(
+            connection, cfg, database=database, rules=rules, scope=scope, limit=limit, include_flagged=include_flagged
+        )
 
 
 def apply(config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any) -> ApplyResult:
     """Correct the drift (or apply a saved `plan=`), back up, write in one transaction with an audit trail, verify.
 
     Keyword options are those of `trueup.reconcile.apply.apply`: rules, scope, limit, plan,
-    limits, backup_dir, yes, confirm, triggered_by, lock_timeout.
+    limits, include_flagged, backup_dir, yes, confirm, triggered_by, lock_timeout.
     """
     from trueup.reconcile.apply import apply as apply_repair
 
@@ -102,8 +109,11 @@ def sync(
 ) -> RoundResult:
     """Check (and with `apply` repair) just these keys of `rule`: call it after each sale or purchase.
 
+    If a round of the rule is running, the keys are queued for it (in `trueup_dirty`) and the result's
+    status is `queued`: the running round takes them before it ends. Repairs stay within the config's
+    `[sync]` limits (1,000 rows, 5 % of the rule's items) unless `max_changes=` says otherwise.
     Engines are kept per database URL between calls, so a hook pays for a query, not a connection pool.
-    More keyword options are those of `trueup.reconcile.sync.SyncOptions` (wait, limits, yes, ...).
+    More keyword options are those of `trueup.reconcile.sync.SyncOptions` (wait, max_changes, yes, ...).
     """
     from trueup.config import Config, load_config
     from trueup.reconcile.sync import SyncOptions, run_round
@@ -115,6 +125,12 @@ def sync(
 
 
 _ENGINES: dict[str, Any] = {}
+
+
+def close() -> None:
+    """Close the connections `sync` keeps between calls (e.g. before a test database is dropped)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1].dispose()
 
 
 def _engine(url: str) -> Any:

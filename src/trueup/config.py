@@ -17,9 +17,12 @@ the *recorded* figure (a table, its key columns, its quantity column) and the
 
 Two kinds of text live in a config and are treated differently:
 
-* identifiers (`table`, `key`, `quantity`, `unit_value`, `group`, `time`) are
-  validated here (letters, digits, `_`, `$`, at most one `.` qualifier) and
-  quoted by `trueup.db` when SQL is built, so they can never inject SQL;
+* identifiers (`table`, `key`, `quantity`, `unit_value`, `group`, `time`,
+  `sequence`, the keys of `insert_defaults`) are names, not SQL: any characters,
+  parts split at dots (`inventory.stock` is schema `inventory`, table `stock`;
+  a part holding a dot is double-quoted, `"my.schema".stock`). They are checked
+  here, written back in one canonical spelling, and quoted by `trueup.db` when
+  SQL is built, so they can never inject SQL;
 * SQL fragments (`from`, `where`, `[[checks]].sql`) are the user's own SQL,
   passed to the database as written.
 
@@ -33,6 +36,7 @@ import hashlib
 import os
 import re
 import tomllib
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -42,34 +46,50 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
 
+from trueup.db import join_name, split_name
 from trueup.errors import ConfigError
 
 DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
 LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 
-_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
-_IDENTIFIER = re.compile(rf"{_NAME}(\.{_NAME})?")
+_PLAIN_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
+_PLAIN_IDENTIFIER = re.compile(rf"{_PLAIN_NAME}(\.{_PLAIN_NAME})?")
 _RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _CURRENCY = re.compile(r"[^\s\d.,+-]{1,5}")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def is_identifier(value: str) -> bool:
-    """A plain identifier a config may name (letters, digits, `_`, `$`, one optional `qualifier.`)."""
-    return _IDENTIFIER.fullmatch(value) is not None
+    """A plain identifier (letters, digits, `_`, `$`, one optional `qualifier.`): written in a config unquoted."""
+    return _PLAIN_IDENTIFIER.fullmatch(value) is not None
 
 
-def _identifier(value: str) -> str:
-    if not is_identifier(value):
-        raise ValueError(
-            f"{value!r} is not a plain identifier (letters, digits, _ and one optional "
-            "'qualifier.' prefix); put expressions in a `from` subquery"
-        )
+def _name(most: int, what: str) -> Any:
+    """A validator for a name of at most `most` dot-separated parts, returning its canonical spelling."""
+
+    def check(value: str) -> str:
+        parts = split_name(value)
+        if len(parts) > most:
+            raise ValueError(
+                f"{value!r} has {len(parts)} dot-separated parts, but {what}; write a part that holds a dot "
+                'in double quotes ("my.schema".stock), and put expressions in a `from` subquery'
+            )
+        return join_name(parts)
+
+    return AfterValidator(check)
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"{value!r} is not a regular expression: {error}") from None
     return value
 
 
@@ -85,8 +105,32 @@ def _currency(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, AfterValidator(_identifier)]
+TableName = Annotated[str, _name(2, "a table is `table` or `schema.table`")]
+Identifier = Annotated[str, _name(3, "a column is `column`, `table.column` or `schema.table.column`")]
 Scalar = str | int | float | bool | None
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+_LONGEST = timedelta(days=100 * 365)  # a longer --since or --every is a typo (and would overflow a date)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
+    match = _DURATION.fullmatch(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > _LONGEST.total_seconds():
+        raise ValueError(f"{text!r} is longer than {_LONGEST.days // 365} years")
+    return timedelta(seconds=seconds)
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
 
 
 class _Model(BaseModel):
@@ -96,21 +140,23 @@ class _Model(BaseModel):
 class Recorded(_Model):
     """The cached figure that may have drifted."""
 
-    table: Identifier
+    table: TableName
     key: list[Identifier] = Field(min_length=1)
     quantity: Identifier
     unit_value: Identifier | None = None
     group: Identifier | None = None
     where: str | None = None
     time: Identifier | None = None  # when the row last changed: lets sync rounds notice edits to the figure
-    insert_missing: bool = False
-    insert_defaults: dict[str, Scalar] = Field(default_factory=dict)
+    insert_missing: StrictBool = False
+    insert_defaults: dict[Annotated[str, _name(1, "a column of the recorded table is one name")], Scalar] = Field(
+        default_factory=dict
+    )
 
 
 class Source(_Model):
     """One set of records adding to (sign 1) or taking from (sign -1) the expected figure."""
 
-    table: Identifier | None = None
+    table: TableName | None = None
     from_: str | None = Field(default=None, alias="from")
     key: list[Identifier] = Field(min_length=1)
     quantity: Identifier | Decimal
@@ -126,10 +172,22 @@ class Source(_Model):
         return self
 
 
+class SyncLimits(_Model):
+    """`[sync]`, or a rule's `[rules.sync]`: how much a round that repairs on its own (`watch --apply`,
+    `sync --apply`, a hook) may write. A round over the limit writes nothing and says so; unset fields
+    fall back to `[sync]`, then to 1,000 rows and 5 % of the rule's items, whichever is smaller."""
+
+    max_changes: int | None = Field(default=None, ge=0)
+    max_percent: Decimal | None = Field(default=None, ge=0, le=100)
+
+
 class Rule(_Model):
     name: Annotated[str, AfterValidator(_rule_name)]
     recorded: Recorded
     expected: list[Source] = Field(min_length=1)
+    sync: SyncLimits = SyncLimits()
+    # Differences at or below this are not drift (figures kept in floating point or rounded units).
+    tolerance: Decimal = Field(default=Decimal(0), ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _keys_line_up(self) -> Rule:
@@ -155,7 +213,7 @@ class Database(_Model):
     url: str | None = None
     # A regular expression matched against the URL's host and database name: a match
     # makes `apply` and `undo` ask for confirmation (or --yes) before writing.
-    production_pattern: str = r"(?<![a-z])(prod|production|live)(?![a-z])"
+    production_pattern: Annotated[str, AfterValidator(_regex)] = r"(?<![a-z])(prod|production|live)(?![a-z])"
 
 
 class LedgerSettings(_Model):
@@ -171,10 +229,26 @@ class ReportSettings(_Model):
     money_decimals: int = Field(default=2, ge=0, le=6)
 
 
+class ServeSettings(_Model):
+    """`[serve]`: the HTTP service's defaults (`trueup serve` options override them)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8337, ge=1, le=65535)
+    # A duration such as "5m": scheduled watch rounds inside the service, locked as `trueup watch` is.
+    watch: Annotated[str, AfterValidator(_duration)] | None = None
+    watch_apply: bool = False  # scheduled rounds repair what they find
+    cors_origins: list[str] = Field(default_factory=list)  # CORS stays off unless origins are listed
+    max_body_kb: int = Field(default=1024, ge=1)  # JSON bodies
+    max_upload_mb: int = Field(default=100, ge=1)  # multipart uploads (cost exports)
+    backup_dir: Path | None = None  # file backups before apply; none unless set (row pre-images are always kept)
+
+
 class Config(_Model):
     database: Database = Database()
     ledger: LedgerSettings = LedgerSettings()
     report: ReportSettings = ReportSettings()
+    sync: SyncLimits = SyncLimits()
+    serve: ServeSettings = ServeSettings()
     rules: list[Rule] = Field(default_factory=list)
     checks: list[Check] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)
@@ -252,6 +326,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: config is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     return parse_config(data, label=str(path), sha256=hashlib.sha256(raw).hexdigest(), path=path)
 
 

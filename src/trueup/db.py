@@ -5,10 +5,13 @@ one `Dialect` subclass per database, chosen by `dialect_for()`. The rest of
 trueup builds SQL with SQLAlchemy Core and asks the dialect only for the few
 things Core does not paper over.
 
-Identifiers from the config are validated by `trueup.config` and quoted here
-with the database's own preparer; user SQL fragments (`from`, `where`,
-checks) go through `user_sql()`, which only protects them from SQLAlchemy's
-`:name` bind-parameter syntax.
+Identifiers from the config (any characters; parts split by `split_name`) are
+quoted here by the database's own preparer. User SQL is passed as written,
+protected only from SQLAlchemy's `:name` bind-parameter syntax, through one of
+two doors: `user_condition()` for a filter (a `where`, `--where`), which is
+always one parenthesised expression, so `a OR b` met by `AND id IN (5)` stays
+`(a OR b) AND id IN (5)`; and `user_sql()` for a `from` clause or a whole
+statement (a check), which stands alone and is never joined to a condition.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
-from trueup.errors import ConfigError, DatabaseError
+from trueup.errors import ConfigError, DatabaseError, UnreachableError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,10 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(f"not a database URL: {redact(url)!r} (expected e.g. sqlite:///shop.db)") from None
+    if parsed.host and "@" in parsed.host:
+        # `user:p@ss@host`: the URL's first `@` ends the password early, and the rest of the password
+        # would be taken for the host name (and printed in every connection error).
+        raise ConfigError("the database URL has an '@' in its password or user name: write it as %40")
     backend, _, driver = parsed.drivername.partition("+")
     if not driver and backend in _DEFAULT_DRIVERS:
         kind = "postgresql" if backend == "postgres" else backend
@@ -71,14 +78,38 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+# Query parameters whose values are secrets or lead to them: libpq's `password`, `passfile`,
+# `sslpassword`, `sslkey`; PyMySQL's `passwd`, `ssl_key`; and anything named like a token or secret.
+_SECRET_PARAMETER = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)
+_HIDDEN = "***"
+
+
 def redact(url: str | URL) -> str:
-    """The URL as text with any password replaced by ***."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL as text with its password and every credential-bearing query parameter shown as ***.
+
+    Every URL trueup shows (messages, plans, manifests, reports) goes through here."""
+    if not isinstance(url, URL):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return _redact_text(url)
+    hidden = {name: _HIDDEN for name in url.query if _SECRET_PARAMETER.search(name)}
+    return url.update_query_dict(hidden).render_as_string(hide_password=True).replace("%2A%2A%2A", _HIDDEN)
+
+
+def _secrets(url: URL) -> list[str]:
+    """The secret values in `url` (its password, credential-bearing query parameters), to keep out of messages."""
+    values = [str(url.password)] if url.password else []
+    for name, value in url.query.items():
+        if _SECRET_PARAMETER.search(name):
+            values.extend([value] if isinstance(value, str) else value)
+    return [v for v in values if v]
+
+
+def _redact_text(text: str) -> str:
+    """Best effort for text that is not a URL at all: hide what follows `user:` and `secret=`."""
+    text = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", text)
+    return re.sub(rf"([?&][^=&]*(?:{_SECRET_PARAMETER.pattern})[^=&]*=)[^&]*", r"\1***", text, flags=re.I)
 
 
 def open_engine(url: str) -> Engine:
@@ -105,7 +136,13 @@ def connect(engine: Engine) -> Iterator[Connection]:
     try:
         connection = engine.connect()
     except DBAPIError as error:
-        raise DatabaseError(f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}") from None
+        raise UnreachableError(
+            f"cannot connect to {describe(engine.url)}: {driver_message(error, engine.url)}"
+        ) from None
+    except TypeError as error:  # the driver does not take one of the URL's query parameters
+        raise ConfigError(
+            f"the database URL has a parameter the {engine.url.get_driver_name()} driver does not take: {error}"
+        ) from None
     with connection:
         yield connection
 
@@ -121,28 +158,91 @@ def driver_message(error: SQLAlchemyError, url: URL | None = None) -> str:
     """The driver's own first line, without SQLAlchemy's SQL echo or any password."""
     original = getattr(error, "orig", None) or error
     text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
-    if url is not None and url.password:
-        text = text.replace(str(url.password), "***")
+    for secret in _secrets(url) if url is not None else ():
+        text = text.replace(secret, _HIDDEN)
     return text
 
 
 # -- identifiers -------------------------------------------------------------------------------
+#
+# A name in the config is its parts joined by dots: `stock`, `inventory.stock`,
+# `tabStock Ledger Entry`, `l.Bestand_ä`. A part that itself holds a dot (or a double quote)
+# is written in double quotes, with `""` for a quote inside: `"my.schema".stock`. Parts are
+# otherwise taken exactly as written (spaces, case, hyphens, reserved words, any letters) and
+# quoted by the database's own rules when SQL is built.
 
 
-def quote_path(preparer: Any, path: str) -> str:
-    """`li.product_id` -> each part quoted by the database's own rules."""
-    return ".".join(preparer.quote(part) for part in path.split("."))
+def split_name(text: str) -> tuple[str, ...]:
+    """`inventory.stock` -> ("inventory", "stock"); `"my.schema".stock` -> ("my.schema", "stock")."""
+    parts: list[str] = []
+    rest = text
+    while True:
+        if rest.startswith('"'):
+            part, rest = _quoted_part(rest, text)
+        else:
+            part, dot, after = rest.partition(".")
+            if '"' in part:
+                raise ValueError(f'{text!r}: a double quote may only enclose a whole part, as in "my.schema".stock')
+            if part != part.strip():
+                raise ValueError(f"{text!r}: the part {part!r} starts or ends with a space; quote it if it is meant")
+            rest = dot + after
+        if not part:
+            raise ValueError(f"{text!r}: an empty name (two dots, or a dot at either end)")
+        parts.append(part)
+        if not rest:
+            return tuple(parts)
+        if not rest.startswith("."):
+            raise ValueError(f"{text!r}: expected a '.' after the quoted part, found {rest!r}")
+        rest = rest[1:]
+        if not rest:
+            raise ValueError(f"{text!r}: an empty name (two dots, or a dot at either end)")
+
+
+def _quoted_part(rest: str, text: str) -> tuple[str, str]:
+    """The part in the double quotes `rest` starts with, and what follows its closing quote."""
+    part, index = "", 1
+    while True:
+        end = rest.find('"', index)
+        if end < 0:
+            raise ValueError(f"{text!r}: a double quote is never closed")
+        part += rest[index:end]
+        if rest.startswith('""', end):
+            part, index = part + '"', end + 2
+            continue
+        return part, rest[end + 1 :]
+
+
+def join_name(parts: Sequence[str]) -> str:
+    """The config spelling of a name's parts: the inverse of `split_name`."""
+    return ".".join(_config_part(part) for part in parts)
+
+
+def _config_part(part: str) -> str:
+    if "." in part or '"' in part or part != part.strip() or not part:
+        return '"' + part.replace('"', '""') + '"'
+    return part
 
 
 def column_ref(preparer: Any, path: str) -> sa.ColumnElement[Any]:
-    """A column reference usable inside Core expressions without adding anything to FROM."""
-    return sa.literal_column(quote_path(preparer, path))
+    """A column reference (`column` or `qualifier.column`), each part quoted by the database's own
+    rules, usable inside Core expressions without adding anything to FROM."""
+    return sa.literal_column(".".join(quote_name(preparer, part) for part in split_name(path)))
 
 
-def table_ref(path: str) -> sa.TableClause:
-    """`schema.table` or `table` as a lightweight Core table."""
-    schema, _, name = path.rpartition(".")
-    return sa.table(name, schema=schema or None)
+def quote_name(preparer: Any, name: str) -> str:
+    """`name` quoted by the database's rules, as it is written in SQL text. The preparer of a driver
+    with `%s` parameters also doubles each `%` for the driver, and SQL text (`literal_column`,
+    `text`) gets its `%` doubled again when compiled: undo the first doubling."""
+    quoted = preparer.quote(name)
+    if "%" in name and quoted.count("%") == 2 * name.count("%"):
+        return quoted.replace("%%", "%")
+    return quoted
+
+
+def table_ref(path: str, *columns: str) -> sa.TableClause:
+    """`schema.table` or `table` as a lightweight Core table, with `columns` for writes."""
+    *schema, name = split_name(path)
+    return sa.table(name, *[sa.column(c) for c in dict.fromkeys(columns)], schema=schema[0] if schema else None)
 
 
 def coerce(value: Any, python_type: type | None) -> Any:
@@ -168,8 +268,17 @@ def coerce(value: Any, python_type: type | None) -> Any:
 
 
 def user_sql(text: str) -> sa.TextClause:
-    """The user's SQL as written; colons are escaped so `'10:00'` is not a bind parameter."""
+    """The user's SQL as written (a `from` clause, a whole query); colons are escaped so `'10:00'`
+    is not a bind parameter. Never a condition: filters go through `user_condition()`."""
     return sa.text(text.replace(":", r"\:"))
+
+
+def user_condition(text: str) -> sa.ColumnElement[bool]:
+    """The user's filter as one parenthesised expression, whatever it is joined to.
+
+    The newline before the closing parenthesis keeps a trailing `-- comment` from swallowing it.
+    """
+    return user_sql(f"({text}\n)")  # type: ignore[return-value]
 
 
 # -- dialects ----------------------------------------------------------------------------------
@@ -184,6 +293,7 @@ class Dialect:
     name: str = "default"
     update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
     upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
+    transactional_ddl: bool = True  # CREATE/DROP TABLE roll back with the transaction (MySQL commits around them)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -232,9 +342,31 @@ class Dialect:
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         pass
 
+    def within(
+        self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
+    ) -> sa.ColumnElement[bool]:
+        """|first - second| <= tolerance, the tolerance bound as an exact decimal."""
+        return sa.func.abs(first - second) <= sa.literal(tolerance, sa.Numeric)
+
     def json_array(self, *columns: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
         """A key's values as JSON text, e.g. `[42, "A-1"]`."""
         return sa.cast(sa.func.json_array(*columns), sa.Text)
+
+    def row_json(self, table: sa.TableClause) -> sa.ColumnElement[str]:
+        """A row of `table` as JSON text, `{"column": value, ...}`, every value exact (an audit row image)."""
+        return sa.cast(sa.func.json_object(*_pairs(list(table.columns), self.json_value)), sa.Text)
+
+    def json_value(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        return column
+
+    def number_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        """A figure as text that reads back as exactly the same value."""
+        return sa.cast(column, sa.Text)
+
+    def copy_csv(self, connection: Connection, table: str, columns: Sequence[str], chunks: Iterator[bytes]) -> bool:
+        """Bulk-load CSV chunks (no header; an unquoted empty field is NULL) into `table` (quoted), where
+        the driver can stream them (PostgreSQL's COPY); False when it cannot and nothing was loaded."""
+        return False
 
     def drop_temporary(self, name: str) -> str:
         """DROP for a temporary table that can never reach a real table of the same name."""
@@ -244,8 +376,9 @@ class Dialect:
         """`column` for CREATE TABLE … AS SELECT, keeping its type but not its NOT NULL."""
         return column
 
-    def analyze(self, connection: Connection, table: str) -> None:
-        """Give the planner statistics for a table just filled with many rows (a work table, the history)."""
+    def analyze(self, connection: Connection, table: str, columns: Sequence[str] = ()) -> None:
+        """Give the planner statistics for a table just filled with many rows (a work table, the history);
+        `columns` (quoted) limits them to the columns joins and filters use."""
 
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         """Take row locks on what `query` selects, held until the transaction ends."""
@@ -345,6 +478,16 @@ class SQLiteDialect(Dialect):
     def not_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         return ~self.is_future(column)  # julianday() reads every layout SQLite stores times in
 
+    def within(
+        self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
+    ) -> sa.ColumnElement[bool]:
+        # SQLite has no decimal type: its figures are doubles, and 10 - 9.999 is 0.0010000000000012;
+        # the tolerance is widened by the rounding error of the figures it compares (a few units in
+        # the last place of each), so a difference of exactly the tolerance in decimal is within it.
+        # The bound text is CAST: SQLite never compares a number equal to text.
+        slack = (sa.func.abs(first) + sa.func.abs(second)) * sa.literal(2.0**-50)
+        return sa.func.abs(first - second) <= sa.cast(sa.literal(str(tolerance)), sa.REAL) + slack
+
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
         """BEGIN IMMEDIATE: no other writer can slip in between reading and writing."""
@@ -363,6 +506,14 @@ class SQLiteDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS temp.{name}"
+
+    def json_value(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        # json_object() prints a REAL with 15 digits; quote() prints as many as read back the same.
+        numeric = sa.func.typeof(column).in_(["integer", "real"])
+        return sa.func.json(sa.case((numeric, sa.func.quote(column)), else_=sa.func.json_quote(column)))
+
+    def number_text(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
+        return sa.case((sa.func.typeof(column) == "real", sa.func.quote(column)), else_=sa.cast(column, sa.Text))
 
     def try_lock(self, connection: Connection, name: str) -> bool:
         # SQLite has no session locks: a row in the database itself names its holder. A holder
@@ -438,10 +589,10 @@ class PostgreSQLDialect(Dialect):
         for name, value in settings.items():  # for this transaction only
             connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
 
-    def analyze(self, connection: Connection, table: str) -> None:
+    def analyze(self, connection: Connection, table: str, columns: Sequence[str] = ()) -> None:
         # PostgreSQL never analyzes temporary tables by itself; without statistics it
         # plans the joins against a 100,000-key work table as if it held a few rows.
-        connection.exec_driver_sql(f"ANALYZE {table}")
+        connection.exec_driver_sql(f"ANALYZE {table}" + (f" ({', '.join(columns)})" if columns else ""))
 
     def lock_rows(self, connection: Connection, query: sa.Select) -> None:
         # Lock inside a subquery and count, so the locked rows never travel to the client.
@@ -453,6 +604,20 @@ class PostgreSQLDialect(Dialect):
 
     def drop_temporary(self, name: str) -> str:
         return f"DROP TABLE IF EXISTS pg_temp.{name}"
+
+    def row_json(self, table: sa.TableClause) -> sa.ColumnElement[str]:
+        return sa.cast(sa.func.row_to_json(table.table_valued()), sa.Text)  # the whole row: a third faster
+
+    def copy_csv(self, connection: Connection, table: str, columns: Sequence[str], chunks: Iterator[bytes]) -> bool:
+        if connection.dialect.driver != "psycopg":
+            return False
+        prep = connection.dialect.identifier_preparer
+        names = ", ".join(prep.quote(c) for c in columns)
+        cursor = connection.connection.driver_connection.cursor()
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT csv)") as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+        return True
 
     @contextmanager
     def pipeline(self, connection: Connection) -> Iterator[None]:
@@ -526,6 +691,7 @@ class MySQLDialect(Dialect):
     name: str = "mysql"
     update_returning: bool = False
     upsert_counts_rows: bool = False
+    transactional_ddl: bool = False
     retryable_codes: tuple[str, ...] = ("1213", "40001")  # deadlock: error number, SQLSTATE
 
     def result_type(self, type_code: Any) -> tuple[str, bool] | None:
@@ -607,6 +773,11 @@ def _lock_name(name: str) -> str:
     return name if len(name) <= 64 else f"trueup:{hashlib.sha256(name.encode()).hexdigest()[:56]}"
 
 
+def _pairs(columns: Sequence[sa.ColumnElement[Any]], value: Any) -> list[Any]:
+    """`name, value, name, value, …` for a JSON object of `columns`."""
+    return [part for column in columns for part in (sa.cast(sa.literal(column.name), sa.Text), value(column))]
+
+
 def _end_reads(connection: Connection) -> None:
     """End the transaction SQLAlchemy began implicitly for earlier reads, before writing."""
     if connection.in_transaction():
@@ -649,6 +820,34 @@ def create_missing(connection: Connection, metadata: sa.MetaData) -> None:
     except DBAPIError:  # another process created them at the same moment
         with dialect.write_transaction(connection):
             metadata.create_all(connection, checkfirst=True)
+
+
+def add_missing_columns(connection: Connection, table: sa.Table) -> None:
+    """Add the columns of `table` that its copy in the database lacks (one made by an older trueup).
+
+    Only for nullable columns added in a later version: an additive upgrade, no data to move.
+    """
+    missing = _missing_columns(connection, table)
+    if not missing:
+        return
+    prep = connection.dialect.identifier_preparer
+    try:
+        with dialect_for(connection).write_transaction(connection):
+            for column in missing:
+                kind = column.type.compile(dialect=connection.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.format_column(column)} {kind}"
+                )
+    except DBAPIError:  # another process added them at the same moment
+        if _missing_columns(connection, table):
+            raise
+
+
+def _missing_columns(connection: Connection, table: sa.Table) -> list[sa.Column[Any]]:
+    present = {c["name"] for c in sa.inspect(connection).get_columns(table.name)}
+    if connection.in_transaction():
+        connection.commit()
+    return [column for column in table.columns if column.name not in present]
 
 
 def dialect_for(bind: Engine | Connection) -> Dialect:

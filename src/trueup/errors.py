@@ -21,12 +21,20 @@ class UsageError(TrueupError):
     """An argument or API call is invalid."""
 
 
+class NotFoundError(UsageError):
+    """The thing named (a run, a transaction, a lot, a token) does not exist."""
+
+
 class InputError(TrueupError):
     """An input file or query cannot be read as the data it should hold (missing, unreadable, columns absent)."""
 
 
 class DatabaseError(TrueupError):
     """The database could not be reached, or refused a statement we built."""
+
+
+class UnreachableError(DatabaseError):
+    """The database could not be reached at all (as opposed to refusing a statement)."""
 
 
 class RefusedError(TrueupError):

@@ -14,6 +14,7 @@ from trueup.cli import sync  # noqa: F401  watch, sync, history
 from trueup.cli import backup  # noqa: F401  backup, backup list, backup verify, restore
 from trueup.cli import cost  # noqa: F401  cost
 from trueup.cli import ledger  # noqa: F401  ledger …
+from trueup.cli import serve  # noqa: F401  serve, token …
 # isort: on
 
 

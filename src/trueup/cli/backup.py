@@ -13,7 +13,7 @@ from trueup.cli.options import BackupDirOption, ConfigOption, DatabaseOption, Ru
 from trueup.errors import TrueupError, UsageError
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, backup_tables, list_backups, restore_backup, verify_backup
 from trueup.reconcile.guard import confirm_writes
-from trueup.report.repair import print_backups, print_verification
+from trueup.report.repair import print_backups, print_restore, print_verification
 
 backup_app = typer.Typer()
 app.add_typer(backup_app, name="backup")
@@ -80,11 +80,13 @@ def restore(
     config: ConfigOption = None,
     database: DatabaseOption = None,
     confirm: Annotated[bool, typer.Option("--confirm", help="Yes: replace the tables with the backup.")] = False,
+    backup_dir: BackupDirOption = DEFAULT_DIRECTORY,
     yes: YesOption = False,
 ) -> None:
-    """Replace the backed-up tables with their contents in a verified backup.
+    """Replace the backed-up tables with their contents in a verified backup, as a run `trueup undo` reverses.
 
-    This discards every change made to those tables since the backup; prefer
+    This discards every change made to those tables since the backup, so the
+    tables as they are are backed up first (into --backup-dir); prefer
     `trueup undo RUN`, which reverts only what one run changed.
 
     Example: trueup restore trueup-backups/20261121T101500Z-shop.dump --confirm
@@ -95,6 +97,5 @@ def restore(
     with common.session(cfg, database) as connection:
         url = connection.engine.url
         confirm_writes(url, cfg.database.production_pattern, f"restore {file}", yes=yes, confirm=common.confirmer())
-        manifest = restore_backup(connection, url, file)
-    restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in manifest.tables)
-    common.note(f"Restored {restored} from {file}", common.stdout())
+        done = restore_backup(connection, url, file, backup_dir)
+    print_restore(done, file, common.stdout())

@@ -54,10 +54,15 @@ def handles_errors(function: F) -> F:
         except TrueupError as error:
             if STATE.traceback:
                 raise
-            stderr().print(Text.assemble(("error:", "bold red"), " ", literal(str(error))), soft_wrap=True)
+            report_error(error)
             raise typer.Exit(error.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def report_error(error: TrueupError) -> None:
+    """The one line on stderr a command prints when it cannot go on."""
+    stderr().print(Text.assemble(("error:", "bold red"), " ", literal(str(error))), soft_wrap=True)
 
 
 @contextmanager

@@ -39,6 +39,12 @@ from trueup.report.repair import apply_document, print_apply, print_plan, print_
 WorstOption = Annotated[
     int | None, typer.Option("--limit", "-n", min=1, metavar="N", help="Only the worst N drifted keys per rule.")
 ]
+IncludeFlaggedOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-flagged", help="Correct keys with an error-severity finding (e.g. a negative expected figure) too."
+    ),
+]
 
 
 def scope_of(keys: list[str] | None, where: str | None) -> Scope:
@@ -55,16 +61,20 @@ def plan(
     where: WhereOption = None,
     limit: WorstOption = None,
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Save the plan for `apply --plan`.")] = None,
+    include_flagged: IncludeFlaggedOption = False,
     fmt: OutputFormatOption = Output.table,
 ) -> None:
-    """Show exactly what a repair would change, per key (the dry run); exit 1 if anything would.
+    """Show exactly what a repair would change, per key (the dry run); exit 1 if anything would or was left out.
 
     Example: trueup plan --rule storefront --key 1,10 --out plan.json
     """
     cfg = load_config(config)
     with common.session(cfg, database) as connection:
         url = redact(connection.engine.url)
-        made = make_plan(connection, cfg, database=url, rules=rule, scope=scope_of(key, where), limit=limit)
+        scope = scope_of(key, where)
+        made = make_plan(
+            connection, cfg, database=url, rules=rule, scope=scope, limit=limit, include_flagged=include_flagged
+        )
     if out:
         save_plan(made, out)
     if fmt is Output.json:
@@ -73,7 +83,7 @@ def plan(
         print_plan(made, common.stdout())
         if out:
             common.note(f"Saved to {out}; apply it with: trueup apply --plan {out}")
-    raise typer.Exit(1 if made.changes else 0)
+    raise typer.Exit(made.exit_code)
 
 
 @app.command()
@@ -98,6 +108,7 @@ def apply(
     max_abs_delta: Annotated[
         Decimal | None, typer.Option(metavar="X", help="Refuse plans correcting any row by more than this.")
     ] = None,
+    include_flagged: IncludeFlaggedOption = False,
     yes: YesOption = False,
     fmt: OutputFormatOption = Output.table,
     triggered_by: TriggeredByOption = "cli",
@@ -110,8 +121,10 @@ def apply(
     """
     cfg = load_config(config)
     saved = load_plan(plan_file) if plan_file else None
-    if saved and (rule or key or where or limit):
-        raise UsageError("--plan applies a saved plan as it is; --rule, --key, --where and --limit make a new one")
+    if saved and (rule or key or where or limit or include_flagged):
+        raise UsageError(
+            "--plan applies a saved plan as it is; --rule, --key, --where, --limit and --include-flagged make a new one"
+        )
     with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as activity:
         result = apply_repair(
             connection,
@@ -122,6 +135,7 @@ def apply(
             scope=scope_of(key, where),
             limit=limit,
             limits=Limits(max_changes, max_abs_delta),
+            include_flagged=include_flagged,
             backup_dir=None if no_backup else backup_dir,
             yes=yes,
             confirm=common.confirmer(),

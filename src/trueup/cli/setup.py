@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import Connection
 
 from trueup.cli import common
 from trueup.cli.app import app
@@ -16,6 +18,7 @@ from trueup.config import DEFAULT_CONFIG, load_config
 from trueup.db import connect, open_engine
 from trueup.demo import build_demo
 from trueup.errors import UsageError
+from trueup.presets import PRESETS, preset_config
 from trueup.reconcile.check import CheckRun
 from trueup.report import money_for, write_check
 from trueup.starter import starter, summary
@@ -50,16 +53,22 @@ def _program() -> str:
     return str(ran) if ran.name == "trueup" and not shutil.which("trueup") else "trueup"
 
 
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
+
+
 @app.command()
 @common.handles_errors
 def init(
     database: DatabaseOption = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="Where to write the config.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    preset: Annotated[
+        PresetName | None, typer.Option("--preset", help="Write the rules of a known application's schema.")
+    ] = None,
 ) -> None:
-    """Write a commented starter trueup.toml; with --database, rules guessed from its schema.
+    """Write a commented trueup.toml: a starter (with --database, rules guessed from its schema) or a --preset's rules.
 
-    Example: trueup init --database postgresql://app@localhost/shop
+    Example: trueup init --preset erpnext --database mysql://erp@localhost/site
     """
     if config.exists() and not force:
         raise UsageError(f"{config} already exists (use --force to overwrite it)")
@@ -67,12 +76,26 @@ def init(
         engine = open_engine(database)
         try:
             with connect(engine) as connection:
-                made = starter(database, connection)
+                text = _config_text(preset, database, connection)
         finally:
             engine.dispose()
     else:
-        made = starter()
-    config.write_text(made.text, encoding="utf-8")
-    if made.guess is not None:
-        common.note(summary(made.guess))
+        text = _config_text(preset, None, None)
+    config.write_text(text, encoding="utf-8")
     common.note(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}")
+
+
+def _config_text(preset: PresetName | None, url: str | None, connection: Connection | None) -> str:
+    if preset is None:
+        made = starter(url, connection)
+        if made.guess is not None:
+            common.note(summary(made.guess))
+        return made.text
+    written = preset_config(preset.value, url, connection)
+    common.note(
+        f"Preset {preset.value}: {len(written.rules)} rule(s) ({', '.join(written.rules) or 'none'}), "
+        f"{len(written.checks)} check(s)."
+    )
+    for reason in written.skipped:
+        common.note(f"Skipped {reason}.")
+    return written.text

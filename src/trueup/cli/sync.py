@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 from datetime import timedelta
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.engine import Connection
 
 from trueup.cli import common
 from trueup.cli.app import app
@@ -26,32 +24,28 @@ from trueup.cli.options import (
     TriggeredByOption,
     YesOption,
 )
-from trueup.config import Config, load_config
+from trueup.config import load_config, parse_duration
 from trueup.db import connect, open_engine
 from trueup.errors import UsageError
 from trueup.reconcile import history
 from trueup.reconcile.audit import now
-from trueup.reconcile.check import typed_scope
-from trueup.reconcile.guard import Limits
-from trueup.reconcile.query import Scope
-from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.check import typed_key
 from trueup.reconcile.sync import SyncOptions, Watcher, run_round
 from trueup.report.format import to_json
 from trueup.report.sync import print_sightings, round_json, round_line, sighting_document
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def duration(text: str) -> timedelta:
     """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 30s, 5m, 2h or 7d")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
 
 
-class LogFormat(StrEnum):
+class RoundFormat(StrEnum):
     text = "text"
+    table = "table"  # the same as text: what `sync --format` used to say
     json = "json"
 
 
@@ -62,9 +56,22 @@ def duration_option(flag: str, help: str) -> typer.models.OptionInfo:
 ApplyOption = Annotated[bool, typer.Option("--apply", help="Repair the drift found (as an audited run).")]
 WaitOption = Annotated[
     float,
-    typer.Option("--wait", metavar="SECONDS", help="Wait this long for a round of the same rule to end; then skip."),
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="Wait this long for a round of the same rule to end; then skip (sync: queue the items for it).",
+    ),
 ]
-MaxChanges = Annotated[int | None, typer.Option(metavar="N", min=0, help="Refuse repairs writing more rows.")]
+MaxChanges = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", min=0, help="Refuse repairs writing more rows.", show_default="[sync] limits: 1000 rows, 5 %"
+    ),
+]
+FormatOption = Annotated[
+    RoundFormat,
+    typer.Option("--format", "-f", "--log-format", help="Each round as a line of text or a JSON object."),
+]
 MaxAbsDelta = Annotated[Decimal | None, typer.Option(metavar="X", help="Refuse repairs of any row by more.")]
 
 
@@ -88,9 +95,7 @@ def watch(
     max_changes: MaxChanges = None,
     max_abs_delta: MaxAbsDelta = None,
     yes: YesOption = False,
-    log_format: Annotated[LogFormat, typer.Option("--log-format", help="One line per round, as text or JSON.")] = (
-        LogFormat.text
-    ),
+    fmt: FormatOption = RoundFormat.text,
     metrics_file: Annotated[
         Path | None, typer.Option(metavar="FILE", help="Write Prometheus metrics here after each round.")
     ] = None,
@@ -99,15 +104,17 @@ def watch(
     """Check (and with --apply repair) every few minutes, until stopped; rounds never overlap.
 
     Rounds are incremental where sources have a `time` (or `sequence`) column, with a full
-    scan every --full-every rounds. SIGTERM or Ctrl-C stops it between rounds.
+    scan every --full-every rounds. SIGTERM or Ctrl-C stops it after the round under way; a
+    second one stops it at once, rolling back what the round had not committed (exit 130).
 
     Example: trueup watch --every 5m --apply --metrics-file /var/lib/node_exporter/trueup.prom
     """
     cfg = load_config(config)
-    cfg.select_rules(rule)  # unknown rule names fail now, not at the first round
+    rules = cfg.select_rules(rule)  # unknown rule names fail now, not at the first round
     options = SyncOptions(
         apply=apply,
-        limits=Limits(max_changes, max_abs_delta),
+        max_changes=max_changes,
+        max_abs_delta=max_abs_delta,
         yes=yes,
         triggered_by=triggered_by,
         full_every=full_every,
@@ -122,34 +129,70 @@ def watch(
         from trueup.report.metrics import Metrics  # prometheus_client, for this option only
 
         metrics = Metrics(metrics_file)
-    stop = _stop_on_signals()
-    unresolved = False
+    stop = _Stop.on_signals()
     try:
-        while True:
-            results = watcher.round()
-            unresolved = any(r.unresolved for r in results)
-            for result in results:
-                typer.echo(round_json(result) if log_format is LogFormat.json else round_line(result))
-            if metrics:
-                metrics.record(results)
-            if once or stop.wait(every.total_seconds()):
-                break
+        if not once:
+            seconds = every.total_seconds()
+            typer.echo(
+                f"watching {len(rules)} rule(s) every {seconds:g} s; Ctrl-C or SIGTERM stops after the round", err=True
+            )
+        unresolved = _rounds(watcher, stop, None if once else every, fmt, metrics)
+    except BaseException:
+        if not stop.interrupted:
+            raise
+        typer.echo("interrupted: the round under way was rolled back", err=True)
+        raise typer.Exit(130) from None
     finally:
+        stop.restore()
         engine.dispose()
     raise typer.Exit(1 if once and unresolved else 0)
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: the loop notices between rounds, never mid-transaction."""
-    stop = threading.Event()
+def _rounds(watcher: Watcher, stop: threading.Event, every: timedelta | None, fmt: RoundFormat, metrics: Any) -> bool:
+    """Round after round (one if `every` is None) until stopped; whether the last left drift behind."""
+    while True:
+        results = watcher.round()
+        for result in results:
+            typer.echo(round_json(result) if fmt is RoundFormat.json else round_line(result))
+        if metrics:
+            metrics.record(results)
+        if every is None or stop.wait(every.total_seconds()):
+            return any(r.unresolved for r in results)
 
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-    return stop
+class _Interrupted(BaseException):
+    """Raised by the second SIGTERM or Ctrl-C, wherever the round is: its open transaction rolls back."""
+
+
+class _Stop(threading.Event):
+    """Set by the first SIGTERM or SIGINT: the loop stops after the round under way, never mid-transaction.
+    A second one interrupts the round itself."""
+
+    interrupted = False
+    previous: dict[int, Any]  # the handlers to put back
+
+    @classmethod
+    def on_signals(cls) -> _Stop:
+        stop = cls()
+        stop.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            stop.previous = {signum: signal.signal(signum, stop.handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+        return stop
+
+    def restore(self) -> None:
+        """Put back the handlers there were before."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.interrupted:
+            return  # already on its way out
+        if not self.is_set():
+            self.set()
+            typer.echo("stopping after this round (send it again to stop now)", err=True)
+            return
+        self.interrupted = True
+        raise _Interrupted()
 
 
 @app.command()
@@ -165,9 +208,11 @@ def sync(
     max_changes: MaxChanges = None,
     max_abs_delta: MaxAbsDelta = None,
     yes: YesOption = False,
-    fmt: OutputFormatOption = Output.table,
+    fmt: FormatOption = RoundFormat.text,
 ) -> None:
     """Check (and with --apply repair) just these items: cheap enough to run after every sale.
+
+    If a round of the rule is running, the items are queued for it (status "queued").
 
     Example: trueup sync --rule storefront --key 1,10 --triggered-by sale_creation --apply
     """
@@ -175,14 +220,19 @@ def sync(
         raise UsageError("name the items to sync with --key (trueup watch checks everything)")
     cfg = load_config(config)
     options = SyncOptions(
-        apply=apply, limits=Limits(max_changes, max_abs_delta), yes=yes, triggered_by=triggered_by, wait=wait
+        apply=apply,
+        max_changes=max_changes,
+        max_abs_delta=max_abs_delta,
+        yes=yes,
+        triggered_by=triggered_by,
+        wait=wait,
     )
     engine = open_engine(cfg.database_url(database))
     try:
         result = run_round(engine, cfg, rule, options, keys=[tuple(k.split(",")) for k in key])
     finally:
         engine.dispose()
-    typer.echo(round_json(result) if fmt is Output.json else round_line(result))
+    typer.echo(round_json(result) if fmt is RoundFormat.json else round_line(result))
     raise typer.Exit(1 if result.unresolved else 0)
 
 
@@ -207,7 +257,9 @@ def history_(
     engine = open_engine(cfg.database_url(database))
     try:
         with connect(engine) as connection:
-            key_values = _typed_key(connection, cfg, rule, key) if key else None
+            if key and rule is None:
+                raise UsageError("--key needs --rule: keys are per rule")
+            key_values = typed_key(connection, cfg, rule, tuple(key.split(","))) if key and rule else None
             found = history.sightings(
                 connection, rule=rule, key=key_values, since=now() - since if since else None, limit=limit
             )
@@ -218,10 +270,3 @@ def history_(
     else:
         print_sightings(found, common.stdout())
 
-
-def _typed_key(connection: Connection, config: Config, rule: str | None, key: str) -> tuple[Any, ...]:
-    """The --key text as the values the history stored (it stores keys as the database returned them)."""
-    if rule is None:
-        raise UsageError("--key needs --rule: keys are per rule")
-    resolved = resolve_rule(connection, config.rule(rule))
-    return typed_scope(connection, resolved, Scope(keys=(tuple(key.split(",")),))).keys[0]

@@ -3,8 +3,10 @@
 Exports name their columns in many ways. A header matches a field when,
 lower-cased and stripped of everything but letters and digits, it equals one
 of the field's aliases: `Item Code`, `item_code` and ` ITEM-CODE ` all read as
-`itemcode`, an alias of `sku`. The first alias in a field's list wins when
-several columns match. `--map sales.sku="Item Code"` names a column outright.
+`itemcode`, an alias of `sku`. When several columns match a field (`Qty` and
+`Quantity`, or a header written twice) trueup refuses rather than guess; a
+loose alias (`Product`, `Price`, `Order`…) is taken only when no other
+matches. `--map sales.sku="Item Code"` names a column outright.
 
     field       sales                         lots
     id          Sale ID, Order ID, Invoice…   Lot ID, Batch, PO…      (optional: the row is the id)
@@ -65,6 +67,11 @@ FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     },
 }
 OPTIONAL = frozenset({"id"})
+_LISTED = 20  # headers named in a message
+# Aliases that often name something else (a product's name, a sale price, a creation time, another
+# document's number): taken only when no other alias matches, and never a reason to refuse as ambiguous.
+_WEAK = ("Item", "Product", "Article", "Price", "Unit Price", "Timestamp", "Created At")
+_WEAK += ("ID", "Sale", "Order", "Invoice", "Invoice Number", "Lot", "Batch", "PO", "PO Number", "Purchase ID")
 
 
 class ColumnMap(NamedTuple):
@@ -81,8 +88,13 @@ def squash(header: str) -> str:
     return re.sub(r"[^0-9a-z]", "", header.casefold())
 
 
-def resolve(role: str, name: str, headers: Sequence[str], overrides: Mapping[str, str]) -> ColumnMap:
-    """Match `headers` (of input `name`) to the fields of `role`, honouring `--map` overrides."""
+def resolve(
+    role: str, name: str, headers: Sequence[str], overrides: Mapping[str, str], duplicates: Sequence[str] = ()
+) -> ColumnMap:
+    """Match `headers` (of input `name`) to the fields of `role`, honouring `--map` overrides.
+
+    A field two columns could hold (`Qty` and `Quantity`; a header written twice, listed in
+    `duplicates`) is an InputError naming both: picking one would silently drop the other."""
     by_squash: dict[str, str] = {}
     for header in headers:
         by_squash.setdefault(squash(header), header)
@@ -97,7 +109,19 @@ def resolve(role: str, name: str, headers: Sequence[str], overrides: Mapping[str
                     f"{name}: --map {role}.{field}={wanted!r}, but there is no such column; found: {_list(headers)}"
                 )
         else:
-            column = next((by_squash[squash(a)] for a in aliases if squash(a) in by_squash), None)
+            weak = {squash(a) for a in _WEAK}
+            found = [squash(a) for a in aliases if squash(a) in by_squash]
+            strong = list(dict.fromkeys(by_squash[a] for a in found if a not in weak))
+            candidates = strong or [by_squash[a] for a in found]
+            if len(strong) > 1:
+                both = " and ".join(repr(c) for c in strong)
+                raise InputError(
+                    f"{name}: columns {both} could each be the {field}; "
+                    f"name the right one with --map {role}.{field}=COLUMN (or remove the other)"
+                )
+            column = candidates[0] if candidates else None
+        if column in duplicates:
+            raise InputError(f"{name}: two columns are named {column!r} (the {field}); rename or remove one")
         if column is not None:
             columns[field] = column
         elif field not in OPTIONAL:
@@ -126,4 +150,11 @@ def parse_overrides(texts: Iterable[str]) -> dict[str, dict[str, str]]:
 
 
 def _list(headers: Sequence[str]) -> str:
-    return ", ".join(headers) if headers else "(no columns)"
+    """The headers for a message: unprintable characters escaped, long names and long lists shortened."""
+    shown = [_printable(h) for h in headers[:_LISTED]] + (["..."] if len(headers) > _LISTED else [])
+    return ", ".join(shown) if headers else "(no columns)"
+
+
+def _printable(header: str) -> str:
+    text = "".join(c if c.isprintable() and c != "\ufffd" else ascii(c)[1:-1] for c in header)
+    return text if len(text) <= 40 else text[:39] + "…"

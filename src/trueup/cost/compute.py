@@ -65,7 +65,7 @@ def compute(
     policy = policy if isinstance(policy, Policy) else Policy.parse(policy)
     overrides = columns if isinstance(columns, Mapping) else parse_overrides(columns or ())
     tables = {"sales": as_table(sales, "sales"), "lots": as_table(lots, "lots")}
-    maps = {role: resolve(role, t.name, t.headers, overrides.get(role, {})) for role, t in tables.items()}
+    maps = {role: resolve(role, t.name, t.headers, overrides.get(role, {}), t.duplicates) for role, t in tables.items()}
     sold, bought, findings = normalise(
         tables["sales"], tables["lots"], maps, sku_case=sku_case, date_format=date_format
     )

@@ -62,6 +62,7 @@ _DATES = (
     rf"^(?P<d>\d{{1,2}})(?:st|nd|rd|th)?[\s-]+(?P<mon>[A-Za-z]{{3,9}})\.?,?[\s-]+(?P<y>\d{{4}}){_TIME}$",
 )
 _PLAIN_LAYOUTS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y%m%d", "%Y/%m/%d")
+_YEARS = (1000, 9999)  # the years every database trueup writes to can store (MySQL DATE starts in 1000)
 _DATE_PARTS = ("y", "m", "d", "a", "b", "mon", "H", "M", "S", "f", "ampm")
 _MONTHS = {
     name: number
@@ -295,6 +296,12 @@ def _dates(raw: pl.Series, date_format: str | None) -> pl.DataFrame:
     parsed = pl.concat(known, how="diagonal")
     if "date_problem" not in parsed.columns:
         parsed = parsed.with_columns(date_problem=pl.lit(None, pl.String))
+    # polars reads years Python's dates (and the databases') cannot hold, such as 0000-01-01
+    outside = pl.col("at").is_not_null() & ~pl.col("at").dt.year().is_between(*_YEARS)
+    parsed = parsed.with_columns(
+        pl.when(outside).then(None).otherwise(pl.col("at")).alias("at"),
+        pl.when(outside).then(pl.lit("out_of_range")).otherwise(pl.col("date_problem")).alias("date_problem"),
+    )
     joined, blank = _per_row(raw, parsed)
     return joined.select(
         "at", pl.when(blank).then(pl.lit("missing")).otherwise(pl.col("date_problem")).alias("date_problem")
@@ -418,6 +425,11 @@ def describe(problem: str, field: str, raw: str | None) -> tuple[str, str]:
         return (
             f"{raw!r} is not a date trueup can read",
             "Write it as YYYY-MM-DD (optionally with a time), or give its layout with --date-format",
+        )
+    if problem == "out_of_range":
+        return (
+            f"date {raw!r} is outside the years {_YEARS[0]}–{_YEARS[1]}",
+            "Correct the year (a blank or zero date exported as 0000-01-01?)",
         )
     if problem == "currency_in_quantity":
         return f"quantity {raw!r} is not a plain number", "Write the quantity as a number, without units or currency"

@@ -23,6 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import fastexcel
 import polars as pl
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +38,7 @@ PROBLEM = "__problem"  # why the row could not be read whole, or null
 _CSV = {".csv", ".txt", ".tsv"}
 _EXCEL = {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}
 _PARQUET = {".parquet", ".pq"}
+_MOSTLY_BINARY = 0.1  # more odd characters than this share: random or compressed bytes (Latin-1 text has few)
 
 
 class Table(NamedTuple):
@@ -45,6 +47,7 @@ class Table(NamedTuple):
     name: str
     frame: pl.DataFrame
     numbering: str = "line"  # "line": sources read `name:N`; "row": `name row N`
+    duplicates: tuple[str, ...] = ()  # headers the file names twice or more (their copies are renamed)
 
     @property
     def headers(self) -> list[str]:
@@ -79,7 +82,7 @@ def read_file(path: str | Path) -> Table:
         if suffix not in _CSV:
             log.info("%s: unknown suffix %r, reading it as CSV", path, suffix)
         return read_csv(path.name, path.read_bytes())
-    except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+    except (pl.exceptions.PolarsError, fastexcel.FastExcelError, OSError, ValueError) as error:
         if isinstance(error, InputError):
             raise
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -90,15 +93,18 @@ def read_csv(name: str, data: bytes) -> Table:
     """A CSV export from its bytes; the separator (, ; tab |) is taken from the header line."""
     if not data.strip():
         raise InputError(f"{name}: the file is empty (expected a header line, then one line per row)")
+    if _binary(data):
+        raise InputError(f"{name}: not a text (CSV) file; export the data as CSV, or give .xlsx or .parquet files")
     separator = _separator(data)
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    duplicates = _duplicates(data, separator)
     try:
         frame = pl.read_csv(data, infer_schema=False, separator=separator, encoding="utf8-lossy")
     except pl.exceptions.ComputeError:
-        return _careful_csv(name, data, separator)
+        return _careful_csv(name, data, separator)._replace(duplicates=duplicates)
     if lines != frame.height + 1:  # quoted newlines or blank lines: line numbers need the careful path
-        return _careful_csv(name, data, separator)
-    return _numbered(name, frame, 2)
+        return _careful_csv(name, data, separator)._replace(duplicates=duplicates)
+    return _numbered(name, frame, 2)._replace(duplicates=duplicates)
 
 
 def read_frame(name: str, frame: pl.DataFrame) -> Table:
@@ -163,6 +169,23 @@ def _numbered(name: str, frame: pl.DataFrame, first: int, *, numbering: str = "l
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.all().cast(pl.String))
+
+
+def _binary(data: bytes, sample: int = 65536) -> bool:
+    """Bytes no CSV export has: a NUL, or (read as UTF-8) mostly control characters and undecodable bytes."""
+    head = data[:sample]
+    if b"\x00" in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\r\n"))
+    return odd > len(text) * _MOSTLY_BINARY
+
+
+def _duplicates(data: bytes, separator: str) -> tuple[str, ...]:
+    """The non-blank names the header record gives more than one column."""
+    header = next(csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""), delimiter=separator))
+    names = [h.strip() for h in header if h.strip()]
+    return tuple(dict.fromkeys(h for h in names if names.count(h) > 1))
 
 
 def _separator(data: bytes) -> str:

@@ -27,6 +27,8 @@ from trueup.cost.result import CostResult, date_text, decimal_column
 from trueup.errors import TrueupError
 from trueup.report.format import to_json
 
+_FORMULA_START = r"^[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
 FILES = ("cogs.csv", "lots_remaining.csv", "quarantine.csv", "quarantined_rows.csv", "summary.json")
 
 
@@ -34,16 +36,24 @@ def write_outputs(result: CostResult, directory: str | Path, *, report: bool = F
     """Write the result's files into `directory` (created if needed); return their paths."""
     directory = Path(directory)
     with _staged(directory) as stage:
-        cogs_frame(result).write_csv(stage("cogs.csv"))
-        lots_frame(result).write_csv(stage("lots_remaining.csv"))
-        quarantine_frame(result).write_csv(stage("quarantine.csv"))
-        result.held.write_csv(stage("quarantined_rows.csv"))
+        spreadsheet_safe(cogs_frame(result)).write_csv(stage("cogs.csv"))
+        spreadsheet_safe(lots_frame(result)).write_csv(stage("lots_remaining.csv"))
+        spreadsheet_safe(quarantine_frame(result)).write_csv(stage("quarantine.csv"))
+        spreadsheet_safe(result.held).write_csv(stage("quarantined_rows.csv"))
         stage("summary.json").write_text(to_json(summary_dict(result)) + "\n", encoding="utf-8")
         if report:
             from trueup.report.cost import render_html  # only loaded when asked for
 
             stage("report.html").write_text(render_html(result), encoding="utf-8")
     return [directory / name for name in (*FILES, *(("report.html",) if report else ()))]
+
+
+def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first), prefixed
+    with `'` as OWASP advises; a plain number such as `-4` stays as it is. JSON keeps the raw value."""
+    formula = pl.col(pl.String).str.contains(_FORMULA_START) & ~pl.col(pl.String).str.contains(_PLAIN_NUMBER)
+    quoted = pl.col(pl.String).str.replace("^", "'")
+    return frame.with_columns(pl.when(formula).then(quoted).otherwise(pl.col(pl.String)))
 
 
 def cogs_frame(result: CostResult) -> pl.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trueup.errors import ConflictError, TrueupError, UsageError
+from trueup.errors import ConflictError, NotFoundError, TrueupError, UsageError
 
 
 class LedgerError(TrueupError):
@@ -21,7 +21,7 @@ class InvalidRequest(LedgerError, UsageError):
     """The call itself is wrong: a non-positive quantity, an unknown reason, a virtual location as stock."""
 
 
-class NotFound(LedgerError, UsageError):
+class NotFound(LedgerError, NotFoundError):
     """A transaction, lot, reservation or location that does not exist."""
 
 

@@ -15,6 +15,7 @@ says which movements to post. Reads go straight to `trueup.ledger.queries`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -34,7 +35,6 @@ from trueup.ledger.fifo import Pick, bundle
 from trueup.ledger.posting import Draft, Line, NewLot, Plan, post
 from trueup.ledger.records import Lot, LotEvent, LotValue, Reservation, Transaction
 from trueup.reconcile.check import CheckReport
-from trueup.reconcile.drift import as_decimal
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -127,7 +127,7 @@ class Ledger:
         qty, unit_cost = _quantity(qty, "qty"), _quantity(unit_cost, "unit_cost", zero=True)
         if lot is not None:
             _name(lot, "lot")
-        when = t.utc(at)
+        when = _moment(at, "at")
 
         def plan(book: Book, number: int) -> Draft:
             _arrive(self, book, location)
@@ -150,6 +150,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Move stock between real locations, oldest lots first (or the named `lots`)."""
+        _names(item=item, from_location=from_location, to_location=to_location)
         qty = _quantity(qty, "qty")
         lots = _lots(lots, qty)
         if from_location == to_location:
@@ -162,7 +163,7 @@ class Ledger:
             return Draft([Line(p.quantity, from_location, p.lot, to_location, p.lot, p.unit_cost) for p in picks])
 
         request = {"item": item, "from": from_location, "to": to_location, "qty": qty, "lots": lots, "at": at}
-        return self._post("transfer", item, request, key, t.utc(at), plan)
+        return self._post("transfer", item, request, key, _moment(at, "at"), plan)
 
     @_database_errors
     def issue(
@@ -177,6 +178,7 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Stock leaves for a sale, usage or scrap, oldest lots first; `.cost` is the cost of the goods."""
+        _names(item=item, location=location)
         qty = _quantity(qty, "qty")
         lots = _lots(lots, qty)
         _reason(reason)
@@ -186,7 +188,7 @@ class Ledger:
             return _issue_draft(book, location, qty, reason, lots)
 
         request = {"item": item, "location": location, "qty": qty, "reason": reason, "lots": lots, "at": at}
-        return self._post("issue", item, request, key, t.utc(at), plan)
+        return self._post("issue", item, request, key, _moment(at, "at"), plan)
 
     @_database_errors
     def adjust(
@@ -204,9 +206,10 @@ class Ledger:
         A loss leaves the oldest lots first; a gain arrives as a new lot at `unit_cost`
         (default: the unit cost of the item's newest lot, else 0).
         """
+        _names(item=item, location=location)
         counted = _quantity(counted, "counted", zero=True)
         cost = None if unit_cost is None else _quantity(unit_cost, "unit_cost", zero=True)
-        when = t.utc(at)
+        when = _moment(at, "at")
 
         def plan(book: Book, number: int) -> Draft:
             _arrive(self, book, location)
@@ -248,7 +251,7 @@ class Ledger:
             return Draft(lines, [NewLot(n, source.unit_cost, source.received_at, (lot,)) for n in names])
 
         request = {"item": item, "lot": lot, "pieces": sizes, "location": location, "at": at}
-        return NewLots(self._post("split", item, request, key, t.utc(at), plan))
+        return NewLots(self._post("split", item, request, key, _moment(at, "at"), plan))
 
     @_database_errors
     def merge(
@@ -305,7 +308,7 @@ class Ledger:
             "location": location,
             "at": at,
         }
-        return NewLots(self._post("merge", item, request, key, t.utc(at), plan))
+        return NewLots(self._post("merge", item, request, key, _moment(at, "at"), plan))
 
     @_database_errors
     def revert(
@@ -317,11 +320,17 @@ class Ledger:
         at: datetime | None = None,
     ) -> Transaction:
         """Post the compensating transaction of `transaction_id` (see `trueup.ledger.revert`)."""
+        _id(transaction_id, "transaction_id")
         with self.reader.connect() as connection:
             original = queries.load_transaction(connection, transaction_id)
         request = {"reverts": transaction_id, "force": force, "at": at}
         return self._post(
-            "revert", original.item, request, key, t.utc(at), lambda book, n: revert.draft(book, original, force=force)
+            "revert",
+            original.item,
+            request,
+            key,
+            _moment(at, "at"),
+            lambda book, n: revert.draft(book, original, force=force),
         )
 
     # -- reservations ------------------------------------------------------------------------
@@ -331,8 +340,9 @@ class Ledger:
         self, item: str, location: str, qty: Any, *, hold_for: str, expires_at: datetime | None = None
     ) -> Reservation:
         """Hold stock at a location for someone (an order, a job) until released, committed or expired."""
+        _names(item=item, location=location, hold_for=hold_for)
         qty = _quantity(qty, "qty")
-        expires = None if expires_at is None else t.utc(expires_at)
+        expires = None if expires_at is None else _moment(expires_at, "expires_at")
         if expires is not None and expires <= t.utc(None):
             raise InvalidRequest(f"expires_at {expires.isoformat()} is already past")
         return reservations.reserve(
@@ -342,6 +352,7 @@ class Ledger:
     @_database_errors
     def release(self, reservation_id: int) -> None:
         """End a hold without moving stock."""
+        _id(reservation_id, "reservation_id")
         reservations.release(self.engine, self.dialect, reservation_id)
 
     @_database_errors
@@ -363,7 +374,7 @@ class Ledger:
             reservations.close(connection, held, "committed", transaction)
 
         request = {"reservation": reservation_id, "reason": reason, "at": at}
-        return self._post("commit", held.item, request, key, t.utc(at), plan, after=close)
+        return self._post("commit", held.item, request, key, _moment(at, "at"), plan, after=close)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -372,19 +383,34 @@ class Ledger:
         self, item: str, location: str | None = None, *, lot: str | None = None, as_of: datetime | None = None
     ) -> Decimal:
         """On hand at `location`, or across all real locations; of one `lot`; `as_of` a past moment."""
+        _names(item=item, location=location, lot=lot)
         with self.reader.connect() as connection:
-            return queries.balance(connection, item, location, lot=lot, as_of=None if as_of is None else t.utc(as_of))
+            return queries.balance(
+                connection, item, location, lot=lot, as_of=None if as_of is None else _moment(as_of, "as_of")
+            )
 
     @_database_errors
     def available(self, item: str, location: str, *, at: datetime | None = None) -> Decimal:
         """On hand at `location` minus what open, unexpired reservations hold there."""
+        _names(item=item, location=location)
         with self.reader.connect() as connection:
             on_hand = queries.balance(connection, item, location)
-            return t.plain(on_hand - Book(connection, item, t.utc(at)).held(location))
+            return t.plain(on_hand - Book(connection, item, _moment(at, "at")).held(location))
+
+    @_database_errors
+    def positions(self, item: str) -> list[tuple[str, Decimal, Decimal]]:
+        """Each real location holding `item`: (location, on hand, available = on hand − held)."""
+        with self.reader.connect() as connection:
+            book = Book(connection, item, t.utc(None))
+            return [
+                (where, on_hand, t.plain(on_hand - book.held(where)))
+                for where, on_hand in queries.locations(connection, item)
+            ]
 
     @_database_errors
     def history(self, lot: str, *, item: str | None = None) -> list[LotEvent]:
         """Every movement into or out of `lot`, oldest first."""
+        _names(lot=lot, item=item)
         with self.reader.connect() as connection:
             item = item or queries.find_item(connection, t.lots, "lot", lot, "lot")
             return queries.history(connection, lot, item)
@@ -392,6 +418,7 @@ class Ledger:
     @_database_errors
     def valuation(self, item: str | None = None) -> list[LotValue]:
         """Each lot's remaining quantity (real locations) × its unit cost."""
+        _names(item=item)
         with self.reader.connect() as connection:
             return queries.valuation(connection, item)
 
@@ -403,16 +430,19 @@ class Ledger:
 
     @_database_errors
     def transaction(self, transaction_id: int) -> Transaction:
+        _id(transaction_id, "transaction_id")
         with self.reader.connect() as connection:
             return queries.load_transaction(connection, transaction_id)
 
     @_database_errors
     def lot(self, lot: str, *, item: str | None = None) -> Lot:
+        _names(lot=lot, item=item)
         with self.reader.connect() as connection:
             return queries.lot(connection, lot, item or queries.find_item(connection, t.lots, "lot", lot, "lot"))
 
     @_database_errors
     def reservation(self, reservation_id: int) -> Reservation:
+        _id(reservation_id, "reservation_id")
         with self.reader.connect() as connection:
             item = queries.find_item(connection, t.reservations, "id", reservation_id, "reservation")
             return reservations.read(connection, item, reservation_id)
@@ -511,18 +541,41 @@ def _average_cost(parts: list[Pick]) -> Decimal:
 
 
 def _quantity(value: Any, name: str, *, zero: bool = False) -> Decimal:
-    """`value` as an exact Decimal: positive (or ≥ 0 with `zero`), finite, at most 6 decimal places."""
-    try:
-        number = as_decimal(value) if not isinstance(value, str) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        number = None
-    if number is None or not number.is_finite() or isinstance(value, bool):
+    """`value` (a Decimal, an int or a decimal string; never a float, which is not exact) as an exact
+    Decimal: positive (or ≥ 0 with `zero`), finite, below LARGEST, at most SCALE decimal places."""
+    if isinstance(value, float):
+        text = repr(value)
+        raise InvalidRequest(f"{name} must be exact: pass Decimal({text!r}) or the string {text!r}, not a float")
+    number = None
+    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
+        with contextlib.suppress(InvalidOperation):
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+    if number is None or not number.is_finite():
         raise InvalidRequest(f"{name} must be a number, not {value!r}")
     if number < 0 or (number == 0 and not zero):
         raise InvalidRequest(f"{name} must be {'zero or more' if zero else 'more than zero'}, not {value}")
-    if number != number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN"):
+    if number >= t.LARGEST:
+        raise InvalidRequest(f"{name} {value} is too large (the ledger keeps figures below {t.LARGEST:,})")
+    try:
+        exact = number == number.quantize(Decimal(1).scaleb(-t.SCALE), rounding="ROUND_DOWN")
+    except InvalidOperation:  # more digits than the decimal context holds
+        raise InvalidRequest(f"{name} {value} is too large") from None
+    if not exact:
         raise InvalidRequest(f"{name} {value} has more than {t.SCALE} decimal places")
     return t.plain(number)
+
+
+def _moment(value: Any, name: str) -> datetime:
+    """`value` (a datetime, naive ones taken as UTC; None for now) as an aware UTC datetime."""
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidRequest(f"{name} must be a datetime, not {value!r}")
+    try:
+        moment = t.utc(value)
+    except OverflowError:
+        moment = None
+    if moment is None or not t.EARLIEST <= moment <= t.LATEST:
+        raise InvalidRequest(f"{name} {value} is out of range ({t.EARLIEST:%Y-%m-%d} to {t.LATEST:%Y-%m-%d})")
+    return moment
 
 
 def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[str] | dict[str, Decimal] | None:
@@ -533,8 +586,9 @@ def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[
         raise InvalidRequest(f"lots must be a list of lot ids or a mapping of lot id to quantity, not {lots!r}")
     if isinstance(lots, Mapping):
         amounts = {str(lot): _quantity(q, f"lots[{lot!r}]") for lot, q in lots.items()}
-        if sum(amounts.values()) != qty:
-            raise InvalidRequest(f"the named lots add up to {t.plain(sum(amounts.values()))}, not {t.plain(qty)}")
+        total = sum(amounts.values(), Decimal(0))
+        if total != qty:
+            raise InvalidRequest(f"the named lots add up to {t.plain(total)}, not {t.plain(qty)}")
         return amounts
     return [str(lot) for lot in lots]
 
@@ -542,4 +596,17 @@ def _lots(lots: Sequence[str] | Mapping[str, Any] | None, qty: Decimal) -> list[
 def _name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME:
         raise InvalidRequest(f"{what} must be a non-empty name of at most {_MAX_NAME} characters, not {value!r}")
+    return value
+
+
+def _names(**names: Any) -> None:
+    """Each name given (None: not given) is a real name, or InvalidRequest names the argument."""
+    for what, value in names.items():
+        if value is not None:
+            _name(value, what)
+
+
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidRequest(f"{what} must be a positive whole number, not {value!r}")
     return value

@@ -234,7 +234,7 @@ def _write(
 ) -> Transaction:
     item = book.item
     moves = tuple(Movement(number, index, *line) for index, line in enumerate(draft.lines, start=1))
-    cost = sum((m.quantity * m.unit_cost for m in moves), Decimal(0))
+    cost = _cost(moves)
     transaction = {"item": item, "id": number, "kind": kind, "at": at, "posted_at": book.now, "key": key}
     # The writes a request can make fail (a taken key, a reused lot id) run one at a time, so that
     # their errors say which; the rest go to the database together (a pipeline, where the driver
@@ -255,6 +255,14 @@ def _write(
     return Transaction(
         number, item, kind, at, key, draft.reverts, moves, t.plain(cost), tuple(lot.lot for lot in draft.new_lots)
     )
+
+
+def _cost(moves: Sequence[Movement]) -> Decimal:
+    """What the movements are worth, to the ledger's SCALE (a 0.5 × 0.333333 line is worth 0.166667)."""
+    cost = sum((m.quantity * m.unit_cost for m in moves), Decimal(0))
+    if abs(cost) >= t.LARGEST:
+        raise InvalidRequest(f"the transaction would be worth {cost:,f}; the ledger keeps figures below {t.LARGEST:,}")
+    return cost.quantize(Decimal(1).scaleb(-t.SCALE))
 
 
 def _move(connection: Connection, dialect: Dialect, item: str, at: datetime, moves: Sequence[Movement]) -> None:

@@ -90,6 +90,19 @@ def history(connection: Connection, lot: str, item: str) -> list[LotEvent]:
     return [LotEvent(*row) for row in connection.execute(query)]
 
 
+def locations(connection: Connection, item: str) -> list[tuple[str, Decimal]]:
+    """The real locations holding `item` (or that ever did), with the quantity on hand at each."""
+    b = t.balances
+    real = sa.select(t.locations.c.name).where(t.locations.c.virtual == sa.false())
+    query = (
+        sa.select(b.c.location, t.total(b.c.quantity))
+        .where(b.c.item == item, b.c.location.in_(real))
+        .group_by(b.c.location)
+        .order_by(b.c.location)
+    )
+    return [(location, on_hand) for location, on_hand in connection.execute(query)]
+
+
 def valuation(connection: Connection, item: str | None = None) -> list[LotValue]:
     """Each lot with stock on hand across real locations, at its unit cost, by item then oldest lot first."""
     b, lots = t.balances, t.lots

@@ -44,6 +44,11 @@ from sqlalchemy.dialects import mysql
 
 SCALE = 6
 _FACTOR = Decimal(10) ** SCALE
+# Every quantity, cost and value is below this: SQLite's 64-bit integer of millionths holds 9.2e12.
+LARGEST = Decimal(10) ** 12
+# What every database's datetime type holds (MySQL's DATETIME starts in the year 1000).
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def plain(value: Decimal) -> Decimal:

@@ -7,8 +7,10 @@ Inside one READ COMMITTED transaction (SQLite: BEGIN IMMEDIATE), per rule:
    figure, expected figure, whether a row must be inserted). For a saved plan
    the comparison is narrowed to the plan's keys, and keys whose figures
    moved since the plan are refused and listed: the user reviewed other numbers;
-2. the guard rails (`--max-changes`, `--max-abs-delta`) are checked on that
-   table, and the file backup is taken, before any lock is held;
+2. keys with an error-severity finding (a negative expected figure) are taken
+   out of that table and listed as left out, unless `include_flagged`; the
+   guard rails (`--max-changes`, `--max-abs-delta`) are checked on what is
+   left, and the file backup is taken, before any lock is held;
 3. the recorded rows of those keys are locked (`SELECT … FOR UPDATE`, in key
    order) and compared with the figure observed in step 1. A row that moved in
    between was written by someone else: it is recomputed now that it is
@@ -30,9 +32,8 @@ recorded on the run and reported.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -45,17 +46,17 @@ from sqlalchemy.exc import DBAPIError
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, UsageError
-from trueup.reconcile import audit
+from trueup.reconcile import audit, images
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
-from trueup.reconcile.drift import as_decimal
+from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
+from trueup.reconcile.drift import Flagged, as_decimal
 from trueup.reconcile.guard import Limits, confirm_writes, production_reason
 from trueup.reconcile.plan import Plan, RulePlan, check_plan_fits, make_plan
-from trueup.reconcile.query import EVERYTHING, Scope, comparison, key_in
+from trueup.reconcile.query import EVERYTHING, Scope, comparison, in_key_table, key_in, recorded_count
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable, drop_all
-from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 ATTEMPTS = 3
@@ -74,14 +75,17 @@ class RuleApplied(NamedTuple):
     inserted: int
     conflicts: tuple[Conflict, ...]
     residual: Decimal = Decimal(0)
+    left_out: tuple[Flagged, ...] = ()  # drifted keys not written for their error-severity findings
+    warnings: tuple[str, ...] = ()  # e.g. most items drifted: the likeliest config mistake
 
 
 class ApplyResult(NamedTuple):
     run_id: int | None
     rules: tuple[RuleApplied, ...]
-    status: str  # nothing to do | refused | verified | residual
+    status: str  # nothing to do | already applied | refused | verified | residual
     backup: Path | None = None
     warnings: tuple[str, ...] = ()
+    applied_as: int | None = None  # the run that already applied this saved plan
 
     @property
     def updated(self) -> int:
@@ -104,8 +108,12 @@ class ApplyResult(NamedTuple):
         return sum((r.residual for r in self.rules), Decimal(0))
 
     @property
+    def left_out(self) -> tuple[Flagged, ...]:
+        return tuple(f for r in self.rules for f in r.left_out)
+
+    @property
     def exit_code(self) -> int:
-        return 1 if self.conflicts or self.residual else 0
+        return 1 if self.conflicts or self.residual or self.left_out else 0
 
 
 Phase = Callable[[str], None]
@@ -119,6 +127,7 @@ class _Job(NamedTuple):
     target: Target
     scope: Scope
     saved: RulePlan | None
+    include_flagged: bool = False
 
 
 class _Written(NamedTuple):
@@ -137,6 +146,7 @@ def apply(
     scope: Scope = EVERYTHING,
     limit: int | None = None,
     limits: Limits = NO_LIMITS,
+    include_flagged: bool = False,
     backup_dir: Path | None = DEFAULT_DIRECTORY,
     yes: bool = False,
     confirm: Callable[[str], bool] | None = None,
@@ -147,20 +157,33 @@ def apply(
 ) -> ApplyResult:
     """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
-    `backup_dir=None` skips the file backup; row pre-images are always kept in the audit.
+    Keys with an error-severity finding are left out (and listed) unless `include_flagged`; a
+    saved plan is applied as reviewed. `backup_dir=None` skips the file backup; row pre-images
+    are always kept in the audit.
     On a database that looks like production, `yes` or `confirm(question)` must agree first.
     `before_commit(transaction, run_id, outcomes)` may write more in the same transaction.
     """
     if plan is not None:
         check_plan_fits(plan, config, redact(url), "plan")
+        earlier = audit.applied_plan(connection, plan.sha256) if plan.sha256 else None
+        if earlier is not None:
+            return ApplyResult(None, (), "already applied", applied_as=earlier)
         limits.check_plan(plan)
     pattern = config.database.production_pattern
     if production_reason(url, pattern) and not yes:
         if confirm is not None:  # someone can answer: show them how much would be written
             phase("planning")
-            preview = plan or make_plan(connection, config, database=redact(url), rules=rules, scope=scope, limit=limit)
+            preview = plan or make_plan(
+                connection,
+                config,
+                database=redact(url),
+                rules=rules,
+                scope=scope,
+                limit=limit,
+                include_flagged=include_flagged,
+            )
             if not preview.changes:
-                return ApplyResult(None, (), "nothing to do")
+                return ApplyResult(None, _unwritten(preview), "nothing to do")
         what = f"write {preview.changes} correction(s)" if confirm is not None else "write corrections"
         confirm_writes(url, pattern, what, yes=yes, confirm=confirm)
     if plan is not None:
@@ -168,15 +191,22 @@ def apply(
     else:
         selected = [(rule, None) for rule in config.select_rules(rules)]
     if not selected:
-        return ApplyResult(None, (), "nothing to do")
+        return ApplyResult(None, _unwritten(plan), "nothing to do")
     jobs = []
     for rule, saved in selected:
         resolved = resolve_rule(connection, rule)
-        jobs.append(_Job(resolved, Target.of(resolved), typed_scope(connection, resolved, scope), saved))
+        scoped = typed_scope(connection, resolved, scope)
+        jobs.append(_Job(resolved, Target.of(resolved), scoped, saved, include_flagged or saved is not None))
     audit.ensure_tables(connection)
     return _apply(
         connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
     )
+
+
+def _unwritten(plan: Plan | None) -> tuple[RuleApplied, ...]:
+    """The rules of a plan with nothing to write, named, with the keys it left out."""
+    rules = plan.rules if plan is not None else ()
+    return tuple(RuleApplied(r.rule, 0, 0, (), left_out=r.left_out) for r in rules)
 
 
 def _apply(
@@ -210,7 +240,8 @@ def _apply(
                     before_commit(tx, written.run_id, written.outcomes)
             break
         except _NothingWritten as nothing:
-            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, nothing.backup.warnings)
+            warnings = nothing.backup.warnings + _advice(nothing.outcomes)
+            return ApplyResult(None, nothing.outcomes, nothing.status, nothing.backup.path, warnings)
         except DBAPIError as error:
             if attempt < ATTEMPTS and dialect.is_retryable(error):
                 log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
@@ -259,6 +290,7 @@ def _write(
         plan_sha256=plan.sha256 if plan else None,
     )
     refused: list[tuple[Conflict, ...]] = []
+    flagged: list[tuple[Flagged, ...]] = []
     for index, job in enumerate(jobs):
         phase(f"computing {job.rule.name}")
         now = WorkTable(
@@ -266,21 +298,25 @@ def _write(
         )
         nows.append(now.create())
         refused.append(_candidates(tx, job, now, limit, index))
+        flagged.append(() if job.include_flagged else _leave_out_flagged(tx, now))
+    advice = [
+        _diagnosis(tx, job, now, flagged_keys, limit)
+        for job, now, flagged_keys in zip(jobs, nows, flagged, strict=True)
+    ]
     changes, worst = _size(tx, jobs, nows)
     if not changes:
-        outcomes = tuple(RuleApplied(job.rule.name, 0, 0, c) for job, c in zip(jobs, refused, strict=True))
+        outcomes = tuple(
+            RuleApplied(job.rule.name, 0, 0, c, left_out=f, warnings=a)
+            for job, c, f, a in zip(jobs, refused, flagged, advice, strict=True)
+        )
         raise _NothingWritten(outcomes, "refused" if any(refused) else "nothing to do", Backup(None, None))
     limits.check(changes, worst)
     made = file_backup()
     outcomes = []
-    for job, now, conflicts in zip(jobs, nows, refused, strict=True):
+    for job, now, conflicts, left_out, warnings in zip(jobs, nows, refused, flagged, advice, strict=True):
         phase(f"applying {job.rule.name}")
-        now.lock_targets()
-        conflicts += _settle_moved(tx, job, now)
-        updated = _update(tx, job.rule, job.target, now)
-        inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
-        _record_updates(tx, job.rule, job.target, now, run_id)
-        outcomes.append(RuleApplied(job.rule.name, updated, inserted, conflicts))
+        so_far = RuleApplied(job.rule.name, 0, 0, conflicts, left_out=left_out, warnings=warnings)
+        outcomes.append(_write_rule(tx, job, now, run_id, so_far))
     if not any(o.updated or o.inserted for o in outcomes):
         raise _NothingWritten(tuple(outcomes), "refused", made)
     audit.finish_run(
@@ -292,6 +328,22 @@ def _write(
         status="applied",
     )
     return _Written(run_id, outcomes, made)
+
+
+def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome: RuleApplied) -> RuleApplied:
+    """Lock, settle rows that moved, write one rule's corrections and their audit; `outcome` so far."""
+    now.lock_targets()
+    conflicts = outcome.conflicts + _settle_moved(tx, job, now)
+    left_out = outcome.left_out
+    if not job.include_flagged:
+        left_out += _leave_out_flagged(tx, now)  # a key recomputed under lock may have turned negative
+    updated = _update(tx, job.rule, job.target, now)
+    inserted = 0
+    if job.rule.recorded.insert_missing:
+        conflicts += _refuse_present(tx, job.rule, job.target, now)
+        inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
+    _record_updates(tx, job.rule, job.target, now, run_id)
+    return outcome._replace(updated=updated, inserted=inserted, conflicts=conflicts, left_out=left_out)
 
 
 def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
@@ -320,11 +372,41 @@ def _corrections(tx: Connection, rule: Rule, scope: Scope, limit: int | None) ->
     keys = [scoped.c[f"k{i}"] for i in range(len(rule.recorded.key))]
     writable = scoped.c.rec_rows <= 1 if rule.recorded.insert_missing else scoped.c.rec_rows == 1
     query = sa.select(*keys, scoped.c.recorded, scoped.c.expected, sa.case((scoped.c.rec_rows == 0, 1), else_=0)).where(
-        scoped.c.expected != scoped.c.recorded, writable, *[k.is_not(None) for k in keys]
+        scoped.c.expected != scoped.c.recorded, scoped.c.within == 0, writable, *[k.is_not(None) for k in keys]
     )
     if limit is not None:
         query = query.order_by(sa.func.abs(scoped.c.expected - scoped.c.recorded).desc(), *keys).limit(limit)
     return query
+
+
+def _diagnosis(
+    tx: Connection, job: _Job, now: WorkTable, flagged: tuple[Flagged, ...], limit: int | None
+) -> tuple[str, ...]:
+    """A warning when a whole-rule repair would correct most of the rule's items (see `diagnose`)."""
+    if job.saved is not None or limit is not None or not job.scope.is_everything:
+        return ()
+    drifted = tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one() + len(flagged)
+    items = tx.execute(recorded_count(job.rule, tx.dialect)).scalar_one()
+    finding = mostly_drifted_finding(tx, job.rule) if mostly_drifted(drifted, items) else None
+    return (f"rule {job.rule.name!r}: {finding.message}",) if finding else ()
+
+
+def _leave_out_flagged(tx: Connection, now: WorkTable) -> tuple[Flagged, ...]:
+    """Take the keys with an error-severity finding out of `now`, and list them.
+
+    A key that can be written (one recorded row or none, a non-NULL key) has one possible error
+    finding, `negative_expected` (see `trueup.reconcile.drift.classify`): a figure below zero.
+    """
+    n = now.table.c
+    negative = n.expected < 0
+    query = sa.select(*now.keys, n.observed, n.expected).where(negative).order_by(*now.keys)
+    flagged = tuple(
+        Flagged(tuple(row[:-2]), as_decimal(row[-2]) or Decimal(0), as_decimal(row[-1]), ("negative_expected",))
+        for row in tx.execute(query)
+    )
+    if flagged:
+        tx.execute(sa.delete(now.table).where(negative))
+    return flagged
 
 
 def _size(tx: Connection, jobs: list[_Job], nows: list[WorkTable]) -> tuple[int, tuple[str, tuple, Decimal] | None]:
@@ -373,7 +455,12 @@ def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase
     with dialect_for(connection).write_transaction(connection):
         audit.set_status(connection, written.run_id, status=status, residual=str(residual))
     drop_all(connection, tables)
-    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, written.backup.warnings)
+    warnings = written.backup.warnings + _advice(outcomes)
+    return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, warnings)
+
+
+def _advice(outcomes: Sequence[RuleApplied]) -> tuple[str, ...]:
+    return tuple(warning for outcome in outcomes for warning in outcome.warnings)
 
 
 def _residual(connection: Connection, rule: Rule, keys: sa.TableClause) -> Decimal:
@@ -440,8 +527,26 @@ def _update(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> int:
     return updated
 
 
+def _refuse_present(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> tuple[Conflict, ...]:
+    """Keys to insert that the table holds already (a row the rule's `where` hides): never a second row."""
+    n = now.table.c
+    table = target.clause()
+    present = sa.select(sa.literal(1)).select_from(table).where(*now.joins([table.c[k] for k in target.key])).exists()
+    keys = [tuple(row) for row in tx.execute(sa.select(*now.keys).where(n.missing == 1, present))]
+    if not keys:
+        return ()
+    tx.execute(sa.delete(now.table).where(n.missing == 1, present))
+    reason = f"not inserted: {target.table} already holds a row with this key (outside the rule's where)"
+    return tuple(Conflict(rule.name, key, reason) for key in keys)
+
+
 def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> int:
-    """Create rows for keys only the sources know; each row's full image goes to the audit."""
+    """Create rows for keys only the sources know; each row's full image, as stored, goes to the audit.
+
+    No row held these keys before (see `_refuse_present`), so the rows holding them now are exactly
+    the ones inserted: read back whole (with any id or default the database filled in), they let
+    undo tell the run's row from any other.
+    """
     n = now.table.c
     defaults = dict(rule.recorded.insert_defaults)
     rows = [
@@ -451,19 +556,23 @@ def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
     if not rows:
         return 0
     tx.execute(sa.insert(target.clause(*defaults)), rows)
-    changes = [
-        change_row(run_id, rule.name, target, [row[k] for k in target.key], "insert")
-        | {"after_value": str(row[target.quantity]), "row_image": to_json(row)}
-        for row in rows
-    ]
-    tx.execute(sa.insert(audit.changes), changes)
+    full = target.raw_rows(tx)
+    written = tx.execute(
+        sa.select(full).where(in_key_table([full.c[k] for k in target.key], now.table, n.missing == 1))
+    )
+    stored = [dict(row._mapping) for row in written]  # as stored: ids and defaults included
+    if len(stored) != len(rows):
+        raise DatabaseError(
+            f"rule {rule.name!r}: inserted {len(rows)} rows but {len(stored)} hold their keys; rolled back"
+        )
+    images.record_rows(tx, run_id, rule.name, target, "insert", stored)
     return len(rows)
 
 
 def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> None:
     """Pre- and post-images of every updated row, copied from the work table in one statement."""
     n = now.table.c
-    fixed = change_row(run_id, rule.name, target, None, "update")
+    fixed = images.change_row(run_id, rule.name, target, None, "update")
     select = sa.select(
         *[sa.literal(value) for value in fixed.values()],
         dialect_for(tx).json_array(*now.keys),
@@ -471,19 +580,6 @@ def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
         sa.cast(n.expected, sa.Text),
     ).where(n.missing == 0)
     tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], select))
-
-
-def change_row(run_id: int, rule: str, target: Target, key: list[Any] | None, op: str) -> dict[str, Any]:
-    """The fixed part of a `trueup_changes` row (plus the key as JSON, when given)."""
-    row = {
-        "run_id": run_id,
-        "rule": rule,
-        "table_name": target.table,
-        "key_columns": json.dumps(list(target.key)),
-        "quantity_column": target.quantity,
-        "op": op,
-    }
-    return row | ({"key": to_json(key)} if key is not None else {})
 
 
 def _text(value: Any) -> str:

@@ -9,6 +9,8 @@ exactly undoable, undos included.
 
 The tables are created on first use, before the writing transaction begins
 (MySQL commits implicitly around DDL).
+
+The changes are written by `trueup.reconcile.images`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import getpass
 import json
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -25,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from trueup import __version__
 from trueup.db import create_missing
-from trueup.errors import UsageError
+from trueup.errors import NotFoundError
 
 metadata = sa.MetaData()
 
@@ -120,7 +125,7 @@ def start_run(connection: Connection, *, kind: str, rule: str, triggered_by: str
             kind=kind,
             rule=rule,
             started_at=now(),
-            os_user=_os_user(),
+            os_user=_ACTOR.get() or _os_user(),
             host=socket.gethostname(),
             triggered_by=triggered_by,
             status="applying",
@@ -143,6 +148,16 @@ def set_status(connection: Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
 
 
+def creates_table(connection: Connection, table: str) -> bool:
+    """A run that was not undone records creating `table`."""
+    created = (
+        sa.select(sa.literal(1))
+        .select_from(changes.join(runs, runs.c.id == changes.c.run_id))
+        .where(changes.c.table_name == table, changes.c.op == "create", runs.c.undone_by.is_(None))
+    )
+    return connection.execute(created.exists().select()).scalar_one()
+
+
 def list_runs(connection: Connection, limit: int = 20) -> list[Run]:
     if not _exists(connection):
         return []
@@ -150,15 +165,25 @@ def list_runs(connection: Connection, limit: int = 20) -> list[Run]:
     return [Run(*row) for row in connection.execute(query)]
 
 
+def applied_plan(connection: Connection, plan_sha256: str) -> int | None:
+    """The run that applied the saved plan with this sha256 and still stands (not undone), if any."""
+    if not _exists(connection):
+        return None
+    query = sa.select(sa.func.max(runs.c.id)).where(
+        runs.c.kind == "apply", runs.c.plan_sha256 == plan_sha256, runs.c.undone_by.is_(None)
+    )
+    return connection.execute(query).scalar()
+
+
 def get_run(connection: Connection, run_id: int) -> Run:
     row = connection.execute(sa.select(runs).where(runs.c.id == run_id)).first() if _exists(connection) else None
     if row is None:
-        raise UsageError(f"no run {run_id} in this database (trueup runs lists them)")
+        raise NotFoundError(f"no run {run_id} in this database (trueup runs lists them)")
     return Run(*row)
 
 
-def run_changes(connection: Connection, run_id: int, limit: int | None = None) -> list[Change]:
-    query = sa.select(changes).where(changes.c.run_id == run_id).order_by(changes.c.id)
+def run_changes(connection: Connection, run_id: int, limit: int | None = None, offset: int = 0) -> list[Change]:
+    query = sa.select(changes).where(changes.c.run_id == run_id).order_by(changes.c.id).offset(offset or None)
     if limit is not None:
         query = query.limit(limit)
     return [_change(row) for row in connection.execute(query)]
@@ -184,6 +209,19 @@ def _change(row: Any) -> Change:
 def now() -> datetime:
     """UTC, without tzinfo: every database stores it the same way."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+_ACTOR: ContextVar[str | None] = ContextVar("trueup_actor", default=None)
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Runs started inside record `name` as who did them (the service: the token's name), not the OS user."""
+    reset = _ACTOR.set(name)
+    try:
+        yield
+    finally:
+        _ACTOR.reset(reset)
 
 
 def _os_user() -> str:

@@ -34,9 +34,12 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL, Connection
 
-from trueup.db import redact
+from trueup.db import dialect_for, redact, split_name, table_ref
 from trueup.errors import DatabaseError, UsageError
+from trueup.reconcile import audit, images
 from trueup.reconcile.audit import now
+from trueup.reconcile.target import Target
+from trueup.report.format import to_json
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ def backup_tables(connection: Connection, url: URL, tables: list[str], directory
     """Back up `tables` into `directory`; returns a Backup with a warning instead if no tool exists."""
     backend = url.get_backend_name()
     tables = list(dict.fromkeys(tables))
+    _check_tables(connection, tables)
     directory.mkdir(parents=True, exist_ok=True)
     database = Path(url.database or "memory").stem if backend == "sqlite" else (url.database or "db")
     if backend == "sqlite":
@@ -151,8 +155,96 @@ def verify_backup(path: Path) -> Verification:
     return Verification(file, tuple(problems))
 
 
-def restore_backup(connection: Connection, url: URL, path: Path) -> Manifest:
-    """Replace the backed-up tables with their contents in the backup, each restore in one transaction."""
+class Restored(NamedTuple):
+    run_id: int  # the restore's run in trueup_runs
+    tables: tuple[str, ...]  # the tables replaced (restored, or dropped)
+    manifest: Manifest | None  # what was restored (None: the run only dropped tables)
+    before: Backup  # the tables as they were just before, backed up first (path None: none of them existed)
+
+
+def restore_backup(
+    connection: Connection,
+    url: URL,
+    path: Path | None,
+    directory: Path = DEFAULT_DIRECTORY,
+    *,
+    triggered_by: str = "cli",
+    undoes_run: int | None = None,
+    drop: tuple[str, ...] = (),
+) -> Restored:
+    """Replace the backed-up tables with their contents in the backup, as a run that undo reverses.
+
+    First the tables it replaces are backed up into `directory` (refused when no tool can), then the
+    run is recorded and committed (status `restoring`, each table with its rows before and after and
+    the pre-restore backup), then the tables are restored by the tool, each in one transaction, and
+    the run is marked `restored` (or `failed`). `drop` names tables to drop instead (undo drops the
+    tables a restore created). `trueup undo RUN` restores the pre-restore backup, as a run of its own.
+    """
+    file, manifest = _verified(path, url) if path is not None else (None, None)
+    tables = [*(t.name for t in manifest.tables), *drop] if manifest else list(drop)
+    audit.ensure_tables(connection)
+    inspector = sa.inspect(connection)
+    existing = [t for t in tables if inspector.has_table(t.rpartition(".")[2], schema=t.rpartition(".")[0] or None)]
+    before = backup_tables(connection, url, existing, directory) if existing else Backup(None, None)
+    if existing and before.path is None:
+        raise UsageError(f"refusing to restore without a backup of the tables it replaces: {before.warning}")
+    dialect = dialect_for(connection)
+    with dialect.write_transaction(connection) as tx:
+        run_id = _record_restore(tx, file, manifest, drop, before, directory, triggered_by, undoes_run)
+    try:
+        if file is not None and manifest is not None:
+            _replace_tables(connection, url, file, manifest)
+        _drop_tables(connection, drop)
+    except BaseException:
+        with dialect.write_transaction(connection) as tx:
+            audit.finish_run(tx, run_id, status="failed")
+        raise
+    with dialect.write_transaction(connection) as tx:
+        restored = sum(t.rows for t in manifest.tables) if manifest else 0
+        audit.finish_run(tx, run_id, status="restored", inserted=restored)
+    return Restored(run_id, tuple(tables), manifest, before)
+
+
+def _record_restore(
+    tx: Connection,
+    file: Path | None,
+    manifest: Manifest | None,
+    drop: tuple[str, ...],
+    before: Backup,
+    directory: Path,
+    triggered_by: str,
+    undoes_run: int | None,
+) -> int:
+    """The run, and per table a change `restore`: its rows before and after (None: no such table)
+    and the backup of what it replaces (and where backups go, for its undo's own)."""
+    after: dict[str, int | None] = {t.name: t.rows for t in manifest.tables} if manifest else {}
+    after |= dict.fromkeys(drop)
+    kind = "undo" if undoes_run is not None else "restore"
+    run_id = audit.start_run(tx, kind=kind, rule=", ".join(after), triggered_by=triggered_by, undoes_run=undoes_run)
+    counts = {t.name: t.rows for t in before.manifest.tables} if before.manifest else {}
+    where = {"backup": before.path, "restored": file, "directory": directory}
+    image = to_json({name: str(path.resolve()) if path else None for name, path in where.items()})
+    for table, rows in after.items():
+        change = images.change_row(run_id, "restore", Target(table, (), ""), [], "restore")
+        values = {"before_value": _count(counts.get(table)), "after_value": _count(rows), "row_image": image}
+        tx.execute(sa.insert(audit.changes).values(change | values))
+    audit.set_status(tx, run_id, status="restoring", deleted=sum(counts.values()))
+    return run_id
+
+
+def _count(rows: int | None) -> str | None:
+    return None if rows is None else str(rows)
+
+
+def _drop_tables(connection: Connection, tables: tuple[str, ...]) -> None:
+    if tables:
+        with dialect_for(connection).write_transaction(connection):
+            for table in tables:
+                schema, _, name = table.rpartition(".")
+                sa.Table(name, sa.MetaData(), schema=schema or None).drop(connection, checkfirst=True)
+
+
+def _verified(path: Path, url: URL) -> tuple[Path, Manifest]:
     verification = verify_backup(path)
     if not verification.ok:
         raise UsageError(
@@ -163,6 +255,14 @@ def restore_backup(connection: Connection, url: URL, path: Path) -> Manifest:
     backend = url.get_backend_name()
     if backend != manifest.dialect and {backend, manifest.dialect} != {"mysql", "mariadb"}:
         raise UsageError(f"{file}: a {manifest.dialect} backup cannot be restored into {backend}")
+    return file, manifest
+
+
+def _replace_tables(connection: Connection, url: URL, file: Path, manifest: Manifest) -> None:
+    """Each table restored by its tool, in one transaction; this connection holds no lock meanwhile."""
+    if connection.in_transaction():
+        connection.commit()
+    backend = url.get_backend_name()
     tables = [t.name for t in manifest.tables]
     if backend == "sqlite":
         _sqlite_restore(connection, file, tables)
@@ -187,7 +287,6 @@ def restore_backup(connection: Connection, url: URL, path: Path) -> Manifest:
                 _mysql_env(url),
                 stdin=dump,
             )
-    return manifest
 
 
 def manifest_path(file: Path) -> Path:
@@ -224,14 +323,17 @@ def _sqlite_restore(connection: Connection, file: Path, tables: list[str]) -> No
     try:
         with connection.begin():
             for table in tables:
-                name = _sqlite_quote(table)
+                name = _sql_quote(split_name(table)[-1])
+                if not sa.inspect(connection).has_table(split_name(table)[-1]):  # dropped since: made again as it was
+                    ddl = "SELECT sql FROM trueup_backup.sqlite_master WHERE type = 'table' AND name = ?"
+                    connection.exec_driver_sql(connection.exec_driver_sql(ddl, (split_name(table)[-1],)).scalar_one())
                 connection.exec_driver_sql(f"DELETE FROM main.{name}")
                 connection.exec_driver_sql(f"INSERT INTO main.{name} SELECT * FROM trueup_backup.{name}")
     finally:
         raw.execute("DETACH DATABASE trueup_backup")
 
 
-def _sqlite_quote(name: str) -> str:
+def _sql_quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -257,8 +359,10 @@ def _pg_dump(connection: Connection, url: URL, path: Path, tables: list[str]) ->
 
 
 def _pg_pattern(table: str, default_schema: str) -> str:
-    schema, _, name = table.rpartition(".")
-    return f'"{schema or default_schema}"."{name}"'
+    """pg_dump's -t pattern matching exactly this table: each part in double quotes, so case,
+    spaces, dots and wildcard characters in it are taken literally."""
+    *schema, name = split_name(table)
+    return ".".join(_sql_quote(part) for part in (schema[0] if schema else default_schema, name))
 
 
 def _pg_env(url: URL) -> dict[str, str]:
@@ -279,7 +383,9 @@ def _mysqldump(connection: Connection, url: URL, path: Path, tables: list[str], 
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
         _run(
-            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *tables], _mysql_env(url), stdout=out
+            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *[split_name(t)[-1] for t in tables]],
+            _mysql_env(url),
+            stdout=out,
         )
     partial.replace(path)
     return counts
@@ -297,18 +403,27 @@ def _mysql_env(url: URL) -> dict[str, str]:
 # -- shared ------------------------------------------------------------------------------------
 
 
+def _check_tables(connection: Connection, tables: list[str]) -> None:
+    """Each name is an existing table (`table` or `schema.table`), or a UsageError names it."""
+    inspector = sa.inspect(connection)
+    for table in tables:
+        try:
+            *schema, name = split_name(table)
+        except ValueError as error:
+            raise UsageError(f"--table {error}") from None
+        if len(schema) > 1 or not inspector.has_table(name, schema=schema[0] if schema else None):
+            raise UsageError(f"--table {table!r}: no such table in the database")
+
+
 def _counts(connection: Connection, tables: list[str]) -> dict[str, int]:
     counts = {}
     for table in tables:
-        schema, _, name = table.rpartition(".")
-        counts[table] = connection.execute(
-            sa.select(sa.func.count()).select_from(sa.table(name, schema=schema or None))
-        ).scalar_one()
+        counts[table] = connection.execute(sa.select(sa.func.count()).select_from(table_ref(table))).scalar_one()
     return counts
 
 
 def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
-    names = [t.name.rpartition(".")[2] for t in manifest.tables]
+    names = [split_name(t.name)[-1] for t in manifest.tables]
     if manifest.dialect == "sqlite":
         return _sqlite_problems(file, manifest)
     if manifest.dialect == "postgresql":
@@ -318,7 +433,8 @@ def _tool_problems(file: Path, manifest: Manifest) -> list[str]:
         data = [line for line in listing.splitlines() if " TABLE DATA " in line]
         return [f"table {n} has no data in the dump" for n in names if not any(f" {n} " in line for line in data)]
     text = file.read_text(encoding="utf-8", errors="replace")
-    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE `{n}`" not in text]
+    quoted = {n: "`" + n.replace("`", "``") + "`" for n in names}
+    problems = [f"table {n} is not in the dump" for n in names if f"CREATE TABLE {quoted[n]}" not in text]
     if "-- Dump completed" not in text[-300:]:
         problems.append("the dump does not end with mysqldump's completion line: it was cut short")
     return problems
@@ -331,7 +447,7 @@ def _sqlite_problems(file: Path, manifest: Manifest) -> list[str]:
         if copy.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             problems.append("SQLite integrity check failed")
         for table in manifest.tables:
-            found = copy.execute(f"SELECT COUNT(*) FROM {_sqlite_quote(table.name)}").fetchone()[0]
+            found = copy.execute(f"SELECT COUNT(*) FROM {_sql_quote(split_name(table.name)[-1])}").fetchone()[0]
             if found != table.rows:
                 problems.append(f"table {table.name} holds {found} rows, the manifest says {table.rows}")
     except sqlite3.DatabaseError as error:

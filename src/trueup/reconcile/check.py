@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -30,6 +30,7 @@ from trueup.db import dialect_for, driver_message
 from trueup.errors import DatabaseError, UsageError
 from trueup.reconcile import query
 from trueup.reconcile.checks import CheckResult, run_check
+from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
 from trueup.reconcile.resolve import resolve_rule
 from trueup.reconcile.target import Target
@@ -46,8 +47,8 @@ class CheckReport(NamedTuple):
 
     @property
     def exit_code(self) -> int:
-        """1 when any rule drifted or an error-severity check failed, else 0."""
-        found = any(r.drifted for r in self.rules) or any(c.fails_run for c in self.checks)
+        """1 when any rule drifted or has an error-severity finding, or an error-severity check failed."""
+        found = any(r.fails_run for r in self.rules) or any(c.fails_run for c in self.checks)
         return 1 if found else 0
 
 
@@ -107,9 +108,14 @@ class RuleScan:
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift
+            result = tally.result()
+            astray = result.drifted + sum(f.count for f in result.findings if f.kind == "missing_row")
+            if self._scope.is_everything and mostly_drifted(astray, result.items):
+                warning = mostly_drifted_finding(connection, rule)
+                result = result._replace(findings=result.findings + ((warning,) if warning else ()))
         except DBAPIError as error:
             raise DatabaseError(f"rule {rule.name!r}: the comparison query failed: {driver_message(error)}") from None
-        self._result = tally.result()
+        self._result = result
 
 
 def typed_scope(connection: Connection, rule: Rule, scope: query.Scope) -> query.Scope:
@@ -126,6 +132,12 @@ def typed_scope(connection: Connection, rule: Rule, scope: query.Scope) -> query
     except ValueError as error:
         raise UsageError(f"rule {rule.name!r}: --key {error}") from None
     return replace(scope, keys=keys)
+
+
+def typed_key(connection: Connection, config: Config, rule: str, key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One key of `rule` typed as the database returns it (what sync's history stores)."""
+    resolved = resolve_rule(connection, config.rule(rule))
+    return typed_scope(connection, resolved, query.Scope(keys=(key,))).keys[0]
 
 
 class CheckRun:

@@ -13,7 +13,10 @@ Example: a key with recorded 524, expected 480 and 3 future-dated records is
 drift (delta -44) *and* a `future_dated` finding counting 3 records; a key
 with expected -5 and no recorded row is a `missing_row` finding (and
 `negative_expected`), or drift with recorded 0 if the rule says
-`insert_missing = true`.
+`insert_missing = true`. With a rule `tolerance` of 0.001, a key with recorded
+10 and expected 10.001 is neither: the query flags it `within` (the comparison
+is the database's, against the exact tolerance) and it is counted in
+`within_tolerance`.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ComparisonRow(NamedTuple):
     records: int
     future: int
     null_qty: int
+    within: int = 0  # 1: the figures differ by no more than the rule's tolerance
 
 
 class DriftRow(NamedTuple):
@@ -53,10 +57,24 @@ class DriftRow(NamedTuple):
     unit_value: Decimal | None = None
     group: Any = None
     missing: bool = False  # no recorded row exists yet (insert_missing rules)
+    flags: tuple[str, ...] = ()  # the key's error-severity findings: a repair leaves it out unless told
 
     @property
     def value(self) -> Decimal | None:
         return None if self.unit_value is None else self.delta * self.unit_value
+
+
+class Flagged(NamedTuple):
+    """A drifted key a repair left out because of its error-severity findings (e.g. `negative_expected`)."""
+
+    key: tuple[Any, ...]
+    recorded: Decimal
+    expected: Decimal
+    findings: tuple[str, ...]
+
+    @property
+    def delta(self) -> Decimal:
+        return self.expected - self.recorded
 
 
 class Finding(NamedTuple):
@@ -88,10 +106,16 @@ class RuleResult(NamedTuple):
     groups: tuple[GroupSummary, ...]
     findings: tuple[Finding, ...]
     distribution: tuple[tuple[str, int], ...]  # (bucket label, drifted keys), see delta_bucket()
+    within_tolerance: int = 0  # keys whose figures differ by no more than the rule's tolerance: not drift
 
     @property
     def clean(self) -> bool:
         return self.drifted == 0
+
+    @property
+    def fails_run(self) -> bool:
+        """Drift, or an error-severity finding (a duplicated key, a negative expected figure)."""
+        return bool(self.drifted) or any(f.severity == "error" for f in self.findings)
 
 
 # kind -> (severity, what is counted, explanation)
@@ -113,6 +137,17 @@ FINDING_KINDS: dict[str, tuple[str, str, str]] = {
         "key(s) have a negative expected figure: the opening figure or the sources are wrong",
     ),
     "negative_recorded": ("warning", "keys", "recorded figure(s) are negative"),
+    "mostly_drifted": (
+        "warning",
+        "items",
+        "item(s) drifted, more than half: usually a config mistake (see trueup.reconcile.diagnose)",
+    ),
+    "key_not_found": (
+        "error",
+        "keys",
+        "named key(s) are in neither the recorded table nor any source of the rule: "
+        "check the values and the order of the key's columns",
+    ),
     "groups_omitted": (
         "info",
         "groups",
@@ -122,11 +157,20 @@ FINDING_KINDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | None, list[tuple[str, int]]]:
-    """What one key means: a drift row (or None) and its findings as (kind, count) pairs."""
+class Verdict(NamedTuple):
+    """What one key means: a drift row (or None), its findings as (kind, count) pairs, and whether
+    it differs only within the rule's tolerance."""
+
+    drift: DriftRow | None
+    findings: list[tuple[str, int]]
+    within_tolerance: bool = False
+
+
+def classify(row: ComparisonRow, *, insert_missing: bool) -> Verdict:
+    """What one key means (see `Verdict`)."""
     findings: list[tuple[str, int]] = []
     if None in row.key:
-        return None, [("null_key", row.records + row.rec_rows)]
+        return Verdict(None, [("null_key", row.records + row.rec_rows)])
     if row.rec_rows > 1:
         findings.append(("duplicate_key", 1))
     if row.rec_nulls:
@@ -142,14 +186,15 @@ def classify(row: ComparisonRow, *, insert_missing: bool) -> tuple[DriftRow | No
 
     missing = row.rec_rows == 0
     if missing and not insert_missing:
-        return None, [("missing_row", 1), *findings]
+        return Verdict(None, [("missing_row", 1), *findings])
     if row.rec_rows > 1:
-        return None, findings
+        return Verdict(None, findings)
     delta = row.expected - row.recorded
-    if delta == 0:
-        return None, findings
-    drift = DriftRow(row.key, row.recorded, row.expected, delta, row.unit_value, row.group, missing)
-    return drift, findings
+    if delta == 0 or row.within:
+        return Verdict(None, findings, bool(row.within))
+    flags = tuple(kind for kind, _ in findings if FINDING_KINDS[kind][0] == "error")
+    drift = DriftRow(row.key, row.recorded, row.expected, delta, row.unit_value, row.group, missing, flags)
+    return Verdict(drift, findings)
 
 
 def delta_bucket(delta: Decimal) -> str:
@@ -193,6 +238,7 @@ class Tally:
         self.keep = keep
         self.items = recorded_items
         self.drifted = 0
+        self.within_tolerance = 0
         self.abs_drift = Decimal(0)
         self.value_impact: Decimal | None = None
         self.abs_value_impact: Decimal | None = None
@@ -205,9 +251,10 @@ class Tally:
 
     def add(self, row: ComparisonRow) -> DriftRow | None:
         """Account for one comparison row; return its drift row, if it drifted."""
-        drift, findings = classify(row, insert_missing=self.insert_missing)
+        drift, findings, within_tolerance = classify(row, insert_missing=self.insert_missing)
         if row.rec_rows == 0 and None not in row.key:
             self.items += 1  # a key only the sources know is an item too
+        self.within_tolerance += within_tolerance
         for kind, count in findings:
             self._note(kind, count, row)
         if drift is not None:
@@ -259,9 +306,7 @@ class Tally:
             self.finding_counts["groups_omitted"] = MAX_GROUPS
             self.finding_samples["groups_omitted"] = []
         findings = tuple(
-            Finding(
-                kind, FINDING_KINDS[kind][0], count, tuple(self.finding_samples[kind]), _finding_message(kind, count)
-            )
+            finding(kind, count, self.finding_samples[kind])
             for kind, count in sorted(self.finding_counts.items(), key=lambda kv: list(FINDING_KINDS).index(kv[0]))
         )
         groups = tuple(
@@ -281,16 +326,19 @@ class Tally:
             groups if any(g.group is not None for g in groups) else (),
             findings,
             distribution,
+            self.within_tolerance,
         )
 
 
-def _finding_message(kind: str, count: int) -> str:
-    return f"{count} {FINDING_KINDS[kind][2]}"
+def finding(kind: str, count: int, sample: Sequence[dict[str, Any]]) -> Finding:
+    """A finding of one of the FINDING_KINDS, with its severity and message."""
+    severity, _, explanation = FINDING_KINDS[kind]
+    return Finding(kind, severity, count, tuple(sample), f"{count} {explanation}")
 
 
 def to_comparison_row(values: Sequence[Any], width: int) -> ComparisonRow:
     """A database row (k0..kn followed by the FIGURES columns) as a ComparisonRow."""
-    recorded, rec_rows, rec_nulls, unit_value, group, expected, records, future, null_qty = values[width:]
+    recorded, rec_rows, rec_nulls, unit_value, group, expected, records, future, null_qty, within = values[width:]
     return ComparisonRow(
         tuple(values[:width]),
         as_decimal(recorded) or Decimal(0),
@@ -302,6 +350,7 @@ def to_comparison_row(values: Sequence[Any], width: int) -> ComparisonRow:
         int(records or 0),
         int(future or 0),
         int(null_qty or 0),
+        int(within or 0),
     )
 
 

@@ -1,11 +1,18 @@
 """Drift history: every sync round, the keys it found drifted, and the watermarks it reached.
 
-Three tables, created on first use in the target database:
+Four tables, created on first use in the target database:
 
 * `trueup_rounds`: one row per rule per round (full, incremental or keys),
-  with its counts and the apply run that corrected it, if any;
+  with its counts, the apply run that corrected it, if any, and why it did
+  not repair (`message`: a limit it was over, keys refused);
 * `trueup_drift_history`: the drifted keys of each round, with their figures
   and whether the key was *recurring*;
+* `trueup_open_drift`: the keys still *open*: found drifted by a round that
+  did not repair them (a round that only checks, a round over its limit, a
+  repair that left a residual). Every full or incremental round takes them
+  all again, so drift found once is never forgotten by the next round that
+  happens to look elsewhere, and stays counted until a round finds the key
+  clean or repairs it;
 * `trueup_watermarks`: per rule and timed source, the newest time (or id)
   a round has seen, so the next round can look only at what came after.
 
@@ -26,7 +33,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.db import create_missing, dialect_for
+from trueup.db import add_missing_columns, create_missing, dialect_for
 from trueup.reconcile.audit import now
 from trueup.reconcile.drift import DriftRow
 from trueup.report.format import to_json
@@ -48,6 +55,7 @@ rounds = sa.Table(
     sa.Column("corrected", sa.Integer, nullable=False),
     sa.Column("recurring", sa.Integer, nullable=False),
     sa.Column("run_id", sa.Integer),
+    sa.Column("message", sa.Text),  # why a round did not repair what it found (added after 0.1: nullable)
 )
 
 drift_history = sa.Table(
@@ -64,6 +72,15 @@ drift_history = sa.Table(
     sa.Column("run_id", sa.Integer),  # the apply run that corrected it, when the round repaired
     sa.Column("recurring", sa.Boolean, nullable=False, default=False),
     sa.Index("ix_trueup_drift_history_rule_key", "rule", "key"),
+)
+
+open_drift = sa.Table(
+    "trueup_open_drift",
+    metadata,
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),  # JSON list of values, as in trueup_drift_history
+    sa.Column("round_id", sa.Integer, nullable=False),  # the latest round that found it drifted
+    sa.Column("observed_at", sa.DateTime, nullable=False),
 )
 
 watermarks = sa.Table(
@@ -91,6 +108,7 @@ class Round(NamedTuple):
     corrected: int
     recurring: int
     run_id: int | None
+    message: str | None = None
 
 
 class Sighting(NamedTuple):
@@ -108,6 +126,7 @@ class Sighting(NamedTuple):
 
 def ensure_tables(connection: Connection) -> None:
     create_missing(connection, metadata)
+    add_missing_columns(connection, rounds)
 
 
 def key_text(key: Sequence[Any]) -> str:
@@ -159,6 +178,38 @@ def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRo
         # autovacuum notices, the next rounds' lookups by key would scan all of them.
         dialect_for(connection).analyze(connection, drift_history.name)
     return round_id
+
+
+def open_keys(connection: Connection, rule: str) -> list[list[Any]]:
+    """The keys of `rule` still open (found drifted, not repaired since), as JSON-decoded lists."""
+    o = open_drift.c
+    return [json.loads(text) for text in connection.execute(sa.select(o.key).where(o.rule == rule)).scalars()]
+
+
+def settle_open(
+    connection: Connection,
+    entry: Round,
+    round_id: int,
+    still_open: Iterable[DriftRow],
+    covered: Iterable[Sequence[Any]] | None,
+) -> None:
+    """After a round (inside its transaction): the keys it looked at are open again only if it left them drifted.
+
+    `covered` is None for a round that looked at every open key (full and incremental rounds do).
+    """
+    o = open_drift.c
+    reopened = [key_text(d.key) for d in still_open]
+    if covered is None:
+        connection.execute(open_drift.delete().where(o.rule == entry.rule))
+        looked_at = []
+    else:
+        looked_at = sorted({key_text(k) for k in covered} | set(reopened))
+    for start in range(0, len(looked_at), CHUNK):
+        chunk = looked_at[start : start + CHUNK]
+        connection.execute(open_drift.delete().where(o.rule == entry.rule, o.key.in_(chunk)))
+    rows = [{"rule": entry.rule, "key": k, "round_id": round_id, "observed_at": entry.started_at} for k in reopened]
+    for start in range(0, len(rows), CHUNK):
+        connection.execute(open_drift.insert(), rows[start : start + CHUNK])
 
 
 def rounds_since_full(connection: Connection, rule: str) -> int | None:

@@ -3,9 +3,12 @@
 `make_plan()` runs the check engine and keeps every drifted key (or the worst
 `limit`) as a `Correction`: set the recorded figure from `recorded` to
 `expected`. Corrections are absolute, never `quantity - n`, so applying a plan
-twice cannot deduct twice. A plan saved with `save_plan()` can be applied
-later; the applying transaction then refuses every key whose recorded or
-expected figure moved since (see `trueup.reconcile.apply`).
+twice cannot deduct twice. A key with an error-severity finding (a negative
+expected figure) is not corrected but listed as `left_out`, unless
+`include_flagged`: writing what trueup itself flags as wrong takes a decision.
+A plan saved with `save_plan()` can be applied later; the applying transaction
+then refuses every key whose recorded or expected figure moved since (see
+`trueup.reconcile.apply`).
 
     plan = make_plan(connection, config, rules=["diapers"], limit=100)
     plan.changes          # how many rows would be written
@@ -26,6 +29,7 @@ from trueup.config import Config
 from trueup.errors import ConfigError, UsageError
 from trueup.reconcile.audit import now
 from trueup.reconcile.check import CheckRun
+from trueup.reconcile.drift import Finding, Flagged
 from trueup.reconcile.query import EVERYTHING, Scope
 from trueup.report.format import to_json
 
@@ -50,6 +54,8 @@ class RulePlan(NamedTuple):
     quantity: str
     corrections: tuple[Correction, ...]
     drifted: int  # all drifted keys, even those a limit left out
+    left_out: tuple[Flagged, ...] = ()  # drifted keys with an error-severity finding, not corrected
+    findings: tuple[Finding, ...] = ()
 
 
 class Plan(NamedTuple):
@@ -65,6 +71,15 @@ class Plan(NamedTuple):
         return sum(len(r.corrections) for r in self.rules)
 
     @property
+    def left_out(self) -> int:
+        return sum(len(r.left_out) for r in self.rules)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when the plan would change something or leaves flagged keys out, else 0."""
+        return 1 if self.changes or self.left_out else 0
+
+    @property
     def max_abs_delta(self) -> Decimal:
         return max((abs(c.delta) for r in self.rules for c in r.corrections), default=Decimal(0))
 
@@ -77,6 +92,7 @@ def make_plan(
     rules: list[str] | None = None,
     scope: Scope = EVERYTHING,
     limit: int | None = None,
+    include_flagged: bool = False,
 ) -> Plan:
     """Plan the corrections for the selected rules (all drifted keys, or the worst `limit` per rule)."""
     run = CheckRun(connection, config, rules=rules, scope=scope, keep=limit, with_checks=False)
@@ -84,10 +100,18 @@ def make_plan(
     for scan in run.scans():
         result = scan.result()
         recorded = config.rule(scan.rule.name).recorded  # as the config spells it, to compare plans later
-        corrections = tuple(Correction(d.key, d.recorded, d.expected, d.missing) for d in result.worst)
+        corrections, left_out = [], []
+        for d in result.worst:
+            if d.flags and not include_flagged:
+                left_out.append(Flagged(d.key, d.recorded, d.expected, d.flags))
+            else:
+                corrections.append(Correction(d.key, d.recorded, d.expected, d.missing))
         shape = (recorded.table, tuple(recorded.key), recorded.quantity)
-        rule_plans.append(RulePlan(scan.rule.name, *shape, corrections, result.drifted))
+        rule_plans.append(
+            RulePlan(scan.rule.name, *shape, tuple(corrections), result.drifted, tuple(left_out), result.findings)
+        )
     described = {"keys": [list(k) for k in scope.keys], "where": scope.where, "limit": limit}
+    described |= {"include_flagged": include_flagged}
     return Plan(tuple(rule_plans), database, config.sha256, now(), described)
 
 
@@ -145,9 +169,24 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                     | ({"missing": True} if c.missing else {})
                     for c in r.corrections
                 ],
+                "left_out": [flagged_dict(f) for f in r.left_out],
+                "findings": [
+                    {"kind": f.kind, "severity": f.severity, "count": f.count, "message": f.message} for f in r.findings
+                ],
             }
             for r in plan.rules
         ],
+    }
+
+
+def flagged_dict(flagged: Flagged) -> dict[str, Any]:
+    """A left-out key as plain data: why it was not written (its findings) and what would be."""
+    return {
+        "key": list(flagged.key),
+        "recorded": flagged.recorded,
+        "expected": flagged.expected,
+        "delta": flagged.delta,
+        "findings": list(flagged.findings),
     }
 
 
@@ -163,16 +202,21 @@ def load_plan(path: Path) -> Plan:
         raw = path.read_bytes()
     except OSError as error:
         raise UsageError(f"{path}: cannot read the plan: {error.strerror}") from None
+    return read_plan(raw, str(path))
+
+
+def read_plan(raw: bytes, source: str) -> Plan:
+    """A saved plan from its JSON text (a file's bytes, or an API request's `plan`); `source` names it in errors."""
     try:
         document = _PlanFile.model_validate(json.loads(raw))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: not a plan file (invalid JSON: {error})") from None
+        raise UsageError(f"{source}: not a plan file (invalid JSON: {error})") from None
     except ValidationError as error:
         first = error.errors()[0]
         place = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"{path}: not a valid plan file: {place}: {first['msg']}") from None
+        raise UsageError(f"{source}: not a valid plan file: {place}: {first['msg']}") from None
     if document.format != PLAN_FORMAT:
-        raise UsageError(f"{path}: unsupported plan format {document.format!r} (expected {PLAN_FORMAT})")
+        raise UsageError(f"{source}: unsupported plan format {document.format!r} (expected {PLAN_FORMAT})")
     rules = tuple(
         RulePlan(
             r.name,

@@ -20,7 +20,10 @@ The query is built in three layers, all inside the database:
 3. `HAVING` keeps only the keys worth reporting: drift, and the integrity
    findings (a key no recorded row has, duplicated or NULL keys, NULL or
    negative figures, future-dated or NULL-quantity records), ordered worst
-   first (`ABS(expected - recorded) DESC`).
+   first (`ABS(expected - recorded) DESC`). A rule's `tolerance` is applied
+   here too: `within` flags a key whose figures differ by no more than it
+   (`ABS(expected - recorded) <= :tolerance`, an exact bound decimal), which
+   is then counted, not reported as drift, and never written by a repair.
 
 Worked example: recorded `inventory_items(id=1, quantity_remaining=524)`,
 source A (sign 1) `inventory_items.quantity_total` = 600 for id 1, source B
@@ -45,7 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from trueup.config import Rule, Source
-from trueup.db import Dialect, column_ref, table_ref, user_sql
+from trueup.db import Dialect, column_ref, table_ref, user_condition, user_sql
 
 # Output columns besides the keys k0..kn, in order.
 FIGURES = (
@@ -58,6 +61,7 @@ FIGURES = (
     "records",  # source records behind the expected figure
     "future",  # source records dated after now
     "null_qty",  # source records with a NULL quantity
+    "within",  # 1: expected and recorded differ, by no more than the rule's tolerance
 )
 
 
@@ -99,6 +103,7 @@ def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scop
     expected = sa.func.sum(union.c.expected)
     rec_rows = sa.func.sum(union.c.rec_rows)
     delta = expected - recorded
+    within = _flag(sa.and_(delta != 0, dialect.within(expected, recorded, rule.tolerance))) if rule.tolerance else _ZERO
     interesting = sa.or_(
         delta != 0,
         rec_rows != 1,
@@ -121,11 +126,21 @@ def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scop
             sa.func.sum(union.c.records).label("records"),
             sa.func.sum(union.c.future).label("future"),
             sa.func.sum(union.c.null_qty).label("null_qty"),
+            within.label("within"),
         )
         .group_by(*keys)
         .having(interesting)
         .order_by(sa.func.abs(delta).desc(), *keys)
     )
+
+
+def known_keys(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope) -> sa.Select:
+    """The keys of `scope` that the recorded table or any source of the rule holds."""
+    prep = sa_dialect.identifier_preparer
+    branches = [recorded_branch(rule, prep, dialect, scope)]
+    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected]
+    union = sa.union_all(*branches).subquery("u")
+    return sa.select(*[union.c[name] for name in key_names(rule)]).distinct()
 
 
 def recorded_count(rule: Rule, sa_dialect: sa.Dialect, scope: Scope = EVERYTHING) -> sa.Select:
@@ -178,7 +193,7 @@ def source_branch(rule: Rule, source: Source, prep: Any, dialect: Dialect, scope
     origin = table_ref(source.table) if source.table else user_sql(source.from_ or "")
     query = sa.select(*columns).select_from(origin)
     if source.where:
-        query = query.where(user_sql(source.where))
+        query = query.where(user_condition(source.where))
     query = query.where(*_source_scope(rule, keys, prep, scope))
     return query.group_by(*keys)
 
@@ -235,9 +250,9 @@ def _added(terms: Any) -> sa.ColumnElement[Any]:
 def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElement[bool]]:
     filters: list[sa.ColumnElement[bool]] = []
     if rule.recorded.where:
-        filters.append(user_sql(rule.recorded.where))
+        filters.append(user_condition(rule.recorded.where))
     if scope.where:
-        filters.append(user_sql(scope.where))
+        filters.append(user_condition(scope.where))
     if scope.keys:
         filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
     if scope.key_table is not None:
@@ -258,7 +273,7 @@ def _source_scope(
         recorded_keys = (
             sa.select(*[column_ref(prep, k) for k in rule.recorded.key])
             .select_from(table_ref(rule.recorded.table))
-            .where(user_sql(scope.where))
+            .where(user_condition(scope.where))
         )
         filters.append(_key_tuple(keys).in_(recorded_keys))
     return filters

@@ -1,27 +1,31 @@
 """A rule checked against the live schema before any real work runs.
 
-`resolve_rule()` reflects every table a rule names and matches its columns
-(exactly, else case-insensitively, so `Product_ID` finds `product_id`),
-returning a copy of the rule that uses the database's own spelling, and
+`resolve_rule()` reflects every table a rule names and matches it and its
+columns (exactly, else case-insensitively when only one name fits, so
+`Product_ID` finds `product_id` and `tabbin` finds `tabBin`), returning a copy
+of the rule that uses the database's own spelling. A name that matches nothing
+is an error naming the nearest names there are ("did you mean `tabBin`?"). It
 checks that every `time` column holds dates or times (a text column would
-compare as text, or fail deep inside a query). Then it runs each branch of
-the comparison with `LIMIT 0`, so a mistake inside the user's own SQL
-(`from`, `where`) is reported against the rule and source it came from; a
-`from` source's `time` is typed from that probe's result, where the driver
-says (PostgreSQL, MySQL/MariaDB). All failures are `ConfigError`s: the
-command could not run.
+compare as text, or fail deep inside a query). Then it runs each branch of the
+comparison with `LIMIT 0`, so a mistake inside the user's own SQL (`from`,
+`where`) is reported against the rule and source it came from; a `from`
+source's `time` is typed from that probe's result, where the driver says
+(PostgreSQL, MySQL/MariaDB). All failures are `ConfigError`s: the command could
+not run.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, NoSuchTableError
+from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Recorded, Rule, Source
-from trueup.db import column_ref, dialect_for, driver_message, user_sql
+from trueup.db import column_ref, dialect_for, driver_message, join_name, split_name, user_sql
 from trueup.errors import ConfigError
 from trueup.reconcile import query
 
@@ -46,61 +50,88 @@ def resolve_rule(connection: Connection, rule: Rule, label: str = "config") -> R
 
 
 def _resolve_recorded(inspector: Any, recorded: Recorded, where: str) -> Recorded:
-    columns = _columns(inspector, recorded.table, f"{where}.table")
-    fields = {
-        "key": [_column(columns, c, recorded.table, f"{where}.key") for c in recorded.key],
-        "quantity": _column(columns, recorded.quantity, recorded.table, f"{where}.quantity"),
+    table, columns = _table(inspector, recorded.table, f"{where}.table")
+    fields: dict[str, Any] = {
+        "table": table,
+        "key": [_column(columns, c, table, f"{where}.key") for c in recorded.key],
+        "quantity": _column(columns, recorded.quantity, table, f"{where}.quantity"),
+        "insert_defaults": {
+            _column(columns, name, table, f"{where}.insert_defaults"): value
+            for name, value in recorded.insert_defaults.items()
+        },
     }
     for name in ("unit_value", "group", "time"):
         value = getattr(recorded, name)
         if value is not None:
-            fields[name] = _column(columns, value, recorded.table, f"{where}.{name}")
+            fields[name] = _column(columns, value, table, f"{where}.{name}")
     if recorded.time is not None:
-        _must_be_time(inspector.dialect, columns, fields["time"], recorded.table, f"{where}.time")
+        _must_be_time(inspector.dialect, columns, fields["time"], table, f"{where}.time")
     return recorded.model_copy(update=fields)
 
 
 def _resolve_source(inspector: Any, source: Source, where: str) -> Source:
     assert source.table is not None
-    columns = _columns(inspector, source.table, f"{where}.table")
-    fields: dict[str, Any] = {"key": [_column(columns, c, source.table, f"{where}.key") for c in source.key]}
+    table, columns = _table(inspector, source.table, f"{where}.table")
+    fields: dict[str, Any] = {"table": table, "key": [_column(columns, c, table, f"{where}.key") for c in source.key]}
     if isinstance(source.quantity, str):
-        fields["quantity"] = _column(columns, source.quantity, source.table, f"{where}.quantity")
+        fields["quantity"] = _column(columns, source.quantity, table, f"{where}.quantity")
     for name in ("time", "sequence"):
         value = getattr(source, name)
         if value is not None:
-            fields[name] = _column(columns, value, source.table, f"{where}.{name}")
+            fields[name] = _column(columns, value, table, f"{where}.{name}")
     if source.time is not None:
-        _must_be_time(inspector.dialect, columns, fields["time"], source.table, f"{where}.time")
+        _must_be_time(inspector.dialect, columns, fields["time"], table, f"{where}.time")
     return source.model_copy(update=fields)
 
 
-def _columns(inspector: Any, table: str, where: str) -> dict[str, Any]:
-    """The table's columns and their types, in table order."""
-    schema, _, name = table.rpartition(".")
+def _table(inspector: Any, table: str, where: str) -> tuple[str, dict[str, Any]]:
+    """The table as the database spells it (`schema.table` kept qualified), and its columns and their types."""
+    *qualifier, wanted = split_name(table)
+    schema = qualifier[0] if qualifier else None
     try:
-        return {c["name"]: c["type"] for c in inspector.get_columns(name, schema=schema or None)}
-    except NoSuchTableError:
-        tables = sorted(inspector.get_table_names(schema=schema or None))
-        listed = ", ".join(tables[:_MAX_LISTED]) + (", ..." if len(tables) > _MAX_LISTED else "")
-        raise ConfigError(f"{where}: no table {table!r} in the database (tables: {listed or 'none'})") from None
+        names = [*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)]
+    except DBAPIError:  # MySQL: no such database
+        names = []
+    name = _match(names, wanted, f"{where}: no table {table!r} in the database", qualifier)
+    columns = {c["name"]: c["type"] for c in inspector.get_columns(name, schema=schema)}
+    return join_name([*qualifier, name]), columns
 
 
 def _column(columns: dict[str, Any], wanted: str, table: str, where: str) -> str:
     """The real column name for `wanted` (which may be qualified as table.column)."""
-    qualifier, _, name = wanted.rpartition(".")
-    if name in columns:
+    *qualifier, name = split_name(wanted)
+    real = _match(list(columns), name, f"{where}: no column {name!r} in table {table!r}")
+    return join_name([*qualifier, real])
+
+
+def _match(names: list[str], wanted: str, missing: str, qualifier: Sequence[str] = ()) -> str:
+    """`wanted` among `names`: exactly, else the one name equal to it but for case; else a
+    ConfigError saying `missing`, with the nearest names (difflib) or, failing those, a list."""
+    if wanted in names:
         return wanted
-    folded = [c for c in columns if c.lower() == name.lower()]
+    folded = [n for n in names if n.casefold() == wanted.casefold()]
     if len(folded) == 1:
-        return f"{qualifier}.{folded[0]}" if qualifier else folded[0]
-    listed = ", ".join(list(columns)[:_MAX_LISTED]) + (", ..." if len(columns) > _MAX_LISTED else "")
-    raise ConfigError(f"{where}: no column {name!r} in table {table!r} (columns: {listed})")
+        return folded[0]
+    spell = [f"`{join_name([*qualifier, n])}`" for n in (folded or _nearest(names, wanted))]
+    if spell:
+        hint = (
+            f"did you mean {', '.join(spell[:-1])} or {spell[-1]}?" if len(spell) > 1 else f"did you mean {spell[0]}?"
+        )
+    else:
+        listed = ", ".join(sorted(names)[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
+        hint = f"it has: {listed or 'none'}"
+    raise ConfigError(f"{missing}; {hint}")
+
+
+def _nearest(names: list[str], wanted: str) -> list[str]:
+    """Up to three names closest to `wanted`, compared without regard to case."""
+    by_fold = {n.casefold(): n for n in names}
+    return [by_fold[n] for n in difflib.get_close_matches(wanted.casefold(), list(by_fold), n=3, cutoff=0.6)]
 
 
 def _must_be_time(sa_dialect: sa.Dialect, columns: dict[str, Any], column: str, table: str, where: str) -> None:
     """A `time` column must hold dates or times; a column of unknown type (untyped in SQLite) passes."""
-    type_ = columns[column.rpartition(".")[2]]
+    type_ = columns[split_name(column)[-1]]
     if isinstance(type_, sa.DateTime | sa.Date | sa.types.NullType):
         return
     try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup.config import Rule
-from trueup.db import coerce
+from trueup.db import coerce, split_name, table_ref
 
 
 class Target(NamedTuple):
@@ -26,21 +26,16 @@ class Target(NamedTuple):
 
     def clause(self, *extra: str) -> sa.TableClause:
         """The table with its key, quantity and `extra` columns, for UPDATE, INSERT and DELETE."""
-        schema, _, name = self.table.rpartition(".")
-        names = dict.fromkeys([*self.key, self.quantity, *extra])
-        return sa.table(name, *[sa.column(c) for c in names], schema=schema or None)
+        return table_ref(self.table, *self.key, self.quantity, *extra)
 
     def raw_rows(self, connection: Connection) -> sa.TableClause:
         """Every column of the table, untyped: row images read and written through it keep each
         value exactly as the database stores it (SQLite's text dates stay byte for byte)."""
-        schema, _, name = self.table.rpartition(".")
-        columns = [c["name"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)]
-        return sa.table(name, *[sa.column(c) for c in columns], schema=schema or None)
+        return table_ref(self.table, *[c["name"] for c in self._columns(connection)])
 
     def key_types(self, connection: Connection) -> list[type | None]:
         """The Python type of each key column, to turn text keys (CLI, JSON) back into values."""
-        schema, _, name = self.table.rpartition(".")
-        columns = {c["name"]: c["type"] for c in sa.inspect(connection).get_columns(name, schema=schema or None)}
+        columns = {c["name"]: c["type"] for c in self._columns(connection)}
         types: list[type | None] = []
         for column in self.key:
             try:
@@ -49,11 +44,29 @@ class Target(NamedTuple):
                 types.append(None)
         return types
 
+    def _columns(self, connection: Connection) -> list[dict[str, Any]]:
+        *schema, name = split_name(self.table)
+        return sa.inspect(connection).get_columns(name, schema=schema[0] if schema else None)
+
     def coerce_keys(self, connection: Connection, keys: Iterable[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
-        types = self.key_types(connection)
-        for key in keys:
-            yield tuple(coerce(value, types[i]) for i, value in enumerate(key))
+        typed = self.key_coercer(connection)
+        return (typed(key) for key in keys)
+
+    def key_coercer(self, connection: Connection) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+        """A function typing one key (text from the CLI, JSON) like the key columns; ValueError if it does not fit.
+
+        The column types are read from the schema on the first call.
+        """
+        types: list[type | None] = []
+
+        def typed(key: Sequence[Any]) -> tuple[Any, ...]:
+            types[:] = types or self.key_types(connection)
+            if len(key) != len(types):
+                raise ValueError(f"{list(key)!r} has {len(key)} value(s) for a {len(types)}-column key")
+            return tuple(coerce(value, kind) for value, kind in zip(key, types, strict=True))
+
+        return typed
 
 
 def _bare(column: str) -> str:
-    return column.rpartition(".")[2]
+    return split_name(column)[-1]

@@ -7,6 +7,9 @@ A run recorded three kinds of change, and each has an exact inverse:
 | update quantity before -> after  | set quantity back to before        | holds `after`                   |
 | insert a row (apply, missing)    | delete it (its image is recorded)  | holds `after`                   |
 | delete a row (an earlier undo)   | insert its recorded image again    | is still absent                 |
+| create a table (cost --write)    | drop it                            | is empty once the rows are out  |
+| drop a table (an earlier undo)   | create it again from its DDL       | is still absent                 |
+| restore tables from a backup     | restore the backup taken before it | (always: it backs them up first)|
 
 Rows that no longer hold what the run wrote were changed since: they are
 *conflicts*. By default one conflict refuses the whole undo and nothing
@@ -21,7 +24,10 @@ took item 2 to 7. `undo 7` refuses (item 2 holds 7, not 8); `undo 7
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -29,9 +35,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.db import dialect_for, driver_message
-from trueup.errors import ConflictError, DatabaseError, RefusedError
-from trueup.reconcile import audit
-from trueup.reconcile.apply import Conflict, change_row
+from trueup.errors import ConflictError, DatabaseError, RefusedError, UsageError
+from trueup.reconcile import audit, images
+from trueup.reconcile.apply import Conflict
+from trueup.reconcile.backup import DEFAULT_DIRECTORY, restore_backup
 from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -39,6 +46,7 @@ from trueup.report.format import to_json
 
 UPDATE, INSERT, DELETE = 1, 2, 3
 _OPS = {"update": UPDATE, "insert": INSERT, "delete": DELETE}
+TABLE_OPS = ("create", "drop")
 LISTED = 10
 
 
@@ -49,6 +57,7 @@ class UndoResult(NamedTuple):
     deleted: int
     reinserted: int
     conflicts: tuple[Conflict, ...]
+    dropped: tuple[str, ...] = ()  # tables the run had created, dropped again
 
     @property
     def changed(self) -> int:
@@ -74,30 +83,43 @@ def undo_run(
     triggered_by: str = "cli",
     lock_timeout: float = 30,
 ) -> UndoResult:
+    if force and skip_conflicts:
+        raise UsageError(
+            "--force (restore rows changed since) and --skip-conflicts (leave them alone) contradict: choose one"
+        )
     audit.ensure_tables(connection)
     original = audit.get_run(connection, run_id)
     if original.undone_by is not None:
         raise RefusedError(
             f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
         )
-    groups = _by_target(audit.run_changes(connection, run_id))
+    changes = audit.run_changes(connection, run_id)
+    restores = [c for c in changes if c.op == "restore"]
+    if restores:
+        return _undo_restore(connection, run_id, restores, triggered_by)
+    tables = [c for c in changes if c.op in TABLE_OPS]
+    groups = _by_target([c for c in changes if c.op not in TABLE_OPS])
     try:
         with dialect_for(connection).write_transaction(connection, lock_timeout) as tx:
             new_id = audit.start_run(tx, kind="undo", rule=original.rule, triggered_by=triggered_by, undoes_run=run_id)
+            for change in tables:
+                if change.op == "drop":  # before rows come back into it
+                    _create_again(tx, change, new_id)
             prepared = [
                 _prepare(tx, target, rule, changes, index) for index, (target, rule, changes) in enumerate(groups)
             ]
-            conflicts = tuple(c for _, found in prepared for c in found)
-            if conflicts and not (force or skip_conflicts):
-                raise ConflictError(_conflict_message(run_id, conflicts))
+            conflicts = tuple(c for _, found, _ in prepared for c in found)
+            unsure = tuple(c for _, _, found in prepared for c in found)
+            if (conflicts or unsure) and not (force or skip_conflicts):
+                raise ConflictError(_conflict_message(run_id, unsure + conflicts))
             counts = [
                 _restore(tx, work, rule, changes, new_id, force)
-                for (work, _), (_, rule, changes) in zip(prepared, groups, strict=True)
+                for (work, _, _), (_, rule, changes) in zip(prepared, groups, strict=True)
             ]
             total = _Counts(*(sum(c[i] for c in counts) for i in range(3)))
             if not any(total):
                 raise RefusedError(
-                    f"nothing to undo: every row of run {run_id} was changed since ({len(conflicts)} conflicts)"
+                    f"nothing to undo: every row of run {run_id} was changed since ({_listed(unsure + conflicts)})"
                 )
             audit.finish_run(
                 tx,
@@ -105,37 +127,44 @@ def undo_run(
                 updated=total.restored,
                 deleted=total.deleted,
                 inserted=total.reinserted,
-                conflicts=len(conflicts) if skip_conflicts else 0,
+                conflicts=len(unsure) + (len(conflicts) if skip_conflicts else 0),
                 status="verified",
             )
             audit.set_status(tx, run_id, status="undone", undone_by=new_id)
-            for work, _ in prepared:
+            for work, _, _ in prepared:
                 work.drop()
+            # Last: MySQL commits what came before a DROP TABLE (and a killed undo leaves an empty table).
+            dropped = tuple(c.table_name for c in tables if c.op == "create" and _drop_if_empty(tx, c, new_id))
     except DBAPIError as error:
         raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
-    left_alone = conflicts if skip_conflicts else ()
-    return UndoResult(new_id, run_id, *total, left_alone)
+    left_alone = unsure + (conflicts if skip_conflicts else ())
+    return UndoResult(new_id, run_id, *total, left_alone, dropped)
 
 
 def _by_target(changes: list[audit.Change]) -> list[tuple[Target, str, list[audit.Change]]]:
     groups: dict[tuple[Target, str], list[audit.Change]] = {}
     for change in changes:
-        target = Target(change.table_name, change.key_columns, change.quantity_column)
-        groups.setdefault((target, change.rule), []).append(change)
+        groups.setdefault((_target(change), change.rule), []).append(change)
     return [(target, rule, found) for (target, rule), found in groups.items()]
 
 
 def _prepare(
     tx: Connection, target: Target, rule: str, changes: list[audit.Change], index: int
-) -> tuple[WorkTable, tuple[Conflict, ...]]:
-    """Load the run's changes for one table into a work table, lock the rows, find the conflicts."""
-    work = WorkTable(tx, f"trueup_undo_{index}", target, {"before_q": QUANTITY, "after_q": QUANTITY, "op": FLAG})
+) -> tuple[WorkTable, tuple[Conflict, ...], tuple[Conflict, ...]]:
+    """Load the run's changes for one table into a work table, lock the rows, find the conflicts.
+
+    Returns the work table, the conflicts (`force` overwrites them) and the inserted rows that
+    cannot be told apart from others (always left alone, see `_unsure_inserts`).
+    """
+    columns = {"before_q": QUANTITY, "after_q": QUANTITY, "op": FLAG, "seq": FLAG}
+    work = WorkTable(tx, f"trueup_undo_{index}", target, columns)
     keys = target.coerce_keys(tx, (c.key for c in changes))
     work.create().fill(
-        {f"k{i}": v for i, v in enumerate(key)} | {"before_q": c.before, "after_q": c.after, "op": _OPS[c.op]}
-        for key, c in zip(keys, changes, strict=True)
+        {f"k{i}": v for i, v in enumerate(key)} | {"before_q": c.before, "after_q": c.after, "op": _OPS[c.op], "seq": n}
+        for n, (key, c) in enumerate(zip(keys, changes, strict=True))
     )
     work.lock_targets()
+    unsure = _unsure_inserts(tx, work, rule, changes)
     table = target.clause()
     w, t = work.table.c, table.c
     first_key = t[target.key[0]]
@@ -154,7 +183,60 @@ def _prepare(
         else:
             reason = f"now holds {holds}, the run wrote {wrote}"
         conflicts.append(Conflict(rule, key, reason))
-    return work, tuple(conflicts)
+    return work, tuple(conflicts), unsure
+
+
+def _unsure_inserts(tx: Connection, work: WorkTable, rule: str, changes: list[audit.Change]) -> tuple[Conflict, ...]:
+    """Keys the run inserted whose row cannot be told apart now: taken out of `work`, listed.
+
+    Undo deletes a row the run inserted only if it is that very row: the one row holding its key,
+    whose other columns (an id, defaults) match the image the run recorded. A second row with the
+    key (on a table without a primary key), or a row put in its place, is someone else's.
+    """
+    if not any(c.op == "insert" for c in changes):
+        return ()
+    target = work.target
+    full = target.raw_rows(tx)
+    w = work.table.c
+    joined = work.table.join(full, sa.and_(*work.joins([full.c[k] for k in target.key])))
+    found: dict[int, list[dict[str, Any]]] = {}
+    for row in tx.execute(sa.select(w.seq, *full.c).select_from(joined).where(w.op == INSERT)):
+        found.setdefault(row[0], []).append(dict(zip(full.c.keys(), row[1:], strict=True)))
+    unsure: dict[int, str] = {}
+    for seq, rows in found.items():
+        differs = _differs(changes[seq].row_image or {}, rows[0], target.quantity)
+        if len(rows) > 1:
+            unsure[seq] = f"{len(rows)} rows hold this key now; which one the run inserted cannot be told: left alone"
+        elif differs:
+            unsure[seq] = (
+                f"the row holding this key is not the one the run inserted ({', '.join(differs)} differs): left alone"
+            )
+    if unsure:
+        tx.execute(sa.delete(work.table).where(w.seq.in_(list(unsure))))
+    return tuple(Conflict(rule, changes[seq].key, reason) for seq, reason in sorted(unsure.items()))
+
+
+def _differs(image: dict[str, Any], row: dict[str, Any], quantity: str) -> list[str]:
+    """The columns (besides the quantity, which `force` may overwrite) where `row` is not `image`."""
+    return [
+        column
+        for column, value in image.items()
+        if column != quantity
+        and (column not in row or not _same(json.loads(to_json(row[column]), parse_float=Decimal), value))
+    ]
+
+
+def _same(now: Any, recorded: Any) -> bool:
+    """One value as JSON now and as the image recorded it: images built by the database (`Dialect.row_json`)
+    spell times and numbers their own way (`2024-01-05 00:00:00` for `2024-01-05T00:00:00`, `150.00` for `150`)."""
+    if now == recorded:
+        return True
+    for parse in (Decimal, datetime.fromisoformat):
+        try:
+            return parse(str(now)) == parse(str(recorded))
+        except (ArithmeticError, ValueError):
+            continue
+    return False
 
 
 def _conflicting(
@@ -188,8 +270,8 @@ def _restore(
     if not force:
         _drop_conflicts(tx, work, table)
     # Updates: record today's value as the undo's pre-image, then put the run's pre-image back.
-    fixed = change_row(run_id, rule, target, None, "update")
-    images = (
+    fixed = images.change_row(run_id, rule, target, None, "update")
+    updates = (
         sa.select(
             *[sa.literal(v) for v in fixed.values()],
             dialect_for(tx).json_array(*work.keys),
@@ -199,7 +281,7 @@ def _restore(
         .select_from(work.table.join(table, sa.and_(*joined)))
         .where(w.op == UPDATE)
     )
-    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], images))
+    tx.execute(sa.insert(audit.changes).from_select([*fixed, "key", "before_value", "after_value"], updates))
     restored = tx.execute(
         sa.update(table).where(*joined, w.op == UPDATE).values({target.quantity: w.before_q})
     ).rowcount
@@ -227,15 +309,11 @@ def _delete_inserted(tx: Connection, work: WorkTable, rule: str, run_id: int) ->
     rows = [dict(r._mapping) for r in tx.execute(sa.select(full).where(inserted))]
     if not rows:
         return 0
-    tx.execute(
-        sa.insert(audit.changes),
-        [
-            change_row(run_id, rule, target, [r[k] for k in target.key], "delete")
-            | {"before_value": _text(r[target.quantity]), "row_image": to_json(r)}
-            for r in rows
-        ],
-    )
-    return tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
+    images.record_rows(tx, run_id, rule, target, "delete", rows)
+    deleted = tx.execute(sa.delete(full).where(inserted)).rowcount  # by the same test, not a list of every key
+    if deleted != len(rows):
+        raise DatabaseError(f"undo: expected to delete {len(rows)} inserted rows but deleted {deleted}; rolled back")
+    return deleted
 
 
 def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[audit.Change], run_id: int) -> int:
@@ -248,25 +326,58 @@ def _reinsert_deleted(tx: Connection, work: WorkTable, rule: str, deleted: list[
     rows = [c.row_image for c in deleted if c.row_image and to_json([c.row_image[k] for k in target.key]) in wanted]
     if rows:
         tx.execute(sa.insert(target.raw_rows(tx)).values(rows))
-        tx.execute(
-            sa.insert(audit.changes),
-            [
-                change_row(run_id, rule, target, [r[k] for k in target.key], "insert")
-                | {"after_value": _text(r[target.quantity]), "row_image": to_json(r)}
-                for r in rows
-            ],
-        )
+        images.record_rows(tx, run_id, rule, target, "insert", rows)
     return len(rows)
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value if not isinstance(value, float) else Decimal(repr(value)))
+def _undo_restore(connection: Connection, run_id: int, restores: list[audit.Change], triggered_by: str) -> UndoResult:
+    """Put the tables back as they were before a restore: its pre-restore backup restored and the tables
+    it created dropped, as a restore of its own (which backs up what it replaces first, so it can be
+    undone in turn). What changed in those tables since the restore is in that backup."""
+    image = restores[0].row_image or {}
+    backup = image.get("backup")
+    created = tuple(c.table_name for c in restores if c.before is None)
+    path = Path(backup) if backup else None
+    directory = Path(image.get("directory") or DEFAULT_DIRECTORY)
+    url = connection.engine.url
+    done = restore_backup(connection, url, path, directory, triggered_by=triggered_by, undoes_run=run_id, drop=created)
+    with dialect_for(connection).write_transaction(connection) as tx:
+        audit.set_status(tx, run_id, status="undone", undone_by=done.run_id)
+    restored = sum(t.rows for t in done.manifest.tables) if done.manifest else 0
+    return UndoResult(done.run_id, run_id, restored, 0, 0, (), created)
+
+
+def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:
+    """Create a table the run dropped, from the DDL it recorded (unless it exists again)."""
+    ddl = (change.row_image or {})["ddl"]
+    if not sa.inspect(tx).has_table(change.table_name):
+        tx.exec_driver_sql(ddl)
+    images.record_table(tx, run_id, change.rule, _target(change), "create", ddl)
+
+
+def _drop_if_empty(tx: Connection, change: audit.Change, run_id: int) -> bool:
+    """Drop a table the run created, if no row is left in it (rows other runs wrote keep it)."""
+    table = sa.table(change.table_name)
+    if not sa.inspect(tx).has_table(change.table_name):
+        return False
+    if tx.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first() is not None:
+        return False
+    images.record_table(tx, run_id, change.rule, _target(change), "drop", (change.row_image or {})["ddl"])
+    tx.exec_driver_sql(f"DROP TABLE {tx.dialect.identifier_preparer.quote(change.table_name)}")
+    return True
+
+
+def _target(change: audit.Change) -> Target:
+    return Target(change.table_name, change.key_columns, change.quantity_column)
 
 
 def _conflict_message(run_id: int, conflicts: tuple[Conflict, ...]) -> str:
-    listed = "; ".join(f"{c.rule} {list(c.key)}: {c.reason}" for c in conflicts[:LISTED])
-    more = f"; and {len(conflicts) - LISTED} more" if len(conflicts) > LISTED else ""
     return (
-        f"refused: {len(conflicts)} row(s) changed since run {run_id} wrote them ({listed}{more}). "
+        f"refused: {len(conflicts)} row(s) changed since run {run_id} wrote them ({_listed(conflicts)}). "
         "Nothing was changed. --skip-conflicts restores the other rows; --force overwrites these too"
     )
+
+
+def _listed(conflicts: tuple[Conflict, ...]) -> str:
+    listed = "; ".join(f"{c.rule} {list(c.key)}: {c.reason}" for c in conflicts[:LISTED])
+    return listed + (f"; and {len(conflicts) - LISTED} more" if len(conflicts) > LISTED else "")

@@ -187,3 +187,17 @@ def _text(x: float, y: float, text: str, *, anchor: str, size: int = 12, weight:
 
 def _clip(label: str, limit: int = 34) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def sparkline(values: Sequence[int], *, width: int = 120, height: int = 24, title: str = "") -> str:
+    """A small line of `values` (e.g. drifted keys per round, oldest first), for a table cell."""
+    if len(values) < 2:
+        return ""
+    peak = max(values) or 1
+    step = (width - 2) / (len(values) - 1)
+    line = " ".join(f"{1 + i * step:.1f},{height - 2 - (height - 4) * v / peak:.1f}" for i, v in enumerate(values))
+    label = f"<title>{escape(title)}</title>" if title else ""
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img">{label}<polyline points="{line}" fill="none" stroke="{NEGATIVE}" stroke-width="1.5"/></svg>'
+    )

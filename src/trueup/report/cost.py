@@ -17,10 +17,11 @@ from rich.text import Text
 from trueup.cost.result import CostResult
 from trueup.cost.store import StoreResult
 from trueup.cost.write import cogs_frame, lots_frame, quarantine_frame
-from trueup.report.format import NONE, Money, literal, money, number
+from trueup.report.format import CELL_LIMIT, NONE, Money, literal, money, number, short
 
 SHOWN_FINDINGS = 20
 HTML_ROWS = 200
+MESSAGE_LIMIT = 400  # characters of a finding's message or action shown (a message quotes the input)
 _SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "cyan"}
 
 
@@ -78,11 +79,11 @@ def _findings(result: CostResult, shown: int) -> list[Table | Text]:
         table.add_column(column, overflow="fold")
     for finding in result.findings[:shown]:
         table.add_row(
-            literal(finding.sku or NONE),
+            literal(short(finding.sku or NONE)),
             Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]),
             finding.category,
-            literal(finding.message),
-            literal(finding.action),
+            literal(short(finding.message, MESSAGE_LIMIT)),
+            literal(short(finding.action, MESSAGE_LIMIT)),
         )
     return [table]
 
@@ -101,7 +102,8 @@ def verdict(result: CostResult) -> Text:
     return Text(f"All {number(s.skus)} SKU(s) costed.", style="bold green")
 
 
-_TEMPLATE = jinja2.Environment(autoescape=True, keep_trailing_newline=True).from_string(
+_ENVIRONMENT = jinja2.Environment(autoescape=True, keep_trailing_newline=True)
+_TEMPLATE = _ENVIRONMENT.from_string(
     resources.files("trueup.report").joinpath("cost.html.j2").read_text(encoding="utf-8")
 )
 
@@ -115,7 +117,9 @@ def render_html(result: CostResult) -> str:
         verdict=verdict(result).plain,
         exit_code=result.exit_code,
         figures=figure_rows(result),
-        findings=shown_table(f"Findings ({number(len(result.findings))})", quarantine_frame(result), None),
+        findings=shown_table(
+            f"Findings ({number(len(result.findings))})", quarantine_frame(result), None, cell_limit=MESSAGE_LIMIT
+        ),
         tables=[
             shown_table("Rows not costed (as written beside as read)", result.held),
             shown_table("Cost of goods sold per sale line", cogs_frame(result)),
@@ -158,20 +162,25 @@ def header(field: str) -> str:
     return HEADERS.get(field, field.replace("_", " ").capitalize())
 
 
-def shown_table(title: str, frame: pl.DataFrame, limit: int | None = HTML_ROWS) -> Shown:
-    """`frame` for people: numbers right-aligned with separators, money exact, NULL as nothing."""
+def shown_table(
+    title: str, frame: pl.DataFrame, limit: int | None = HTML_ROWS, *, cell_limit: int = CELL_LIMIT
+) -> Shown:
+    """`frame` for people: numbers right-aligned with separators, money exact, NULL as nothing, long text shortened."""
     numeric = {name for name, dtype in frame.schema.items() if dtype.is_numeric() or name in FIGURES}
     kinds = {name: "num" if name in numeric else "raw" if name.endswith("_raw") else "" for name in frame.columns}
     rows = [
-        [Cell(_cell_text(name, value), value if name == "severity" else kinds[name]) for name, value in row.items()]
+        [
+            Cell(_cell_text(name, value, cell_limit), value if name == "severity" else kinds[name])
+            for name, value in row.items()
+        ]
         for row in (frame if limit is None else frame.head(limit)).iter_rows(named=True)
     ]  # a severity cell's kind is the severity itself: the page colours it
     return Shown(title, [Cell(header(name), kinds[name]) for name in frame.columns], rows, frame.height)
 
 
-def _cell_text(field: str, value: Any) -> str:
+def _cell_text(field: str, value: Any, limit: int = CELL_LIMIT) -> str:
     if not isinstance(value, Decimal | int) or isinstance(value, bool):
-        return "" if value is None else str(value)  # text (held rows keep what was read) and dates
+        return "" if value is None else short(str(value), limit)  # text (held rows keep what was read) and dates
     return money(value, EXACT) if field in MONEY else number(value)
 
 

@@ -139,8 +139,21 @@ def value_text(value: Any) -> str:
     return NULL if value is None else str(value)
 
 
+CELL_LIMIT = 120  # characters of one value shown in a table, Markdown or HTML cell (JSON keeps all)
+
+
+def short(text: str, limit: int = CELL_LIMIT) -> str:
+    """`text` cut to `limit` characters with an ellipsis: one 1 MB SKU must not take a minute to lay out."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def cell(value: Any) -> str:
+    """One value (a key part, a group) for people: NULL for None, long text shortened."""
+    return short(value_text(value))
+
+
 def key_text(key: tuple[Any, ...] | list[Any]) -> str:
-    return ", ".join(value_text(part) for part in key)
+    return ", ".join(cell(part) for part in key)
 
 
 def literal(value: Any, style: str = "") -> Text:

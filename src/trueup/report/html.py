@@ -12,7 +12,7 @@ from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
 from trueup.reconcile.history import Round
 from trueup.report import chart
-from trueup.report.format import PLAIN, Money, key_text, money, number, value_text
+from trueup.report.format import PLAIN, Money, cell, key_text, money, number, short
 from trueup.report.summary import HOW_TO_READ, check_outcome, rule_figures, rule_mark, sample_text
 from trueup.report.table import verdict
 
@@ -39,7 +39,9 @@ def render_check(report: CheckReport, rounds: dict[str, list[Round]] | None = No
         charts={rule.name: _charts(rule, (rounds or {}).get(rule.name, [])) for rule in report.rules},
         number=number,
         money=partial(money, style=style),
-        value_text=value_text,
+        cell=cell,
+        key_text=key_text,
+        short=short,
         figures=partial(rule_figures, style=style),
         mark=rule_mark,
         outcome=check_outcome,

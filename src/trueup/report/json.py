@@ -1,7 +1,7 @@
 """Check results as one JSON document, streamed: every drifted key is written as it arrives.
 
 Shape (PRODUCT.md): {"rules": [{"name", "drift": [{"key", "recorded",
-"expected", "delta", ...}], "items", "drifted", "abs_drift", "value_impact",
+"expected", "delta", ...}], "items", "drifted", "within_tolerance", "abs_drift", "value_impact",
 "abs_value_impact", "groups", "findings", "distribution"}], "checks": [...]}.
 The summary fields follow the drift list because they are known only once it
 has been streamed; JSON objects are unordered, so readers see no difference.
@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from trueup.reconcile.check import CheckReport, CheckRun
 from trueup.reconcile.checks import CheckResult
-from trueup.reconcile.drift import DriftRow, RuleResult
+from trueup.reconcile.drift import DriftRow, Finding, RuleResult
 from trueup.report.format import to_json
 
 
@@ -52,6 +52,7 @@ def rule_summary(result: RuleResult) -> dict[str, Any]:
     return {
         "items": result.items,
         "drifted": result.drifted,
+        "within_tolerance": result.within_tolerance,
         "abs_drift": result.abs_drift,
         "value_impact": result.value_impact,
         "abs_value_impact": result.abs_value_impact,
@@ -59,11 +60,18 @@ def rule_summary(result: RuleResult) -> dict[str, Any]:
             {"group": g.group, "drifted": g.drifted, "abs_drift": g.abs_drift, "value_impact": g.value_impact}
             for g in result.groups
         ],
-        "findings": [
-            {"kind": f.kind, "severity": f.severity, "count": f.count, "message": f.message, "sample": list(f.sample)}
-            for f in result.findings
-        ],
+        "findings": [finding_dict(f) for f in result.findings],
         "distribution": [{"bucket": label, "keys": n} for label, n in result.distribution],
+    }
+
+
+def finding_dict(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind,
+        "severity": finding.severity,
+        "count": finding.count,
+        "message": finding.message,
+        "sample": list(finding.sample),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.drift import RuleResult
-from trueup.report.format import PLAIN, Money, key_text, money, number, value_text
+from trueup.report.format import PLAIN, Money, cell, key_text, money, number, short
 from trueup.report.summary import HOW_TO_READ, check_outcome, rule_mark, rule_sentence, sample_text
 from trueup.report.table import verdict
 
@@ -32,7 +32,7 @@ def _rule(rule: RuleResult, style: Money) -> list[str]:
             "|" + " --- |" * len(rule.key_columns) + " ---: |" * (len(header) - len(rule.key_columns)),
         ]
         for d in rule.worst:
-            cells = [_cell(value_text(k)) for k in d.key]
+            cells = [_cell(cell(k)) for k in d.key]
             cells += ["(no row)" if d.missing else number(d.recorded), number(d.expected), number(d.delta, signed=True)]
             if with_value:
                 cells.append(money(d.value, style, signed=True))
@@ -43,14 +43,14 @@ def _rule(rule: RuleResult, style: Money) -> list[str]:
     if rule.groups:
         lines += ["| group | drifted | units off | value |", "| --- | ---: | ---: | ---: |"]
         for g in rule.groups:
-            cells = [_cell(value_text(g.group)), number(g.drifted), number(g.abs_drift)]
+            cells = [_cell(cell(g.group)), number(g.drifted), number(g.abs_drift)]
             lines.append("| " + " | ".join([*cells, money(g.value_impact, style, signed=True)]) + " |")
         lines.append("")
     if rule.findings:
         lines += ["| finding | severity | what | e.g. keys |", "| --- | --- | --- | --- |"]
         for f in rule.findings:
             keys = "; ".join(key_text(s["key"]) for s in f.sample)
-            lines.append(f"| {f.kind} | {f.severity} | {_cell(f.message)} | {_cell(keys)} |")
+            lines.append(f"| {f.kind} | {f.severity} | {_cell(short(f.message))} | {_cell(keys)} |")
         lines.append("")
     return lines
 

@@ -1,21 +1,22 @@
-"""Prometheus metrics of sync rounds (imported only by `watch --metrics-file`: it loads prometheus_client)."""
+"""Prometheus metrics of sync rounds (loaded only by `watch --metrics-file` and `serve`: prometheus_client)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, write_to_textfile
 
 from trueup.reconcile.sync import RoundResult
 
 
 class Metrics:
-    """Prometheus text-format metrics for node-exporter's textfile collector, rewritten atomically."""
+    """Prometheus text-format metrics: for node-exporter's textfile collector, rewritten atomically after
+    each round when `path` is given, or served by `trueup serve` at /metrics (`text()`)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None = None, registry: CollectorRegistry | None = None):
         self.path = path
-        self.registry = CollectorRegistry()
+        self.registry = registry or CollectorRegistry()
         labels = ["rule"]
         self.checked = Gauge("trueup_items_checked", "Items checked by the last round.", labels, registry=self.registry)
         self.drifted = Gauge(
@@ -36,13 +37,19 @@ class Metrics:
 
     def record(self, results: list[RoundResult]) -> None:
         for result in results:
-            if result.status == "skipped":
+            if result.status in ("skipped", "queued"):
                 continue
             rule = result.rule
+            self.corrected.labels(rule).inc(result.corrected)
+            if result.kind == "keys":  # a round of queued keys after the rule's round: not the rule's state
+                continue
             self.checked.labels(rule).set(result.checked)
             self.drifted.labels(rule).set(result.drifted)
             self.recurring.labels(rule).set(len(result.recurring))
-            self.corrected.labels(rule).inc(result.corrected)
             self.duration.labels(rule).set(result.duration)
             self.success.labels(rule).set(datetime.now().timestamp())
-        write_to_textfile(str(self.path), self.registry)
+        if self.path is not None:
+            write_to_textfile(str(self.path), self.registry)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)

@@ -13,46 +13,83 @@ from rich.text import Text
 
 from trueup.reconcile.apply import ApplyResult, Conflict
 from trueup.reconcile.audit import Change, Run
-from trueup.reconcile.backup import Manifest, Verification
-from trueup.reconcile.plan import Plan
+from trueup.reconcile.backup import Manifest, Restored, Verification
+from trueup.reconcile.drift import Flagged
+from trueup.reconcile.plan import Plan, RulePlan, flagged_dict
 from trueup.reconcile.undo import UndoResult
-from trueup.report.format import NONE, key_text, literal, number
+from trueup.report.format import NONE, cell, key_text, literal, number
+from trueup.report.table import findings_table
 
 SHOWN = 20
 
 
 def print_plan(plan: Plan, console: Console, shown: int = SHOWN) -> None:
     for rule in plan.rules:
-        if not rule.corrections:
-            console.print(Text.assemble(literal(rule.rule, "bold"), ": nothing to correct"))
-            continue
-        total = sum((abs(c.delta) for c in rule.corrections), Decimal(0))
-        title = f"{rule.rule}: {len(rule.corrections)} correction(s) to {rule.table}.{rule.quantity}"
-        title += f", total |delta| {number(total)}"
-        if rule.drifted > len(rule.corrections):
-            title += f" (the worst {len(rule.corrections)} of {number(rule.drifted)} drifted keys)"
-        console.print(literal(title, "bold"))
-        table = Table(box=box.SIMPLE_HEAD)
-        for column in rule.key_columns:
-            table.add_column(literal(column))
-        for column in ("recorded", "expected", "delta"):
-            table.add_column(column, justify="right")
-        for c in rule.corrections[:shown]:
-            recorded = "(insert)" if c.missing else number(c.recorded)
-            table.add_row(*[literal(k) for k in c.key], recorded, number(c.expected), number(c.delta, signed=True))
-        console.print(table)
-        if len(rule.corrections) > shown:
-            console.print(f"  …and {len(rule.corrections) - shown} more (--format json or --out FILE lists all)")
-    if not plan.changes:
-        console.print(Text("Nothing to correct: every rule adds up.", style="bold green"))
+        _print_rule_plan(rule, console, shown)
+        if rule.left_out:
+            console.print(left_out_table(rule.rule, rule.left_out, shown))
+        if rule.findings:
+            console.print(findings_table(rule.findings))
+    if not plan.changes and not plan.left_out:
+        console.print(literal(f"Nothing to correct: {adds_up([r.rule for r in plan.rules])}.", "bold green"))
+
+
+def _print_rule_plan(rule: RulePlan, console: Console, shown: int) -> None:
+    if not rule.corrections:
+        console.print(Text.assemble(literal(rule.rule, "bold"), ": nothing to correct"))
+        return
+    total = sum((abs(c.delta) for c in rule.corrections), Decimal(0))
+    title = f"{rule.rule}: {len(rule.corrections)} correction(s) to {rule.table}.{rule.quantity}"
+    title += f", total |delta| {number(total)}"
+    if rule.drifted > len(rule.corrections) + len(rule.left_out):
+        title += f" (the worst {len(rule.corrections)} of {number(rule.drifted)} drifted keys)"
+    console.print(literal(title, "bold"))
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in rule.key_columns:
+        table.add_column(literal(column))
+    for column in ("recorded", "expected", "delta"):
+        table.add_column(column, justify="right")
+    for c in rule.corrections[:shown]:
+        recorded = "(insert)" if c.missing else number(c.recorded)
+        table.add_row(*[literal(cell(k)) for k in c.key], recorded, number(c.expected), number(c.delta, signed=True))
+    console.print(table)
+    if len(rule.corrections) > shown:
+        console.print(f"  …and {len(rule.corrections) - shown} more (--format json or --out FILE lists all)")
+
+
+def left_out_table(rule: str, left_out: tuple[Flagged, ...], shown: int = SHOWN) -> Table:
+    """Drifted keys a repair did not write because trueup flags their figures as wrong."""
+    title = literal(f"{rule}: {len(left_out)} key(s) left out for an error finding")
+    table = Table(title=title, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD)
+    for column, justify in (("key", "left"), ("recorded", "right"), ("expected", "right"), ("finding", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for f in left_out[:shown]:
+        table.add_row(literal(key_text(f.key)), number(f.recorded), number(f.expected), ", ".join(f.findings))
+    more = f"…and {len(left_out) - shown} more (--format json lists all); " if len(left_out) > shown else ""
+    table.caption = more + "--include-flagged writes them"
+    return table
+
+
+def adds_up(rules: list[str]) -> str:
+    """'storefront adds up', 'a, b add up': what was looked at, named."""
+    if not rules:
+        return "no rule selected"
+    return f"{', '.join(rules)} add{'s' if len(rules) == 1 else ''} up"
 
 
 def print_apply(result: ApplyResult, console: Console) -> None:
-    if result.run_id is None:
-        message = (
-            "Nothing to apply: every rule adds up." if result.status == "nothing to do" else "Nothing was written."
+    if result.applied_as is not None:
+        console.print(
+            Text(f"Already applied as run {result.applied_as}; nothing written.", style="bold green"),
+            f"(trueup runs show {result.applied_as} lists what it changed)",
         )
-        console.print(Text(message, style="bold green" if result.status == "nothing to do" else "bold red"))
+    elif result.run_id is None:
+        if result.status != "nothing to do":
+            console.print(Text("Nothing was written.", style="bold red"))
+        elif result.left_out:
+            console.print(Text("Nothing to apply but the keys left out below.", style="bold"))
+        else:
+            console.print(Text(f"Nothing to apply: {adds_up([r.rule for r in result.rules])}.", style="bold green"))
     else:
         applied = f"Run {result.run_id} applied: {result.updated} row(s) updated, {result.inserted} inserted."
         console.print(Text(applied, style="bold green"))
@@ -64,7 +101,10 @@ def print_apply(result: ApplyResult, console: Console) -> None:
             console.print("Verified: the applied keys add up.")
         console.print(f"Undo with: trueup undo {result.run_id}")
     if result.conflicts:
-        console.print(conflicts_table(result.conflicts, "Refused: changed since the plan was made"))
+        console.print(conflicts_table(result.conflicts, "Refused"))
+    for rule in result.rules:
+        if rule.left_out:
+            console.print(left_out_table(rule.rule, rule.left_out))
 
 
 def conflicts_table(conflicts: tuple[Conflict, ...], title: str) -> Table:
@@ -84,8 +124,16 @@ def apply_document(result: ApplyResult) -> dict[str, Any]:
         "updated": result.updated,
         "inserted": result.inserted,
         "residual": result.residual,
+        "applied_as": result.applied_as,
         "rules": [
-            {"name": r.rule, "updated": r.updated, "inserted": r.inserted, "residual": r.residual} for r in result.rules
+            {
+                "name": r.rule,
+                "updated": r.updated,
+                "inserted": r.inserted,
+                "residual": r.residual,
+                "left_out": [flagged_dict(f) for f in r.left_out],
+            }
+            for r in result.rules
         ],
         "conflicts": [conflict_dict(c) for c in result.conflicts],
         "backup": str(result.backup) if result.backup else None,
@@ -105,9 +153,19 @@ def print_undo(result: UndoResult, console: Console) -> None:
             style="bold green",
         )
     )
+    if result.dropped:
+        console.print(literal(f"Dropped the table(s) the run had created: {', '.join(result.dropped)}."))
     if result.conflicts:
         console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
     console.print(f"Undo the undo with: trueup undo {result.run_id}")
+
+
+def print_restore(done: Restored, file: Path, console: Console) -> None:
+    restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in done.manifest.tables) if done.manifest else "nothing"
+    console.print(literal(f"Restored {restored} from {file} as run {done.run_id}."))
+    if done.before.path is not None:
+        console.print(literal(f"The tables as they were are backed up in {done.before.path}."))
+    console.print(f"Undo with: trueup undo {done.run_id}", highlight=False)
 
 
 def undo_document(result: UndoResult) -> dict[str, Any]:
@@ -118,6 +176,7 @@ def undo_document(result: UndoResult) -> dict[str, Any]:
         "restored": result.restored,
         "deleted": result.deleted,
         "reinserted": result.reinserted,
+        "dropped_tables": list(result.dropped),
         "conflicts": [conflict_dict(c) for c in result.conflicts],
     }
 

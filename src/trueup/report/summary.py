@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import RuleResult
-from trueup.report.format import PLAIN, Money, money, number, value_text
+from trueup.report.format import PLAIN, Money, cell, money, number
 
 PASS, FAIL = "✓", "✗"
 HOW_TO_READ = (
@@ -39,6 +39,8 @@ def rule_figures(result: RuleResult, style: Money = PLAIN) -> list[Figure]:
         Figure(number(result.drifted), "drifted", bool(result.drifted)),
         Figure(number(result.abs_drift), "units off in total", bool(result.drifted)),
     ]
+    if result.within_tolerance:
+        figures.append(Figure(number(result.within_tolerance), "within tolerance"))
     if result.abs_value_impact is not None:
         figures.append(Figure(money(result.abs_value_impact, style), "value of the discrepancies"))
         figures.append(Figure(money(result.value_impact, style, signed=True), "change in stock value once corrected"))
@@ -47,11 +49,12 @@ def rule_figures(result: RuleResult, style: Money = PLAIN) -> list[Figure]:
 
 def rule_sentence(result: RuleResult, style: Money = PLAIN) -> str:
     """The rule's outcome in one sentence."""
+    tolerated = f", {number(result.within_tolerance)} within tolerance" if result.within_tolerance else ""
     if not result.drifted:
-        return f"{number(result.items)} items checked, none drifted."
+        return f"{number(result.items)} items checked, none drifted{tolerated}."
     text = (
         f"{number(result.items)} items checked, {number(result.drifted)} drifted, "
-        f"{number(result.abs_drift)} units off in total"
+        f"{number(result.abs_drift)} units off in total{tolerated}"
     )
     if result.value_impact is None or result.abs_value_impact is None:
         return text + "."
@@ -74,5 +77,5 @@ def check_outcome(check: CheckResult) -> str:
 
 
 def sample_text(row: dict[str, object]) -> str:
-    """A custom check's first failing row: `product_code=C-3, packs=0` (NULL for NULL)."""
-    return ", ".join(f"{column}={value_text(value)}" for column, value in row.items())
+    """A custom check's first failing row: `product_code=C-3, packs=0` (NULL for NULL, long values shortened)."""
+    return ", ".join(f"{column}={cell(value)}" for column, value in row.items())

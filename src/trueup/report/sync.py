@@ -11,7 +11,7 @@ from rich.table import Table
 from trueup.reconcile.history import Sighting
 from trueup.reconcile.sync import RoundResult
 from trueup.report.format import key_text, literal, number, to_json
-from trueup.report.json import drift_dict
+from trueup.report.json import drift_dict, finding_dict
 
 LOGGED = 100  # drifted keys listed per round in JSON logs (counts are always complete)
 
@@ -19,13 +19,17 @@ LOGGED = 100  # drifted keys listed per round in JSON logs (counts are always co
 def round_line(result: RoundResult) -> str:
     """`2026-11-21 10:05:00 diapers incremental: 37 checked, 2 drifted, 2 corrected (run 45) [0.21 s]`."""
     head = f"{result.started_at:%Y-%m-%d %H:%M:%S} {result.rule} {result.kind}"
-    if result.status == "skipped":
-        return f"{head}: skipped, {result.message}"
+    if result.status in ("skipped", "queued"):
+        return f"{head}: {result.status}, {result.message}"
     text = f"{head}: {number(result.checked)} checked, {number(result.drifted)} drifted"
     if result.corrected or result.run_id:
         text += f", {number(result.corrected)} corrected (run {result.run_id})"
     if result.status in ("refused", "residual"):
         text += f", {result.status}" + (f" ({result.message})" if result.message else "")
+    for found in result.findings:
+        if found.severity == "error":
+            keys = ", ".join(key_text(tuple(row["key"])) for row in found.sample if "key" in row)
+            text += f"\n  {found.kind}: {found.message}" + (f" ({keys})" if keys else "")
     for recurrence in result.recurring:
         hints = "; ".join(recurrence.hints) or "no timed source changed"
         text += (
@@ -58,6 +62,7 @@ def round_document(result: RoundResult) -> dict[str, Any]:
             for r in result.recurring
         ],
         "message": result.message,
+        "findings": [finding_dict(f) for f in result.findings],
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -10,8 +12,8 @@ from rich.text import Text
 
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.checks import CheckResult
-from trueup.reconcile.drift import RuleResult
-from trueup.report.format import PLAIN, Money, key_text, literal, number
+from trueup.reconcile.drift import Finding, RuleResult
+from trueup.report.format import PLAIN, Money, cell, key_text, literal, number, short
 from trueup.report.format import money as format_money
 from trueup.report.summary import FAIL, PASS, check_outcome, rule_mark, rule_sentence, sample_text
 
@@ -33,7 +35,7 @@ def rule_panel(result: RuleResult, money: Money = PLAIN) -> Panel:
     if result.groups:
         parts.append(groups_table(result, money))
     if result.findings:
-        parts.append(findings_table(result))
+        parts.append(findings_table(result.findings))
     style = "green" if result.clean else "red"
     title = Text.assemble((f"{rule_mark(result)} ", style), literal(result.name, "bold"))
     return Panel(Group(*parts), title=title, title_align="left", border_style=style)
@@ -59,7 +61,7 @@ def worst_table(result: RuleResult, money: Money = PLAIN) -> Table:
     if with_value:
         table.add_column("value", justify="right")
     for drift in result.worst:
-        cells: list[Text | str] = [literal(k) for k in drift.key]
+        cells: list[Text | str] = [literal(cell(k)) for k in drift.key]
         recorded = "(no row)" if drift.missing else number(drift.recorded)
         cells += [recorded, number(drift.expected), number(drift.delta, signed=True)]
         if with_value:
@@ -74,7 +76,7 @@ def groups_table(result: RuleResult, money: Money = PLAIN) -> Table:
         table.add_column(column, justify="left" if column == "group" else "right")
     for group in result.groups:
         table.add_row(
-            literal(group.group),
+            literal(cell(group.group)),
             number(group.drifted),
             number(group.abs_drift),
             format_money(group.value_impact, money, signed=True),
@@ -82,18 +84,18 @@ def groups_table(result: RuleResult, money: Money = PLAIN) -> Table:
     return table
 
 
-def findings_table(result: RuleResult) -> Table:
+def findings_table(findings: Sequence[Finding]) -> Table:
     table = Table(title="Findings", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("kind")
     table.add_column("severity")
     table.add_column("what", overflow="fold")
     table.add_column("e.g. keys", overflow="fold")
-    for finding in result.findings:
+    for finding in findings:
         keys = "; ".join(key_text(s["key"]) for s in finding.sample)
         table.add_row(
             finding.kind,
             Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]),
-            literal(finding.message),
+            literal(short(finding.message)),
             literal(keys),
         )
     return table
