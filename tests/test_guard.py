@@ -1,0 +1,192 @@
+"""trueup guard --mode capture: triggers from a rule queue exactly the touched keys, on every database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from tests.databases import Database
+from trueup.cli import app
+
+runner = CliRunner()
+metadata = sa.MetaData()
+items = sa.Table(
+    "items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    sa.Column("remaining", sa.Integer, nullable=False),
+)
+moves = sa.Table(
+    "moves",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("item_id", sa.Integer, nullable=False),
+    sa.Column("qty", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+)
+RULE = """
+[[rules]]
+name = "stock"
+[rules.recorded]
+table = "items"
+key = ["id"]
+quantity = "remaining"
+[[rules.expected]]
+table = "items"
+key = ["id"]
+quantity = "total"
+[[rules.expected]]
+table = "moves"
+key = ["item_id"]
+quantity = "qty"
+sign = -1
+where = "status = 'done'"
+"""
+JOINED = """
+[[rules]]
+name = "joined"
+[rules.recorded]
+table = "items"
+key = ["id"]
+quantity = "remaining"
+[[rules.expected]]
+from = "moves m JOIN items i ON i.id = m.item_id"
+key = ["m.item_id"]
+quantity = "m.qty"
+"""
+
+
+def shop(db: Database, tmp_path: Path, extra: str = "") -> Path:
+    """Six items of 100, every figure true: item 2 has a pending move, 4 and 5 a done one."""
+    db.create(metadata)
+    db.insert(items, [{"id": i, "name": f"item {i}", "total": 100, "remaining": 100} for i in range(1, 7)])
+    db.insert(
+        moves,
+        [
+            {"id": 2, "item_id": 2, "qty": 3, "status": "pending"},
+            {"id": 4, "item_id": 4, "qty": 7, "status": "done"},
+            {"id": 5, "item_id": 5, "qty": 2, "status": "done"},
+        ],
+    )
+    db.execute("UPDATE items SET remaining = 93 WHERE id = 4")
+    db.execute("UPDATE items SET remaining = 98 WHERE id = 5")
+    path = tmp_path / "trueup.toml"
+    path.write_text(f'[database]\nurl = "{db.url}"\n' + RULE + extra)
+    return path
+
+
+def cli(path: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--config", str(path)])
+    return result.exit_code, result.output
+
+
+def catalog(db: Database) -> list[str]:
+    """Every trigger (and, on PostgreSQL, every function) in the test's namespace."""
+    if db.kind == "sqlite":
+        return [r[0] for r in db.rows("SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name")]
+    if db.kind == "postgresql":
+        return [
+            *(r[0] for r in db.rows(
+                "SELECT t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "WHERE NOT t.tgisinternal AND c.relnamespace = current_schema()::regnamespace ORDER BY 1"
+            )),
+            *(r[0] for r in db.rows(
+                "SELECT 'function ' || proname FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
+                "ORDER BY 1"
+            )),
+        ]  # fmt: skip
+    return [
+        r[0]
+        for r in db.rows("SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE() ORDER BY 1")
+    ]
+
+
+def queued(db: Database) -> list[list[int]]:
+    return sorted(json.loads(r[0]) for r in db.rows("SELECT " + ('"key"' if db.kind != "mariadb" else "`key`") + " FROM trueup_dirty"))
+
+
+def test_a_round_after_capture_checks_exactly_the_touched_keys(db: Database, tmp_path: Path) -> None:
+    path = shop(db, tmp_path)
+    code, out = cli(path, "guard", "install", "--rule", "stock", "--mode", "capture", "--yes")
+    assert code == 0, out
+    assert "installed: " in out
+    code, out = cli(path, "watch", "--once", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["kind"] == "full"
+
+    db.execute("UPDATE items SET name = 'renamed' WHERE id = 1")  # a column the rule does not read
+    assert queued(db) == []
+    db.execute("INSERT INTO moves (id, item_id, qty, status) VALUES (1, 1, 5, 'done')")  # a correct sale
+    db.execute("UPDATE items SET remaining = 95 WHERE id = 1")
+    db.execute("UPDATE moves SET status = 'done' WHERE id = 2")  # a status flipped in place
+    db.execute("UPDATE items SET remaining = 90 WHERE id = 3")  # a hand edit of the cached figure
+    db.execute("DELETE FROM moves WHERE id = 4")  # a deleted record
+    db.execute("UPDATE moves SET item_id = 6 WHERE id = 5")  # a record moved from item 5 to item 6
+    assert sorted({tuple(k) for k in map(tuple, queued(db))}) == [(1,), (2,), (3,), (4,), (5,), (6,)]
+
+    code, out = cli(path, "watch", "--once", "--format", "json")
+    round_ = json.loads(out)
+    assert code == 1, out
+    assert (round_["kind"], round_["checked"], round_["drifted"]) == ("incremental", 6, 5)
+    found = {tuple(d["key"]): (d["recorded"], d["expected"]) for d in round_["drift"]}
+    assert found == {(2,): (100, 97), (3,): (90, 100), (4,): (93, 100), (5,): (98, 100), (6,): (100, 98)}
+
+
+def test_install_twice_is_a_no_op_and_remove_leaves_the_catalog_as_it_was(db: Database, tmp_path: Path) -> None:
+    path = shop(db, tmp_path)
+    before = catalog(db)
+    code, out = cli(path, "guard", "plan", "--rule", "stock", "--mode", "capture")
+    assert code == 0, out
+    assert out.count("CREATE TRIGGER") >= 6
+    assert catalog(db) == before
+    assert not sa.inspect(db.engine).has_table("trueup_runs")  # plan wrote nothing
+
+    assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+    installed = catalog(db)
+    assert len(installed) > len(before)
+    code, out = cli(path, "guard", "install", "--rule", "stock", "--yes")
+    assert (code, "nothing to do" in out) == (0, True), out
+    assert catalog(db) == installed
+    code, out = cli(path, "guard", "status")
+    assert code == 0 and out.startswith("stock: capture on items, moves; run 1,"), out
+    assert "rule changed since: no" in out
+
+    code, out = cli(path, "guard", "remove", "--rule", "stock", "--yes")
+    assert code == 0, out
+    assert catalog(db) == before
+    assert cli(path, "guard", "status")[1].strip() == "no guards installed"
+
+    assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+    run_id = db.scalar("SELECT MAX(id) FROM trueup_runs WHERE kind = 'guard'")
+    code, out = cli(path, "undo", str(run_id), "--yes")
+    assert code == 0, out
+    assert catalog(db) == before
+
+
+def test_a_changed_rule_is_reported_and_replaced(db: Database, tmp_path: Path) -> None:
+    path = shop(db, tmp_path)
+    assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+    path.write_text(path.read_text().replace("where = \"status = 'done'\"\n", ""))
+    assert "rule changed since: yes" in cli(path, "guard", "status")[1]
+    code, out = cli(path, "guard", "install", "--rule", "stock", "--yes")
+    assert code == 0 and "replacing run 1" in out, out
+    db.execute("UPDATE moves SET status = 'x' WHERE id = 4")  # the rule no longer reads status
+    assert queued(db) == []
+
+
+def test_what_capture_cannot_guard_is_refused_in_one_line(db: Database, tmp_path: Path) -> None:
+    path = shop(db, tmp_path, JOINED)
+    code, out = cli(path, "guard", "install", "--rule", "joined", "--yes")
+    assert code == 2
+    assert "rule 'joined': expected[0]: guard capture needs a `table` source" in out
+    code, out = cli(path, "guard", "install", "--rule", "stock", "--mode", "enforce", "--yes")
+    assert code == 2
+    if db.kind != "postgresql":
+        assert "only --mode capture works" in out
+    assert catalog(db) == []
