@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from tests.databases import Database
 from trueup.cli import app
+from trueup.config import load_config
+from trueup.guard import runs as guard_runs
+from trueup.guard.ddl import Trigger
 
 runner = CliRunner()
 metadata = sa.MetaData()
@@ -103,12 +106,17 @@ def catalog(db: Database) -> list[str]:
         ]  # fmt: skip
     return [
         r[0]
-        for r in db.rows("SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE() ORDER BY 1")
+        for r in db.rows(
+            "SELECT trigger_name FROM information_schema.triggers WHERE trigger_schema = DATABASE() ORDER BY 1"
+        )
     ]
 
 
 def queued(db: Database) -> list[list[int]]:
-    return sorted(json.loads(r[0]) for r in db.rows("SELECT " + ('"key"' if db.kind != "mariadb" else "`key`") + " FROM trueup_dirty"))
+    return sorted(
+        json.loads(r[0])
+        for r in db.rows("SELECT " + ('"key"' if db.kind != "mariadb" else "`key`") + " FROM trueup_dirty")
+    )
 
 
 def test_a_round_after_capture_checks_exactly_the_touched_keys(db: Database, tmp_path: Path) -> None:
@@ -190,3 +198,29 @@ def test_what_capture_cannot_guard_is_refused_in_one_line(db: Database, tmp_path
     if db.kind != "postgresql":
         assert "only --mode capture works" in out
     assert catalog(db) == []
+
+
+def test_an_install_killed_halfway_leaves_nothing_half_installed(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shop(db, tmp_path)
+    real = guard_runs._create
+
+    def killed(connection: sa.Connection, found: list[Trigger]) -> None:
+        real(connection, found[:1])
+        raise KeyboardInterrupt  # the process dies after its first trigger
+
+    monkeypatch.setattr(guard_runs, "_create", killed)
+    with pytest.raises(KeyboardInterrupt), db.engine.connect() as connection:
+        guard_runs.install(connection, load_config(path), "stock", "capture", yes=True)
+    monkeypatch.undo()
+    code, out = cli(path, "guard", "status")
+    if db.kind == "mariadb":  # DDL commits: the run was recorded first, and says it is incomplete
+        assert "(incomplete: install again or remove)" in out, out
+        assert len(catalog(db)) == 1
+        assert cli(path, "guard", "remove", "--rule", "stock", "--yes")[0] == 0
+    else:  # one transaction: rolled back whole
+        assert out.strip() == "no guards installed"
+    assert catalog(db) == []
+    assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+    assert "rule changed since: no" in cli(path, "guard", "status")[1]

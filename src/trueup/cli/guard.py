@@ -18,13 +18,16 @@ app.add_typer(guard_app, name="guard")
 
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
 ModeOption = Annotated[
-    str, typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys); alarm and enforce: PostgreSQL.")
+    str,
+    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys); alarm and enforce: PostgreSQL."),
 ]
 
 
 @guard_app.command("plan")
 @common.handles_errors
-def plan(rule: RuleName, mode: ModeOption = "capture", config: ConfigOption = None, database: DatabaseOption = None) -> None:
+def plan(
+    rule: RuleName, mode: ModeOption = "capture", config: ConfigOption = None, database: DatabaseOption = None
+) -> None:
     """Print the exact DDL `install` would run; nothing is written.
 
     Example: trueup guard plan --rule stock --mode capture
@@ -79,14 +82,18 @@ def remove(
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         pattern = cfg.database.production_pattern
-        confirm_writes(connection.engine.url, pattern, f"remove the guard of rule {rule!r}", yes=yes, confirm=common.confirmer())
+        confirm_writes(
+            connection.engine.url, pattern, f"remove the guard of rule {rule!r}", yes=yes, confirm=common.confirmer()
+        )
         done = guard.remove(connection, rule, triggered_by=triggered_by)
     typer.echo(f"rule {rule}: guard {done.mode} removed by run {done.run_id} (undid run {done.replaced})")
 
 
 @guard_app.command("status")
 @common.handles_errors
-def status(config: ConfigOption = None, database: DatabaseOption = None, fmt: OutputFormatOption = Output.table) -> None:
+def status(
+    config: ConfigOption = None, database: DatabaseOption = None, fmt: OutputFormatOption = Output.table
+) -> None:
     """List the installed guards: rule, mode, tables, the version and config that made them, and whether
     the rule has changed since (then install again replaces it).
 

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from trueup.config import Rule
-from trueup.db import dialect_for_name, quote_name, split_name
+from trueup.db import dialect_for_name, join_name, quote_name, split_name
 from trueup.errors import ConfigError, UsageError
 
 EVENTS = ("insert", "update", "delete")
@@ -107,7 +107,7 @@ def triggers(rule: Rule, backend: str, schema: str | None, label: str = "config"
     if render is None:
         raise UsageError(f"guard: {backend} is not supported; capture works on SQLite, PostgreSQL and MySQL/MariaDB")
     return [
-        render(rule.name, f"{_stem(rule.name)}_{index}_{event[0]}", table, event, schema)
+        render.trigger(rule.name, f"{_stem(rule.name)}_{index}_{event[0]}", table, event, schema)
         for index, table in enumerate(watched(rule, label))
         for event in EVENTS
     ]
@@ -144,14 +144,12 @@ class _Renderer:
     """Shared rendering: the queue INSERT for one mark, identifiers quoted, values as literals."""
 
     backend = ""
-    distinct = "{old} IS DISTINCT FROM {new}"
+    distinct = "{old} IS DISTINCT FROM {new}"  # a read column changed between the row images
+    now = ""  # the current UTC time, as the queue's `queued_at` holds it
 
     def __init__(self) -> None:
         self.dialect = _dialects()[self.backend]
         self.prep = self.dialect.identifier_preparer
-
-    def __call__(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
-        return self.trigger(rule, name, table, event, schema)
 
     def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
         raise NotImplementedError
@@ -169,7 +167,7 @@ class _Renderer:
         values = [f"{row}.{self.q(c)}" for c in key]
         json = dialect_for_name(self.backend).json_array(*[sa.literal_column(v) for v in values])
         rendered = str(json.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
-        queue = self.table(f"{schema}.{QUEUE}" if schema else QUEUE)
+        queue = self.table(join_name([schema, QUEUE]) if schema else QUEUE)
         return (
             f"INSERT INTO {queue} ({self.q('rule')}, {self.q('key')}, {self.q('queued_at')}, {self.q('queued_by')}) "
             f"VALUES ({self.literal(rule)}, {rendered}, {self.now}, {self.literal('guard:capture')})"
@@ -182,8 +180,6 @@ class _Renderer:
 
     def changed(self, columns: Sequence[str]) -> str:
         return " OR ".join(self.distinct.format(old=f"OLD.{self.q(c)}", new=f"NEW.{self.q(c)}") for c in columns)
-
-    now = ""
 
 
 class _SQLite(_Renderer):
@@ -215,7 +211,8 @@ class _MySQL(_Renderer):
 
     def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
         body = " ".join(self.block(rule, mark, table.key, None) for mark in marks(table, event))
-        create = f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {self.table(table.table)} FOR EACH ROW BEGIN {body} END"
+        on = self.table(table.table)
+        create = f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW BEGIN {body} END"
         return Trigger(name, table.table, event, (create,), (f"DROP TRIGGER IF EXISTS {self.q(name)}",))
 
 
@@ -228,10 +225,11 @@ class _PostgreSQL(_Renderer):
 
     def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
         body = " ".join(self.block(rule, mark, table.key, schema) for mark in marks(table, event))
-        function = self.table(f"{schema}.{name}" if schema else name)
+        function = self.table(join_name([schema, name]) if schema else name)
         on = self.table(table.table)
         create = (
-            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $trueup$ BEGIN {body} RETURN NULL; END $trueup$",
+            f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $trueup$ BEGIN {body} RETURN NULL; END $trueup$",
             f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}()",
         )
         drop = (f"DROP TRIGGER IF EXISTS {self.q(name)} ON {on}", f"DROP FUNCTION IF EXISTS {function}()")

@@ -80,7 +80,7 @@ from sqlalchemy.engine import Connection, Engine
 from trueup.config import Config, Rule, Source
 from trueup.db import column_ref, connect, dialect_for, table_ref, user_sql
 from trueup.errors import RefusedError, UsageError
-from trueup.guard.install import captures
+from trueup.guard.runs import captures
 from trueup.reconcile import history, queue
 from trueup.reconcile.apply import RuleApplied, apply
 from trueup.reconcile.audit import now
