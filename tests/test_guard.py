@@ -215,6 +215,7 @@ def test_an_install_killed_halfway_leaves_nothing_half_installed(
         guard_runs.install(connection, load_config(path), "stock", "capture", yes=True)
     monkeypatch.undo()
     code, out = cli(path, "guard", "status")
+    assert code == 0, out
     if db.kind == "mariadb":  # DDL commits: the run was recorded first, and says it is incomplete
         assert "(incomplete: install again or remove)" in out, out
         assert len(catalog(db)) == 1
