@@ -225,3 +225,22 @@ def test_an_install_killed_halfway_leaves_nothing_half_installed(
     assert catalog(db) == []
     assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
     assert "rule changed since: no" in cli(path, "guard", "status")[1]
+
+
+def test_production_needs_confirmation_and_a_removal_is_not_undone(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shop(db, tmp_path)
+    monkeypatch.setenv("TRUEUP_ENV", "production")
+    code, out = cli(path, "guard", "install", "--rule", "stock")
+    assert code == 2
+    assert "refusing to write without confirmation: install guard capture on rule 'stock'" in out
+    assert catalog(db) == []
+    assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+    assert cli(path, "guard", "remove", "--rule", "stock")[0] == 2
+    code, out = cli(path, "undo", "1", "--yes")
+    assert (code, out.strip()) == (0, "Run 2 undid run 1: dropped its 6 guard trigger(s).")
+    code, out = cli(path, "undo", "2", "--yes")
+    assert code == 1
+    assert "run 2 removed a guard; install it again with: trueup guard install --rule stock" in out
+    assert catalog(db) == []

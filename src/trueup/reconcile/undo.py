@@ -59,6 +59,7 @@ class UndoResult(NamedTuple):
     reinserted: int
     conflicts: tuple[Conflict, ...]
     dropped: tuple[str, ...] = ()  # tables the run had created, dropped again
+    triggers: tuple[str, ...] = ()  # the triggers a guard install had created, dropped again
 
     @property
     def changed(self) -> int:
@@ -93,6 +94,10 @@ def undo_run(
     if original.undone_by is not None:
         raise RefusedError(
             f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
+        )
+    if original.undoes_run is not None and audit.get_run(connection, original.undoes_run).kind == "guard":
+        raise RefusedError(
+            f"run {run_id} removed a guard; install it again with: trueup guard install --rule {original.rule}"
         )
     changes = audit.run_changes(connection, run_id)
     restores = [c for c in changes if c.op == "restore"]
@@ -363,11 +368,11 @@ def _undo_triggers(
             for change in triggers:
                 for statement in (change.row_image or {}).get("drop", []):
                     tx.exec_driver_sql(statement)
-            audit.finish_run(tx, new_id, deleted=len(triggers), status="verified")
+            audit.finish_run(tx, new_id, status="verified")
             audit.set_status(tx, original.id, status="undone", undone_by=new_id)
     except DBAPIError as error:
         raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
-    return UndoResult(new_id, original.id, 0, len(triggers), 0, ())
+    return UndoResult(new_id, original.id, 0, 0, 0, (), triggers=tuple(str(c.key[0]) for c in triggers))
 
 
 def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:
