@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from tests.databases import Database
+from tests.databases import Database, make_database
 from trueup.cli import app
 from trueup.config import load_config
 from trueup.guard import runs as guard_runs
@@ -244,3 +245,21 @@ def test_production_needs_confirmation_and_a_removal_is_not_undone(
     assert code == 1
     assert "run 2 removed a guard; install it again with: trueup guard install --rule stock" in out
     assert catalog(db) == []
+
+
+def test_an_application_role_that_may_not_write_the_queue_still_commits(tmp_path: Path) -> None:
+    """PostgreSQL: the trigger functions run as their owner, so the app role needs no grant on trueup_dirty."""
+    db, drop = make_database("postgresql", tmp_path)
+    role = f"guard_app_{uuid.uuid4().hex[:8]}"
+    try:
+        path = shop(db, tmp_path)
+        assert cli(path, "guard", "install", "--rule", "stock", "--yes")[0] == 0
+        schema = db.scalar("SELECT current_schema()")
+        db.execute(f'CREATE ROLE "{role}"')
+        db.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"; GRANT UPDATE, SELECT ON items TO "{role}"')
+        db.execute(f'SET ROLE "{role}"; UPDATE items SET remaining = 1 WHERE id = 3; RESET ROLE')
+        assert queued(db) == [[3]]
+    finally:
+        if db.scalar("SELECT 1 FROM pg_roles WHERE rolname = :r", {"r": role}):
+            db.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
+        drop()

@@ -218,7 +218,9 @@ class _MySQL(_Renderer):
 
 class _PostgreSQL(_Renderer):
     """A PL/pgSQL function per trigger, its marks as IF blocks; the queue named with its schema, so a
-    session with another search_path still queues into it."""
+    session with another search_path still queues into it. The function runs as its owner (SECURITY
+    DEFINER, with a fixed search_path), as MySQL's triggers run as their definer: an application
+    role that may not write `trueup_dirty` still commits its writes."""
 
     backend = "postgresql"
     now = "(now() AT TIME ZONE 'UTC')"
@@ -229,6 +231,7 @@ class _PostgreSQL(_Renderer):
         on = self.table(table.table)
         create = (
             f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
+            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
             f"AS $trueup$ BEGIN {body} RETURN NULL; END $trueup$",
             f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}()",
         )
