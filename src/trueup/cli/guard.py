@@ -10,7 +10,6 @@ from trueup import guard
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
-from trueup.reconcile.guard import confirm_writes
 from trueup.report.format import to_json
 
 guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
@@ -81,12 +80,9 @@ def remove(
     """
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
-        pattern = cfg.database.production_pattern
-        confirm_writes(
-            connection.engine.url, pattern, f"remove the guard of rule {rule!r}", yes=yes, confirm=common.confirmer()
-        )
-        done = guard.remove(connection, rule, triggered_by=triggered_by)
-    typer.echo(f"rule {rule}: guard {done.mode} removed by run {done.run_id} (undid run {done.replaced})")
+        done = guard.remove(connection, cfg, rule, yes=yes, confirm=common.confirmer(), triggered_by=triggered_by)
+    dropped = f"{done.triggers} trigger(s) dropped by run {done.run_id}"
+    typer.echo(f"rule {rule}: guard {done.mode} removed: {dropped} (undid run {done.replaced})")
 
 
 @guard_app.command("status")

@@ -108,13 +108,23 @@ def install(
     return Outcome(rule_name, mode, run_id, len(found), standing.run_id if standing else None)
 
 
-def remove(connection: Connection, rule_name: str, *, triggered_by: str = "cli") -> Outcome:
+def remove(
+    connection: Connection,
+    config: Config,
+    rule_name: str,
+    *,
+    yes: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+    triggered_by: str = "cli",
+) -> Outcome:
     """Drop the standing guard of `rule_name` (undo its install run)."""
     standing = _standing(connection, rule_name)
     if standing is None:
         raise NotFoundError(f"rule {rule_name!r} has no guard installed (trueup guard status lists them)")
+    what = f"remove the guard of rule {rule_name!r}"
+    confirm_writes(connection.engine.url, config.database.production_pattern, what, yes=yes, confirm=confirm)
     result = undo_run(connection, standing.run_id, triggered_by=triggered_by)
-    return Outcome(rule_name, standing.mode, result.run_id, len(standing.tables), standing.run_id)
+    return Outcome(rule_name, standing.mode, result.run_id, len(result.triggers), standing.run_id)
 
 
 def status(connection: Connection) -> list[Installed]:
@@ -131,7 +141,7 @@ def status(connection: Connection) -> list[Installed]:
     found: dict[int, Installed] = {}
     for run_id, rule, version, config_sha, sha, state, table, image in connection.execute(query):
         seen = found.get(run_id)
-        tables = (*seen.tables, table) if seen and table not in seen.tables else (seen.tables if seen else (table,))
+        tables = tuple(dict.fromkeys((*(seen.tables if seen else ()), table)))
         mode = json.loads(image)["mode"]
         found[run_id] = Installed(run_id, rule, mode, tables, version, config_sha, sha, state == "installed")
     return list(found.values())
