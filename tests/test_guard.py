@@ -67,9 +67,9 @@ quantity = "m.qty"
 
 
 def shop(db: Database, tmp_path: Path, extra: str = "") -> Path:
-    """Six items of 100, every figure true: item 2 has a pending move, 4 and 5 a done one."""
+    """Nine items of 100, every figure true: item 2 has a pending move, 4 and 5 a done one."""
     db.create(metadata)
-    db.insert(items, [{"id": i, "name": f"item {i}", "total": 100, "remaining": 100} for i in range(1, 7)])
+    db.insert(items, [{"id": i, "name": f"item {i}", "total": 100, "remaining": 100} for i in range(1, 10)])
     db.insert(
         moves,
         [
