@@ -15,6 +15,7 @@ from trueup.cli import backup  # noqa: F401  backup, backup list, backup verify,
 from trueup.cli import cost  # noqa: F401  cost
 from trueup.cli import ledger  # noqa: F401  ledger …
 from trueup.cli import serve  # noqa: F401  serve, token …
+from trueup.cli import guard  # noqa: F401  guard plan, install, remove, status
 # isort: on
 
 

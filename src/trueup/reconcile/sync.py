@@ -21,6 +21,9 @@ Rounds come in three kinds:
   still picked up, as long as it commits within `overlap` of its timestamp.
   The source's `where` is deliberately not applied when collecting keys, so a
   record that *left* the filter (soft-deleted, cancelled) still marks its key.
+  A rule with no timed source whose capture guard is installed (`trueup
+  guard install --mode capture`) has incremental rounds too: the keys its
+  triggers queued, and the open ones.
 * **keys**: the keys a caller names (`trueup sync --key`, `trueup.sync()`), for
   hooks called right after a sale or a purchase.
 
@@ -77,6 +80,7 @@ from sqlalchemy.engine import Connection, Engine
 from trueup.config import Config, Rule, Source
 from trueup.db import column_ref, connect, dialect_for, table_ref, user_sql
 from trueup.errors import RefusedError, UsageError
+from trueup.guard.runs import captures
 from trueup.reconcile import history, queue
 from trueup.reconcile.apply import RuleApplied, apply
 from trueup.reconcile.audit import now
@@ -317,7 +321,12 @@ def _round(
             timed = _timed_sources(rule, connection.dialect.identifier_preparer)
             marks = history.read_watermarks(connection, rule.name) if timed and not full else {}
             round_marks = _newest(connection, rule, timed)  # read before the scan: what lands during it comes next time
-            if not marks:
+            if not marks and not full and not timed and captures(connection, rule.name):
+                kind = "incremental"  # no time column, but capture triggers queue every touched key
+                reopened = [_fitting(rule.name, typed, key) for key in history.open_keys(connection, rule.name)]
+                covered = _unique([*extra, *[key for key in reopened if key is not None]])
+                scope, work = _key_scope(connection, rule, covered)
+            elif not marks:
                 kind, scope = "full", EVERYTHING
             else:
                 kind = "incremental"

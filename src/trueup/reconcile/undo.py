@@ -10,6 +10,7 @@ A run recorded three kinds of change, and each has an exact inverse:
 | create a table (cost --write)    | drop it                            | is empty once the rows are out  |
 | drop a table (an earlier undo)   | create it again from its DDL       | is still absent                 |
 | restore tables from a backup     | restore the backup taken before it | (always: it backs them up first)|
+| install triggers (guard)         | drop them (the statements recorded)| (always: each drop is IF EXISTS)|
 
 Rows that no longer hold what the run wrote were changed since: they are
 *conflicts*. By default one conflict refuses the whole undo and nothing
@@ -58,6 +59,7 @@ class UndoResult(NamedTuple):
     reinserted: int
     conflicts: tuple[Conflict, ...]
     dropped: tuple[str, ...] = ()  # tables the run had created, dropped again
+    triggers: tuple[str, ...] = ()  # the triggers a guard install had created, dropped again
 
     @property
     def changed(self) -> int:
@@ -93,10 +95,17 @@ def undo_run(
         raise RefusedError(
             f"run {run_id} was already undone by run {original.undone_by}; undo run {original.undone_by} to redo it"
         )
+    if original.undoes_run is not None and audit.get_run(connection, original.undoes_run).kind == "guard":
+        raise RefusedError(
+            f"run {run_id} removed a guard; install it again with: trueup guard install --rule {original.rule}"
+        )
     changes = audit.run_changes(connection, run_id)
     restores = [c for c in changes if c.op == "restore"]
     if restores:
         return _undo_restore(connection, run_id, restores, triggered_by)
+    triggers = [c for c in changes if c.op == "trigger"]
+    if triggers:
+        return _undo_triggers(connection, original, triggers, triggered_by, lock_timeout)
     tables = [c for c in changes if c.op in TABLE_OPS]
     groups = _by_target([c for c in changes if c.op not in TABLE_OPS])
     try:
@@ -345,6 +354,25 @@ def _undo_restore(connection: Connection, run_id: int, restores: list[audit.Chan
         audit.set_status(tx, run_id, status="undone", undone_by=done.run_id)
     restored = sum(t.rows for t in done.manifest.tables) if done.manifest else 0
     return UndoResult(done.run_id, run_id, restored, 0, 0, (), created)
+
+
+def _undo_triggers(
+    connection: Connection, original: audit.Run, triggers: list[audit.Change], triggered_by: str, lock_timeout: float
+) -> UndoResult:
+    """Drop the triggers (and functions) a guard install recorded, with the statements it recorded."""
+    try:
+        with dialect_for(connection).write_transaction(connection, lock_timeout) as tx:
+            new_id = audit.start_run(
+                tx, kind="undo", rule=original.rule, triggered_by=triggered_by, undoes_run=original.id
+            )
+            for change in triggers:
+                for statement in (change.row_image or {}).get("drop", []):
+                    tx.exec_driver_sql(statement)
+            audit.finish_run(tx, new_id, status="verified")
+            audit.set_status(tx, original.id, status="undone", undone_by=new_id)
+    except DBAPIError as error:
+        raise DatabaseError(f"undo failed and was rolled back: {driver_message(error)}") from None
+    return UndoResult(new_id, original.id, 0, 0, 0, (), triggers=tuple(str(c.key[0]) for c in triggers))
 
 
 def _create_again(tx: Connection, change: audit.Change, run_id: int) -> None:

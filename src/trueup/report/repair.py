@@ -146,6 +146,13 @@ def conflict_dict(conflict: Conflict) -> dict[str, Any]:
 
 
 def print_undo(result: UndoResult, console: Console) -> None:
+    if result.triggers:
+        console.print(
+            f"Run {result.run_id} undid run {result.undone}: dropped its {len(result.triggers)} guard trigger(s).",
+            style="bold green",
+            highlight=False,
+        )
+        return
     console.print(
         Text(
             f"Run {result.run_id} undid run {result.undone}: {result.restored} row(s) restored, "
@@ -177,6 +184,7 @@ def undo_document(result: UndoResult) -> dict[str, Any]:
         "deleted": result.deleted,
         "reinserted": result.reinserted,
         "dropped_tables": list(result.dropped),
+        "dropped_triggers": list(result.triggers),
         "conflicts": [conflict_dict(c) for c in result.conflicts],
     }
 

@@ -1,0 +1,125 @@
+"""`trueup guard plan|install|remove|status`: triggers generated from the rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from trueup import guard
+from trueup.cli import common
+from trueup.cli.app import app
+from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
+from trueup.report.format import to_json
+
+guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
+app.add_typer(guard_app, name="guard")
+
+RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
+ModeOption = Annotated[
+    str,
+    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys); alarm and enforce: PostgreSQL."),
+]
+
+
+@guard_app.command("plan")
+@common.handles_errors
+def plan(
+    rule: RuleName, mode: ModeOption = "capture", config: ConfigOption = None, database: DatabaseOption = None
+) -> None:
+    """Print the exact DDL `install` would run; nothing is written.
+
+    Example: trueup guard plan --rule stock --mode capture
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        found = guard.plan(connection, cfg, rule, mode)
+    for trigger in found:
+        for statement in trigger.create:
+            typer.echo(f"{statement};")
+
+
+@guard_app.command("install")
+@common.handles_errors
+def install(
+    rule: RuleName,
+    mode: ModeOption = "capture",
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    yes: YesOption = False,
+    triggered_by: TriggeredByOption = "cli",
+) -> None:
+    """Install the rule's triggers as a run (undoable); again with the same rule, a no-op.
+
+    Example: trueup guard install --rule stock --mode capture --yes
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        done = guard.install(
+            connection, cfg, rule, mode, yes=yes, confirm=common.confirmer(), triggered_by=triggered_by
+        )
+    if done.run_id is None:
+        typer.echo(f"rule {rule}: guard {mode} {done.message}")
+        return
+    replaced = f", replacing run {done.replaced}" if done.replaced else ""
+    typer.echo(f"rule {rule}: guard {mode} installed: {done.triggers} trigger(s) as run {done.run_id}{replaced}")
+
+
+@guard_app.command("remove")
+@common.handles_errors
+def remove(
+    rule: RuleName,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    yes: YesOption = False,
+    triggered_by: TriggeredByOption = "cli",
+) -> None:
+    """Drop exactly the triggers the rule's guard installed (an undo of its run).
+
+    Example: trueup guard remove --rule stock --yes
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        done = guard.remove(connection, cfg, rule, yes=yes, confirm=common.confirmer(), triggered_by=triggered_by)
+    dropped = f"{done.triggers} trigger(s) dropped by run {done.run_id}"
+    typer.echo(f"rule {rule}: guard {done.mode} removed: {dropped} (undid run {done.replaced})")
+
+
+@guard_app.command("status")
+@common.handles_errors
+def status(
+    config: ConfigOption = None, database: DatabaseOption = None, fmt: OutputFormatOption = Output.table
+) -> None:
+    """List the installed guards: rule, mode, tables, the version and config that made them, and whether
+    the rule has changed since (then install again replaces it).
+
+    Example: trueup guard status --format json
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        rows = [_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
+    if fmt is Output.json:
+        typer.echo(to_json({"guards": rows}))
+        return
+    if not rows:
+        typer.echo("no guards installed")
+    for row in rows:
+        state = "" if row["complete"] else " (incomplete: install again or remove)"
+        typer.echo(
+            f"{row['rule']}: {row['mode']} on {', '.join(row['tables'])}; run {row['run_id']}, "
+            f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
+            f"rule changed since: {row['changed_since']}{state}"
+        )
+
+
+def _row(installed: guard.Installed, changed: str) -> dict[str, object]:
+    return {
+        "rule": installed.rule,
+        "mode": installed.mode,
+        "tables": list(installed.tables),
+        "run_id": installed.run_id,
+        "trueup_version": installed.tool_version,
+        "config_sha256": installed.config_sha256,
+        "complete": installed.complete,
+        "changed_since": changed,
+    }

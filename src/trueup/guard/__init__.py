@@ -1,0 +1,11 @@
+"""Guard: stop drift at its source with database triggers generated from a rule.
+
+`capture` installs AFTER INSERT/UPDATE/DELETE row triggers on a rule's recorded
+table and `table` sources that queue each touched key in `trueup_dirty`, so a
+sync round checks exactly those keys (see `trueup.guard.ddl` for what marks a
+key, `trueup.guard.runs` for installs as undoable runs).
+"""
+
+from trueup.guard.runs import Installed, Outcome, changed_since, install, plan, remove, status
+
+__all__ = ["Installed", "Outcome", "changed_since", "install", "plan", "remove", "status"]
