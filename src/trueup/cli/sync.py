@@ -269,4 +269,3 @@ def history_(
         typer.echo(to_json({"history": [sighting_document(s) for s in found]}))
     else:
         print_sightings(found, common.stdout())
-
