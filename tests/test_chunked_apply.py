@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typer.testing import CliRunner
 
 import trueup
 from tests.databases import Database
-from tests.test_repair_safety import items, load, rule_config, sell, usage
+from tests.test_repair_safety import RULE, items, load, rule_config, sell, usage
 from trueup.cli import app
 
 COUNT, SIZE = 60, 7
@@ -36,15 +37,25 @@ CHILD = textwrap.dedent(
     from tests.test_repair_safety import rule_config
     from tests.databases import Database
 
-    def progress(done, total):
+    url, where, at, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    inside = []
+
+    def progress(done, total):  # after chunk `done` committed
         print(f"chunk {done}/{total}", flush=True)
-        if done == int(sys.argv[2]):
+        if where == "after" and done == at:
             sys.stdin.readline()  # wait here to be killed
+
+    def phase(name):  # inside a chunk's transaction, its corrections computed, before it commits
+        if name.startswith("applying"):
+            inside.append(name)
+            if where == "inside" and len(inside) == at:
+                print(f"inside {at}", flush=True)
+                sys.stdin.readline()
 
     class Url:
         url = sys.argv[1]
 
-    trueup.apply(rule_config(Url), backup_dir=None, chunk_size=int(sys.argv[3]), progress=progress,
+    trueup.apply(rule_config(Url), backup_dir=None, chunk_size=size, progress=progress, phase=phase,
                  include_flagged=True)
     print("done", flush=True)
     """
@@ -52,28 +63,16 @@ CHILD = textwrap.dedent(
 
 
 def config_file(db: Database, tmp_path: Path) -> Path:
-    path = tmp_path / "trueup.toml"
-    path.write_text(
-        f"""[database]
-url = {json.dumps(db.url)}
+    """RULE as a TOML file (JSON strings and lists of strings are TOML too)."""
 
-[[rules]]
-name = "stock"
-[rules.recorded]
-table = "items"
-key = ["id"]
-quantity = "remaining"
-[[rules.expected]]
-table = "items"
-key = ["id"]
-quantity = "total"
-[[rules.expected]]
-table = "usage"
-key = ["item_id"]
-quantity = "qty"
-sign = -1
-"""
-    )
+    def table(header: str, values: dict) -> str:
+        return "\n".join([header, *(f"{name} = {json.dumps(value)}" for name, value in values.items())])
+
+    parts = [table("[database]", {"url": db.url}), table("[[rules]]", {"name": RULE["name"]})]
+    parts += [table("[rules.recorded]", RULE["recorded"])]
+    parts += [table("[[rules.expected]]", source) for source in RULE["expected"]]
+    path = tmp_path / "trueup.toml"
+    path.write_text("\n\n".join(parts) + "\n")
     return path
 
 
@@ -95,18 +94,20 @@ def truth(db: Database) -> dict[int, int]:
     return {key: total - used.get(key, 0) for key, total in totals.items()}
 
 
-def kill_after(db: Database, chunk: int, size: int = SIZE) -> int:
-    """Run the chunked apply in a child, SIGKILL it once chunk `chunk` has committed; return the run id."""
+def kill_after(db: Database, chunk: int, where: str = "after") -> int:
+    """Run the chunked apply in a child, SIGKILL it once chunk `chunk` has committed (or, `where="inside"`,
+    inside chunk `chunk`'s transaction); return the run id."""
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, db.url, str(chunk), str(size)],
+        [sys.executable, "-c", CHILD, db.url, where, str(chunk), str(SIZE)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).parent.parent,
     )
+    signal_line = f"chunk {chunk}/{CHUNKS}" if where == "after" else f"inside {chunk}"
     try:
-        while (line := child.stdout.readline().strip()) != f"chunk {chunk}/{CHUNKS}":
-            assert line, "the child ended before the chunk it was to be killed after"
+        while (line := child.stdout.readline().strip()) != signal_line:
+            assert line, "the child ended before the point it was to be killed at"
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
@@ -216,3 +217,29 @@ def test_killed_and_resumed_beside_concurrent_sellers_loses_no_sale(db: Database
     with db.engine.connect() as connection:
         recorded_sales = sa.select(sa.func.count(), sa.func.sum(usage.c.qty)).where(usage.c.id > initial_usage)
         assert tuple(connection.execute(recorded_sales).one()) == (len(sold), sum(sold) if sold else None)
+
+
+@pytest.mark.slow
+def test_killed_at_twenty_random_points_beside_four_sellers_resumes_to_the_truth(db: Database, tmp_path: Path) -> None:
+    load(db, COUNT, 2)
+    config = str(config_file(db, tmp_path))
+    rng = random.Random(14)
+    for _ in range(20):
+        db.execute("UPDATE items SET remaining = remaining + 5")  # every item drifts again
+        where = rng.choice(["after", "inside"])
+        point = rng.randint(1, CHUNKS - 1) if where == "after" else rng.randint(1, CHUNKS)
+        stop, sold, errors = threading.Event(), [], []
+        threads = [threading.Thread(target=sell, args=(db, stop, sold, errors)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            run_id = kill_after(db, point, where)
+            resumed = cli("apply", "--resume", str(run_id), "--config", config)
+            assert resumed.exit_code == 0, (where, point, resumed.output)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert not errors, errors[0]
+        assert remaining(db) == truth(db), (where, point)
+        assert db.rows(f"SELECT updated, status FROM trueup_runs WHERE id = {run_id}") == [(COUNT, "verified")]

@@ -29,6 +29,4 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 def test_api_never_fails_and_matches_its_schema(case) -> None:  # type: ignore[no-untyped-def]
     case.headers = {**(case.headers or {}), **SHOP.auth("admin")}
     response = case.call()
-    case.validate_response(
-        response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance]
-    )
+    case.validate_response(response, checks=[not_a_server_error, status_code_conformance, response_schema_conformance])
