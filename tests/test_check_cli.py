@@ -101,7 +101,6 @@ def test_output_file_and_table_report(sqlite_db: Database, tmp_path: Path) -> No
     assert result.exit_code == 1
     assert result.stdout == ""
     text = report.read_text()
-    assert "4 items checked, 2 drifted, total |drift| 6, value impact +10" in text
     assert "1 of 1 rule(s) drifted (2 keys)." in text
     assert not list(tmp_path.glob("*.partial"))
 
@@ -205,7 +204,7 @@ def test_markdown_report_for_tickets(sqlite_db: Database, tmp_path: Path) -> Non
     result = run("check", "-c", str(shop(sqlite_db, tmp_path)), "-f", "markdown")
     assert result.exit_code == 1
     assert "| product_code | recorded | expected | delta | value |" in result.stdout
-    assert "| C-3 | 0 | 4 | +4 | +12 |" in result.stdout
+    assert "| C-3 | 0 | 4 | +4 | +12.00 |" in result.stdout
     assert "| missing_row | warning |" in result.stdout
 
 
@@ -219,3 +218,40 @@ def test_html_report_is_one_self_contained_file_with_charts(sqlite_db: Database,
     assert "<td>C-3</td>" in html
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
     assert "<script" not in html
+
+
+TEXT_TIME = {  # where the text `time` is -> (its config lines, the field and column the message names)
+    "table": ('time = "at"', "", "expected[0].time", "'at' of table 'moves'"),
+    "from": ('time = "m.at"', "", "expected[0].time", "'m.at'"),
+    "recorded": ("", 'time = "changed"', "recorded.time", "'changed' of table 'stock'"),
+}
+
+
+@pytest.mark.parametrize("where", list(TEXT_TIME))
+def test_a_time_column_holding_text_is_named_with_its_type(db: Database, tmp_path: Path, where: str) -> None:
+    """A text `time` gets one line naming the rule, the column and its type, not the SQL the database rejected."""
+    db.execute("CREATE TABLE stock (id integer, qty integer, changed varchar(30))")
+    db.execute("CREATE TABLE moves (id integer, qty integer, at varchar(30))")
+    db.execute("INSERT INTO stock VALUES (1, 3, '2025-01-01 10:00:00')")
+    db.execute("INSERT INTO moves VALUES (1, 3, '2025-01-01 10:00:00')")
+    source_time, recorded_time, field, column = TEXT_TIME[where]
+    origin = (
+        'from = "moves m"\nkey = ["m.id"]\nquantity = "m.qty"'
+        if where == "from"
+        else ('table = "moves"\nkey = ["id"]\nquantity = "qty"')
+    )
+    config = tmp_path / "trueup.toml"
+    config.write_text(
+        f'[database]\nurl = "{db.url}"\n[[rules]]\nname = "texts"\n[rules.recorded]\ntable = "stock"\n'
+        f'key = ["id"]\nquantity = "qty"\n{recorded_time}\n[[rules.expected]]\n{origin}\n{source_time}\n'
+    )
+    if db.kind == "sqlite" and where == "from":  # SQLite's results carry no type; julianday() reads text times
+        assert run("check", "-c", str(config)).exit_code == 0
+        return
+    for command in (["check"], ["plan"], ["sync", "--rule", "texts", "--key", "1"]):
+        result = run(*command, "-c", str(config))
+        assert result.exit_code == 2, (command, result.output)
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and f"rule 'texts': {field}: column {column} is of type " in line, line
+        assert "char" in line.lower() and "not a date or time" in line
+        assert "operator" not in line and "interval" not in line

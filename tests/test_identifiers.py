@@ -174,7 +174,7 @@ def test_torture_names_through_check_apply_undo_sync_and_backup(db: Database, sc
     verified = run("backup", "verify", str(manifest))
     assert verified.exit_code == 0, verified.output
     db.execute("DELETE FROM " + db.engine.dialect.identifier_preparer.quote("Lager Bestand"))
-    restored = run("restore", str(manifest), "-c", str(config), "--confirm")
+    restored = run("restore", str(manifest), "-c", str(config), "--confirm", "--backup-dir", str(tmp_path / "pre"))
     assert restored.exit_code == 0, restored.output
     assert stock(db) == {("A-1", 1): (11, None), ("A-2", 1): (5, None)}
 

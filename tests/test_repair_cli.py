@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from tests import shapes
 from tests.databases import Database
 from tests.shapes import dump
 from trueup.cli import app
+from trueup.reconcile import audit
 
 runner = CliRunner()
 
@@ -141,7 +144,8 @@ def test_production_needs_yes_when_nobody_can_confirm(sqlite_db: Database, tmp_p
     production_name = tmp_path / "shop-prod.db"
     production_name.write_bytes(Path(sqlite_db.url.removeprefix("sqlite:///")).read_bytes())
     by_name = run("apply", "-c", str(config), "-d", f"sqlite:///{production_name}", "--no-backup")
-    assert by_name.exit_code == 2 and "matches the production pattern" in by_name.stderr
+    assert by_name.exit_code == 2
+    assert "matches the production pattern '(?<![a-z])(prod|production|live)(?![a-z])'" in by_name.stderr
     agreed = run("apply", "-c", str(config), "--no-backup", "--yes", env={"TRUEUP_ENV": "production"})
     assert agreed.exit_code == 0
 
@@ -238,3 +242,15 @@ def test_a_damaged_backup_fails_verification(sqlite_db: Database, tmp_path: Path
     assert "sha256 differs from the manifest" in result.stdout
     refused = run("restore", str(backup), "-c", str(config), "--confirm")
     assert refused.exit_code == 2 and "fails verification" in refused.stderr
+
+
+def test_runs_say_by_whom_and_what_triggered_them(sqlite_db: Database, tmp_path: Path) -> None:
+    config = batches_shop(sqlite_db, tmp_path)
+    applied = run("apply", "-c", str(config), "--no-backup", "--triggered-by", "nightly-fix", "-f", "json")
+    run_id = json.loads(applied.stdout)["run_id"]
+    by = f"{audit._os_user()}@{socket.gethostname()}"
+    [listed] = json.loads(run("runs", "-c", str(config), "-f", "json").stdout)["runs"]
+    assert (listed["id"], listed["by"], listed["triggered_by"]) == (run_id, by, "nightly-fix")
+    table = runner.invoke(app, ["runs", "-c", str(config)], env={"COLUMNS": "200"}).stdout
+    assert re.search(r"run\s+kind\s+rules\s+started \(UTC\)\s+by\s+triggered by\s+changed\s+status", table)
+    assert re.search(rf"{run_id}\s+apply\s+batches\s+\S+ \S+\s+{re.escape(by)}\s+nightly-fix\s+2\s", table)

@@ -282,7 +282,8 @@ def test_metrics_count_requests_by_route(shop: Shop) -> None:
         text = api.get("/metrics", headers=shop.auth("read")).text
     assert 'trueup_http_requests_total{method="POST",route="/api/sync",status="200"} 1.0' in text
     assert 'trueup_http_requests_total{method="GET",route="/api/runs/{run_id}",status="404"} 1.0' in text
-    assert 'trueup_items_checked{rule="batches"} 1.0' in text
+    assert 'trueup_items_corrected_total{rule="batches"}' in text  # a hook's round counts its corrections
+    assert 'trueup_items_checked{rule="batches"}' not in text  # but one key is not the rule's state
     assert shop.tokens["read"] not in text
 
 
@@ -343,3 +344,4 @@ def test_restore_a_backup_needs_admin_and_confirm(db: Database, tmp_path: Path) 
     assert small.status_code == 403 and missing.status_code == 404
     assert restored.status_code == 200, restored.text
     assert shop.packs() == {"A-1": 10, "B-2": 5, "C-3": 1}
+    assert restored.json()["run_id"] > applied["run_id"] and restored.json()["before"]  # a run, backed up first

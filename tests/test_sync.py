@@ -279,7 +279,7 @@ def test_recurring_drift_is_flagged_with_the_source_that_changed(db: Database, t
 
     page = tmp_path / "drift.html"
     runner.invoke(app, ["check", "-c", str(path), "-f", "html", "-o", str(page)])
-    assert "Drift over time (sync rounds)" in page.read_text()  # the rounds, charted
+    assert "Drift over time (full sync rounds)" in page.read_text()  # the rounds, charted
 
 
 # -- watch under load --------------------------------------------------------------------------

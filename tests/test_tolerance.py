@@ -102,7 +102,7 @@ def test_a_difference_equal_to_the_tolerance_is_not_drift_and_just_above_it_is(d
     assert (rule["drifted"], rule["within_tolerance"], rule["abs_drift"]) == (2, 2, Decimal("0.0022"))
 
     table = run("check", "-c", str(config))
-    assert "5 items checked, 2 drifted, total |drift| 0.0022, 2 within tolerance" in table.stdout
+    assert "5 items checked, 2 drifted, 0.0022 units off in total, 2 within tolerance." in table.stdout
     markdown = run("check", "-c", str(config), "-f", "markdown").stdout
     assert "2 within tolerance" in markdown
     html = run("check", "-c", str(config), "-f", "html").stdout

@@ -58,8 +58,16 @@ DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
 LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 
+_PLAIN_NAME = r"[A-Za-z_][A-Za-z0-9_$]*"
+_PLAIN_IDENTIFIER = re.compile(rf"{_PLAIN_NAME}(\.{_PLAIN_NAME})?")
 _RULE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_CURRENCY = re.compile(r"[^\s\d.,+-]{1,5}")
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def is_identifier(value: str) -> bool:
+    """A plain identifier (letters, digits, `_`, `$`, one optional `qualifier.`): written in a config unquoted."""
+    return _PLAIN_IDENTIFIER.fullmatch(value) is not None
 
 
 def _name(most: int, what: str) -> Any:
@@ -88,6 +96,12 @@ def _regex(value: str) -> str:
 def _rule_name(value: str) -> str:
     if not _RULE_NAME.fullmatch(value):
         raise ValueError(f"{value!r} must use only letters, digits, '_', '.' and '-'")
+    return value
+
+
+def _currency(value: str) -> str:
+    if not _CURRENCY.fullmatch(value):
+        raise ValueError(f"{value!r} is not a currency: give a code such as 'EUR' or a sign such as '€'")
     return value
 
 
@@ -208,6 +222,13 @@ class LedgerSettings(_Model):
     url: str | None = None
 
 
+class ReportSettings(_Model):
+    """`[report]`: how reports show money (JSON always keeps exact, unrounded figures)."""
+
+    currency: Annotated[str, AfterValidator(_currency)] | None = None
+    money_decimals: int = Field(default=2, ge=0, le=6)
+
+
 class ServeSettings(_Model):
     """`[serve]`: the HTTP service's defaults (`trueup serve` options override them)."""
 
@@ -225,6 +246,7 @@ class ServeSettings(_Model):
 class Config(_Model):
     database: Database = Database()
     ledger: LedgerSettings = LedgerSettings()
+    report: ReportSettings = ReportSettings()
     sync: SyncLimits = SyncLimits()
     serve: ServeSettings = ServeSettings()
     rules: list[Rule] = Field(default_factory=list)

@@ -322,6 +322,11 @@ class Dialect:
         """`column` is not after the database's now, in a form an index on it can serve."""
         return column <= sa.func.current_timestamp()
 
+    def result_type(self, type_code: Any) -> tuple[str, bool] | None:
+        """A result column's type from the driver's cursor description: (its name, whether it is a date
+        or a time), or None when the driver does not say (SQLite: result columns carry no type)."""
+        return None
+
     @contextmanager
     def write_transaction(self, connection: Connection, lock_timeout: float = 30) -> Iterator[Connection]:
         """A transaction for writing: READ COMMITTED, so each statement sees the latest commits."""
@@ -573,6 +578,12 @@ class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
     retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
 
+    def result_type(self, type_code: Any) -> tuple[str, bool] | None:
+        from psycopg.postgres import types  # the built-in types by OID
+
+        info = types.get(type_code) if isinstance(type_code, int) else None
+        return None if info is None else (info.name, info.name in ("timestamp", "timestamptz", "date"))
+
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
         for name, value in settings.items():  # for this transaction only
@@ -682,6 +693,15 @@ class MySQLDialect(Dialect):
     upsert_counts_rows: bool = False
     transactional_ddl: bool = False
     retryable_codes: tuple[str, ...] = ("1213", "40001")  # deadlock: error number, SQLSTATE
+
+    def result_type(self, type_code: Any) -> tuple[str, bool] | None:
+        from pymysql.constants import FIELD_TYPE  # the protocol's numbers, the same for every MySQL driver
+
+        names = {code: name.lower() for name, code in vars(FIELD_TYPE).items() if name.isupper()}
+        if type_code not in names:
+            return None
+        moments = (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP, FIELD_TYPE.NEWDATE)
+        return names[type_code].replace("var_string", "varchar"), type_code in moments
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         connection.execute(sa.text("SET SESSION innodb_lock_wait_timeout = :s"), {"s": max(1, int(seconds))})

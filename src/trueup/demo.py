@@ -35,5 +35,6 @@ def demo_config(database: Path) -> str:
         "# trueup demo: a small shop with drift of the four kinds seen in real incidents.\n"
         "# Written by `trueup demo`; see the README for what each rule means.\n\n"
         f'[database]\nurl = "sqlite:///{database.resolve()}"\n'
+        '\n[report]\ncurrency = "USD"               # how reports show money (optional)\n'
     )
     return header + "".join(f"\n{shape.CONFIG}" for shape in SHAPES.values())

@@ -48,7 +48,7 @@ def backup(
     if made.path is None:
         raise TrueupError(made.warning or "no backup was made")
     rows = ", ".join(f"{t.name}: {t.rows} rows" for t in made.manifest.tables) if made.manifest else ""
-    common.stdout().print(f"Backed up {rows} to {made.path}", highlight=False)
+    common.note(f"Backed up {rows} to {made.path}", common.stdout())
 
 
 @backup_app.command("list")

@@ -18,7 +18,7 @@ from trueup.cli.options import (
 )
 from trueup.config import load_config
 from trueup.reconcile.check import CheckRun
-from trueup.report import keep_for, write_check
+from trueup.report import keep_for, money_for, write_check
 
 
 @app.command()
@@ -44,5 +44,5 @@ def check(
             connection, cfg, rules=rule, keep=keep_for(fmt.value, limit), observer=progress, with_checks=not rule
         )
         with common.output(output) as out:
-            report = write_check(run, fmt.value, out, limit)
+            report = write_check(run, fmt.value, out, limit, money_for(cfg))
     raise typer.Exit(report.exit_code)

@@ -15,12 +15,14 @@ from typing import Any, TextIO, TypeVar
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from sqlalchemy.engine import Connection
 
 from trueup.config import DATABASE_URL_ENV, DEFAULT_CONFIG, Config, load_config
 from trueup.db import connect, open_engine
 from trueup.errors import TrueupError
 from trueup.reconcile.drift import RuleResult
+from trueup.report.format import literal
 
 log = logging.getLogger("trueup")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,7 +62,7 @@ def handles_errors(function: F) -> F:
 
 def report_error(error: TrueupError) -> None:
     """The one line on stderr a command prints when it cannot go on."""
-    stderr().print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    stderr().print(Text.assemble(("error:", "bold red"), " ", literal(str(error))), soft_wrap=True)
 
 
 @contextmanager
@@ -102,7 +104,7 @@ class Activity:
     def __init__(self, enabled: bool):
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TimeElapsedColumn(),
             console=stderr(),
@@ -154,4 +156,9 @@ def confirmer() -> Callable[[str], bool] | None:
 
 
 def warn(message: str) -> None:
-    stderr().print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    stderr().print(Text.assemble(("warning:", "yellow"), " ", literal(message)), soft_wrap=True)
+
+
+def note(message: str, console: Console | None = None) -> None:
+    """A line for people (stderr unless `console` is given), printed as written."""
+    (console or stderr()).print(literal(message), soft_wrap=True)

@@ -83,7 +83,7 @@ def plan(
     else:
         print_plan(made, common.stdout())
         if out:
-            common.stderr().print(f"Saved to {out}; apply it with: trueup apply --plan {out}", highlight=False)
+            common.note(f"Saved to {out}; apply it with: trueup apply --plan {out}")
     raise typer.Exit(made.exit_code)
 
 
@@ -178,7 +178,7 @@ def apply(
         typer.echo(to_json(apply_document(result)))
     else:
         if result.backup and not quiet:
-            common.stderr().print(f"Backed up to {result.backup}", highlight=False)
+            common.note(f"Backed up to {result.backup}")
         print_apply(result, common.stdout())
     raise typer.Exit(result.exit_code)
 

@@ -100,7 +100,7 @@ def create(
     with common.session(common.load_config_for(config, database), database) as connection:
         secret = tokens.create(connection, name, scope.value)
     typer.echo(secret)
-    common.stderr().print(f"Token {name!r} ({scope.value}) created; it is shown only now.", highlight=False)
+    common.note(f"Token {name!r} ({scope.value}) created; it is shown only now.")
 
 
 @token_app.command("list")
@@ -138,4 +138,4 @@ def revoke(
 
     with common.session(common.load_config_for(config, database), database) as connection:
         tokens.revoke(connection, name)
-    common.stderr().print(f"Token {name!r} revoked.", highlight=False)
+    common.note(f"Token {name!r} revoked.")

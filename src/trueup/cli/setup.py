@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -18,8 +20,8 @@ from trueup.demo import build_demo
 from trueup.errors import UsageError
 from trueup.presets import PRESETS, preset_config
 from trueup.reconcile.check import CheckRun
-from trueup.report import write_check
-from trueup.starter import starter_config
+from trueup.report import money_for, write_check
+from trueup.starter import starter, summary
 
 
 @app.command()
@@ -37,13 +39,18 @@ def demo(
     config = load_config(config_path)
     with common.session(config, None) as connection:
         run = CheckRun(connection, config, observer=common.Activity(False))
-        write_check(run, "table", common.stdout().file)
+        write_check(run, "table", common.stdout().file, money=money_for(config))
     if not quiet:
-        common.stderr().print(
+        common.note(
             f"\nThe demo shop is {directory / 'shop.db'}; its config is {config_path}.\n"
-            f"Try: trueup check --config {config_path} --format html --output drift.html",
-            highlight=False,
+            f"Try: {_program()} check --config {config_path} --format html --output drift.html"
         )
+
+
+def _program() -> str:
+    """How to run trueup from here: `trueup` when it is on the PATH, else the path that ran it (.venv/bin/trueup)."""
+    ran = Path(sys.argv[0])
+    return str(ran) if ran.name == "trueup" and not shutil.which("trueup") else "trueup"
 
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
@@ -59,7 +66,7 @@ def init(
         PresetName | None, typer.Option("--preset", help="Write the rules of a known application's schema.")
     ] = None,
 ) -> None:
-    """Write a commented trueup.toml: a starter listing the tables of --database, or a --preset's rules.
+    """Write a commented trueup.toml: a starter (with --database, rules guessed from its schema) or a --preset's rules.
 
     Example: trueup init --preset erpnext --database mysql://erp@localhost/site
     """
@@ -75,19 +82,20 @@ def init(
     else:
         text = _config_text(preset, None, None)
     config.write_text(text, encoding="utf-8")
-    common.stderr().print(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}", highlight=False)
+    common.note(f"Wrote {config}. Edit its rules, then run: trueup check --config {config}")
 
 
 def _config_text(preset: PresetName | None, url: str | None, connection: Connection | None) -> str:
     if preset is None:
-        return starter_config(url, connection)
+        made = starter(url, connection)
+        if made.guess is not None:
+            common.note(summary(made.guess))
+        return made.text
     written = preset_config(preset.value, url, connection)
-    common.stderr().print(
+    common.note(
         f"Preset {preset.value}: {len(written.rules)} rule(s) ({', '.join(written.rules) or 'none'}), "
-        f"{len(written.checks)} check(s).",
-        highlight=False,
-        soft_wrap=True,
+        f"{len(written.checks)} check(s)."
     )
     for reason in written.skipped:
-        common.stderr().print(f"Skipped {reason}.", highlight=False, soft_wrap=True)
+        common.note(f"Skipped {reason}.")
     return written.text

@@ -4,10 +4,14 @@
 columns (exactly, else case-insensitively when only one name fits, so
 `Product_ID` finds `product_id` and `tabbin` finds `tabBin`), returning a copy
 of the rule that uses the database's own spelling. A name that matches nothing
-is an error naming the nearest names there are ("did you mean `tabBin`?"). Then it
-runs each branch of the comparison with `LIMIT 0`, so a mistake inside the
-user's own SQL (`from`, `where`) is reported against the rule and source it
-came from. Both failures are `ConfigError`s: the command could not run.
+is an error naming the nearest names there are ("did you mean `tabBin`?"). It
+checks that every `time` column holds dates or times (a text column would
+compare as text, or fail deep inside a query). Then it runs each branch of the
+comparison with `LIMIT 0`, so a mistake inside the user's own SQL (`from`,
+`where`) is reported against the rule and source it came from; a `from`
+source's `time` is typed from that probe's result, where the driver says
+(PostgreSQL, MySQL/MariaDB). All failures are `ConfigError`s: the command could
+not run.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Recorded, Rule, Source
-from trueup.db import dialect_for, driver_message, join_name, split_name
+from trueup.db import column_ref, dialect_for, driver_message, join_name, split_name, user_sql
 from trueup.errors import ConfigError
 from trueup.reconcile import query
 
@@ -38,6 +42,9 @@ def resolve_rule(connection: Connection, rule: Rule, label: str = "config") -> R
         for i, source in enumerate(rule.expected)
     ]
     resolved = rule.model_copy(update={"recorded": recorded, "expected": sources})
+    for i, source in enumerate(resolved.expected):
+        if source.from_ is not None and source.time is not None:
+            _probe_time(connection, source, f"{where}: expected[{i}].time")
     _probe(connection, resolved, where)
     return resolved
 
@@ -57,6 +64,8 @@ def _resolve_recorded(inspector: Any, recorded: Recorded, where: str) -> Recorde
         value = getattr(recorded, name)
         if value is not None:
             fields[name] = _column(columns, value, table, f"{where}.{name}")
+    if recorded.time is not None:
+        _must_be_time(inspector.dialect, columns, fields["time"], table, f"{where}.time")
     return recorded.model_copy(update=fields)
 
 
@@ -70,11 +79,13 @@ def _resolve_source(inspector: Any, source: Source, where: str) -> Source:
         value = getattr(source, name)
         if value is not None:
             fields[name] = _column(columns, value, table, f"{where}.{name}")
+    if source.time is not None:
+        _must_be_time(inspector.dialect, columns, fields["time"], table, f"{where}.time")
     return source.model_copy(update=fields)
 
 
-def _table(inspector: Any, table: str, where: str) -> tuple[str, list[str]]:
-    """The table as the database spells it (`schema.table` kept qualified), and its columns."""
+def _table(inspector: Any, table: str, where: str) -> tuple[str, dict[str, Any]]:
+    """The table as the database spells it (`schema.table` kept qualified), and its columns and their types."""
     *qualifier, wanted = split_name(table)
     schema = qualifier[0] if qualifier else None
     try:
@@ -82,13 +93,14 @@ def _table(inspector: Any, table: str, where: str) -> tuple[str, list[str]]:
     except DBAPIError:  # MySQL: no such database
         names = []
     name = _match(names, wanted, f"{where}: no table {table!r} in the database", qualifier)
-    return join_name([*qualifier, name]), [c["name"] for c in inspector.get_columns(name, schema=schema)]
+    columns = {c["name"]: c["type"] for c in inspector.get_columns(name, schema=schema)}
+    return join_name([*qualifier, name]), columns
 
 
-def _column(columns: list[str], wanted: str, table: str, where: str) -> str:
+def _column(columns: dict[str, Any], wanted: str, table: str, where: str) -> str:
     """The real column name for `wanted` (which may be qualified as table.column)."""
     *qualifier, name = split_name(wanted)
-    real = _match(columns, name, f"{where}: no column {name!r} in table {table!r}")
+    real = _match(list(columns), name, f"{where}: no column {name!r} in table {table!r}")
     return join_name([*qualifier, real])
 
 
@@ -115,6 +127,41 @@ def _nearest(names: list[str], wanted: str) -> list[str]:
     """Up to three names closest to `wanted`, compared without regard to case."""
     by_fold = {n.casefold(): n for n in names}
     return [by_fold[n] for n in difflib.get_close_matches(wanted.casefold(), list(by_fold), n=3, cutoff=0.6)]
+
+
+def _must_be_time(sa_dialect: sa.Dialect, columns: dict[str, Any], column: str, table: str, where: str) -> None:
+    """A `time` column must hold dates or times; a column of unknown type (untyped in SQLite) passes."""
+    type_ = columns[split_name(column)[-1]]
+    if isinstance(type_, sa.DateTime | sa.Date | sa.types.NullType):
+        return
+    try:
+        name = type_.compile(dialect=sa_dialect)
+    except sa.exc.CompileError:
+        name = type(type_).__name__
+    raise ConfigError(_not_a_time(f"column {column!r} of table {table!r}", name, where))
+
+
+def _probe_time(connection: Connection, source: Source, where: str) -> None:
+    """The type of a `from` source's time column, read from a LIMIT 0 query's result description."""
+    prep = connection.dialect.identifier_preparer
+    select = sa.select(column_ref(prep, source.time or "")).select_from(user_sql(source.from_ or "")).limit(0)
+    try:
+        result = connection.execute(select)
+    except DBAPIError:
+        connection.rollback()
+        return  # a mistake in the `from` itself: the branch probe that follows names it
+    type_code = result.cursor.description[0][1] if result.cursor is not None else None
+    result.close()
+    found = dialect_for(connection).result_type(type_code)
+    if found is not None and not found[1]:
+        raise ConfigError(_not_a_time(f"column {source.time!r}", found[0], where))
+
+
+def _not_a_time(what: str, type_name: str, where: str) -> str:
+    return (
+        f"{where}: {what} is of type {type_name}, not a date or time; `time` needs a timestamp or date "
+        "column (for an ever-increasing id, use `sequence`)"
+    )
 
 
 def _probe(connection: Connection, rule: Rule, where: str) -> None:

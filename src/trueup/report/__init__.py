@@ -11,12 +11,19 @@ from typing import TextIO
 
 from rich.console import Console
 
+from trueup.config import Config
 from trueup.reconcile import history
 from trueup.reconcile.check import CheckReport, CheckRun
 from trueup.report import json, table
+from trueup.report.format import PLAIN, Money
 
 FORMATS = ("table", "json", "markdown", "html")
 DEFAULT_LIMIT = 20
+
+
+def money_for(config: Config) -> Money:
+    """How `config`'s [report] table asks for money to be shown."""
+    return Money(config.report.currency, config.report.money_decimals)
 
 
 def keep_for(fmt: str, limit: int | None) -> int | None:
@@ -26,18 +33,19 @@ def keep_for(fmt: str, limit: int | None) -> int | None:
     return DEFAULT_LIMIT if limit is None else limit
 
 
-def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None) -> CheckReport:
+def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None, money: Money = PLAIN) -> CheckReport:
+    """Render `run` as `fmt`; `money` says how values are shown (JSON keeps them exact, unrounded)."""
     if fmt == "json":
         return json.write_check(run, out, limit)
     report = run.report()
     if fmt == "table":
-        table.print_check(report, Console(file=out, soft_wrap=False))
+        table.print_check(report, Console(file=out, soft_wrap=False), money)
     else:
         from trueup.report import html, markdown  # only loaded when asked for
 
         if fmt == "markdown":
-            out.write(markdown.render_check(report))
+            out.write(markdown.render_check(report, money))
         else:
             rounds = {r.name: history.recent_rounds(run.connection, r.name) for r in report.rules}
-            out.write(html.render_check(report, rounds))
+            out.write(html.render_check(report, rounds, money))
     return report

@@ -1,12 +1,23 @@
-"""Value formatting shared by the renderers: exact JSON, and numbers and keys for people."""
+"""Value formatting shared by the renderers: exact JSON, and numbers, money and keys for people.
+
+Everything here is a pure function of plain values, so the terminal, Markdown
+and HTML reports (and the service's dashboard) show a figure the same way:
+
+    number(Decimal("1234.50"))               -> '1,234.5'
+    money(Decimal("-65.1"), Money("EUR"))    -> '-65.10 EUR'
+    value_text(None)                         -> 'NULL'
+    literal("[a-z]")                         -> a Rich Text that prints '[a-z]' as written
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
 from datetime import date, datetime, time
-from decimal import Decimal
-from typing import Any
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, NamedTuple
+
+from rich.text import Text
 
 
 def to_json(value: Any) -> str:
@@ -87,6 +98,47 @@ def number(value: Decimal | int | None, *, signed: bool = False) -> str:
     return f"+{text}" if signed and value > 0 else text
 
 
+NULL = "NULL"  # a database NULL (a key, a group, a sample value), the same in every report
+NONE = "—"  # no figure at all
+
+
+class Money(NamedTuple):
+    """How money is shown: an optional currency (a code such as "EUR" or a sign such as "$") and fixed decimals.
+
+    `decimals=None` keeps every decimal a value carries (figures already at one scale, like cost's).
+    """
+
+    currency: str | None = None
+    decimals: int | None = 2
+
+
+PLAIN = Money()  # no currency, two decimals
+
+
+def money(value: Decimal | int | None, style: Money = PLAIN, *, signed: bool = False) -> str:
+    """Exact decimal rounding (half to even) to `style.decimals`, thousands separated: never through float.
+
+    A currency code follows the figure (`-65.10 EUR`), a sign leads it (`-$65.10`).
+    """
+    if value is None:
+        return NONE
+    amount = Decimal(value)
+    if style.decimals is not None:
+        amount = amount.quantize(Decimal(1).scaleb(-style.decimals), rounding=ROUND_HALF_EVEN)
+    sign = "-" if amount < 0 else "+" if signed and amount > 0 else ""
+    digits = f"{abs(amount):,f}"
+    if not style.currency:
+        return sign + digits
+    if style.currency.isalpha():
+        return f"{sign}{digits} {style.currency}"
+    return f"{sign}{style.currency}{digits}"
+
+
+def value_text(value: Any) -> str:
+    """A database value for people: NULL for NULL, anything else as written."""
+    return NULL if value is None else str(value)
+
+
 CELL_LIMIT = 120  # characters of one value shown in a table, Markdown or HTML cell (JSON keeps all)
 
 
@@ -97,8 +149,18 @@ def short(text: str, limit: int = CELL_LIMIT) -> str:
 
 def cell(value: Any) -> str:
     """One value (a key part, a group) for people: NULL for None, long text shortened."""
-    return "NULL" if value is None else short(str(value))
+    return short(value_text(value))
 
 
 def key_text(key: tuple[Any, ...] | list[Any]) -> str:
     return ", ".join(cell(part) for part in key)
+
+
+def literal(value: Any, style: str = "") -> Text:
+    """`value` for a Rich console, printed exactly as written.
+
+    A string handed to Rich is read as console markup (`[a-z]` vanishes, `[red]` colours) and
+    `:name:` as an emoji; a Text is not. Everything user-derived (keys, names, messages, paths,
+    errors) reaches Rich through this function.
+    """
+    return Text(value if isinstance(value, str) else value_text(value), style=style)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trueup.ledger.records import LotEvent, LotValue, Reservation, Transaction
-from trueup.report.format import number
+from trueup.report.format import literal, number
 
 
 def transaction_dict(transaction: Transaction) -> dict[str, Any]:
@@ -40,15 +40,17 @@ def print_transaction(transaction: Transaction, console: Console) -> None:
     made = f", new lots {', '.join(transaction.lots)}" if transaction.lots else ""
     undoes = f", reverting transaction {transaction.reverts}" if transaction.reverts else ""
     console.print(
-        f"transaction {transaction.id}: {transaction.kind} {transaction.item}, cost {number(transaction.cost)}"
-        f"{made}{undoes}",
-        highlight=False,
+        literal(
+            f"transaction {transaction.id}: {transaction.kind} {transaction.item}, cost {number(transaction.cost)}"
+            f"{made}{undoes}"
+        )
     )
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("quantity", "from", "lot", "to", "lot ", "unit cost"):
         table.add_column(column, justify="right" if column in ("quantity", "unit cost") else "left")
     for m in transaction.movements:
-        table.add_row(number(m.quantity), m.from_location, m.from_lot, m.to_location, m.to_lot, number(m.unit_cost))
+        places = [literal(place) for place in (m.from_location, m.from_lot, m.to_location, m.to_lot)]
+        table.add_row(number(m.quantity), *places, number(m.unit_cost))
     if transaction.movements:
         console.print(table)
 
@@ -65,9 +67,10 @@ def reservation_dict(reservation: Reservation) -> dict[str, Any]:
 def print_reservation(reservation: Reservation, console: Console) -> None:
     expiry = f", expires {reservation.expires_at.isoformat()}" if reservation.expires_at else ""
     console.print(
-        f"reservation {reservation.id}: {number(reservation.quantity)} {reservation.item} at "
-        f"{reservation.location} for {reservation.hold_for}{expiry} ({reservation.state})",
-        highlight=False,
+        literal(
+            f"reservation {reservation.id}: {number(reservation.quantity)} {reservation.item} at "
+            f"{reservation.location} for {reservation.hold_for}{expiry} ({reservation.state})"
+        )
     )
 
 
@@ -77,10 +80,10 @@ def print_history(events: list[LotEvent], console: Console) -> None:
         table.add_column(column, justify="right" if column in ("transaction", "quantity") else "left")
     for e in events:
         note = f"reverts {e.reverts}" if e.reverts else (f"reverted by {e.reverted_by}" if e.reverted_by else "")
+        places = [literal(place) for place in (e.from_location, e.from_lot, e.to_location, e.to_lot)]
         table.add_row(
-            str(e.transaction_id), e.kind, e.at.isoformat(timespec="seconds"), number(e.quantity),
-            e.from_location, e.from_lot, e.to_location, e.to_lot, note,
-        )  # fmt: skip
+            str(e.transaction_id), e.kind, e.at.isoformat(timespec="seconds"), number(e.quantity), *places, note
+        )
     console.print(table)
 
 
@@ -94,7 +97,7 @@ def print_valuation(lots: list[LotValue], console: Console) -> None:
     table.add_column("value", justify="right", footer=number(sum(v.value for v in lots)))
     for v in lots:
         table.add_row(
-            v.item, v.lot, v.received_at.isoformat(timespec="seconds"), number(v.quantity), number(v.unit_cost),
-            number(v.value),
+            literal(v.item), literal(v.lot), v.received_at.isoformat(timespec="seconds"), number(v.quantity),
+            number(v.unit_cost), number(v.value),
         )  # fmt: skip
     console.print(table)

@@ -17,7 +17,7 @@ from trueup.reconcile.backup import Manifest, Restored, Verification
 from trueup.reconcile.drift import Flagged
 from trueup.reconcile.plan import Plan, RulePlan, flagged_dict
 from trueup.reconcile.undo import UndoResult
-from trueup.report.format import key_text, number
+from trueup.report.format import NONE, cell, key_text, literal, number
 from trueup.report.table import findings_table
 
 SHOWN = 20
@@ -31,27 +31,27 @@ def print_plan(plan: Plan, console: Console, shown: int = SHOWN) -> None:
         if rule.findings:
             console.print(findings_table(rule.findings))
     if not plan.changes and not plan.left_out:
-        console.print(Text(f"Nothing to correct: {adds_up([r.rule for r in plan.rules])}.", style="bold green"))
+        console.print(literal(f"Nothing to correct: {adds_up([r.rule for r in plan.rules])}.", "bold green"))
 
 
 def _print_rule_plan(rule: RulePlan, console: Console, shown: int) -> None:
     if not rule.corrections:
-        console.print(Text(f"{rule.rule}: nothing to correct", style="bold"))
+        console.print(Text.assemble(literal(rule.rule, "bold"), ": nothing to correct"))
         return
     total = sum((abs(c.delta) for c in rule.corrections), Decimal(0))
     title = f"{rule.rule}: {len(rule.corrections)} correction(s) to {rule.table}.{rule.quantity}"
     title += f", total |delta| {number(total)}"
     if rule.drifted > len(rule.corrections) + len(rule.left_out):
         title += f" (the worst {len(rule.corrections)} of {number(rule.drifted)} drifted keys)"
-    console.print(Text(title, style="bold"))
+    console.print(literal(title, "bold"))
     table = Table(box=box.SIMPLE_HEAD)
     for column in rule.key_columns:
-        table.add_column(column)
+        table.add_column(literal(column))
     for column in ("recorded", "expected", "delta"):
         table.add_column(column, justify="right")
     for c in rule.corrections[:shown]:
         recorded = "(insert)" if c.missing else number(c.recorded)
-        table.add_row(*[str(k) for k in c.key], recorded, number(c.expected), number(c.delta, signed=True))
+        table.add_row(*[literal(cell(k)) for k in c.key], recorded, number(c.expected), number(c.delta, signed=True))
     console.print(table)
     if len(rule.corrections) > shown:
         console.print(f"  …and {len(rule.corrections) - shown} more (--format json or --out FILE lists all)")
@@ -59,12 +59,12 @@ def _print_rule_plan(rule: RulePlan, console: Console, shown: int) -> None:
 
 def left_out_table(rule: str, left_out: tuple[Flagged, ...], shown: int = SHOWN) -> Table:
     """Drifted keys a repair did not write because trueup flags their figures as wrong."""
-    title = f"{rule}: {len(left_out)} key(s) left out for an error finding"
+    title = literal(f"{rule}: {len(left_out)} key(s) left out for an error finding")
     table = Table(title=title, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD)
     for column, justify in (("key", "left"), ("recorded", "right"), ("expected", "right"), ("finding", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for f in left_out[:shown]:
-        table.add_row(key_text(f.key), number(f.recorded), number(f.expected), ", ".join(f.findings))
+        table.add_row(literal(key_text(f.key)), number(f.recorded), number(f.expected), ", ".join(f.findings))
     more = f"…and {len(left_out) - shown} more (--format json lists all); " if len(left_out) > shown else ""
     table.caption = more + "--include-flagged writes them"
     return table
@@ -112,7 +112,7 @@ def conflicts_table(conflicts: tuple[Conflict, ...], title: str) -> Table:
     for column in ("rule", "key", "why"):
         table.add_column(column)
     for c in conflicts:
-        table.add_row(c.rule, key_text(c.key), c.reason)
+        table.add_row(literal(c.rule), literal(key_text(c.key)), literal(c.reason))
     return table
 
 
@@ -154,7 +154,7 @@ def print_undo(result: UndoResult, console: Console) -> None:
         )
     )
     if result.dropped:
-        console.print(f"Dropped the table(s) the run had created: {', '.join(result.dropped)}.", highlight=False)
+        console.print(literal(f"Dropped the table(s) the run had created: {', '.join(result.dropped)}."))
     if result.conflicts:
         console.print(conflicts_table(result.conflicts, "Left alone: changed since the run"))
     console.print(f"Undo the undo with: trueup undo {result.run_id}")
@@ -162,9 +162,9 @@ def print_undo(result: UndoResult, console: Console) -> None:
 
 def print_restore(done: Restored, file: Path, console: Console) -> None:
     restored = ", ".join(f"{t.name} ({t.rows} rows)" for t in done.manifest.tables) if done.manifest else "nothing"
-    console.print(f"Restored {restored} from {file} as run {done.run_id}.", highlight=False)
+    console.print(literal(f"Restored {restored} from {file} as run {done.run_id}."))
     if done.before.path is not None:
-        console.print(f"The tables as they were are backed up in {done.before.path}.", highlight=False)
+        console.print(literal(f"The tables as they were are backed up in {done.before.path}."))
     console.print(f"Undo with: trueup undo {done.run_id}", highlight=False)
 
 
@@ -186,38 +186,47 @@ def print_runs(runs: list[Run], console: Console) -> None:
         console.print("No runs yet.")
         return
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("run", "kind", "rules", "started (UTC)", "changed", "status"):
+    for column in ("run", "kind", "rules", "started (UTC)", "by", "triggered by", "changed", "status"):
         table.add_column(column, justify="right" if column in ("run", "changed") else "left")
     for run in runs:
         status = run.status + (f" by {run.undone_by}" if run.undone_by else "")
         kind = run.kind + (f" of {run.undoes_run}" if run.undoes_run else "")
-        table.add_row(str(run.id), kind, run.rule, f"{run.started_at:%Y-%m-%d %H:%M}", str(run.changed), status)
+        table.add_row(
+            str(run.id), kind, literal(run.rule), f"{run.started_at:%Y-%m-%d %H:%M}", literal(run_by(run)),
+            literal(run.triggered_by), number(run.changed), status,
+        )  # fmt: skip
     console.print(table)
 
 
+def run_by(run: Run) -> str:
+    """Who ran it: the OS user and host that applied it (`deploy@web-1`)."""
+    if not run.host:
+        return run.os_user or NONE
+    return f"{run.os_user or NONE}@{run.host}"
+
+
 def run_dict(run: Run) -> dict[str, Any]:
-    return run._asdict() | {"changed": run.changed}
+    return run._asdict() | {"changed": run.changed, "by": run_by(run)}
 
 
 def print_run(run: Run, changes: list[Change], console: Console, shown: int = SHOWN) -> None:
     print_runs([run], console)
     fields = [
-        ("by", f"{run.os_user}@{run.host}"),
-        ("triggered by", run.triggered_by),
         ("config sha256", run.config_sha256),
         ("plan sha256", run.plan_sha256),
         ("residual drift", run.residual),
     ]
     for label, value in fields:
         if value:
-            console.print(f"  {label}: {value}", highlight=False)
+            console.print(literal(f"  {label}: {value}"))
     table = Table(title="Changes", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("rule", "table", "key", "op", "before", "after"):
         table.add_column(column, justify="right" if column in ("before", "after") else "left")
     for change in changes[:shown]:
         table.add_row(
-            change.rule, change.table_name, key_text(change.key), change.op, number(change.before), number(change.after)
-        )
+            literal(change.rule), literal(change.table_name), literal(key_text(change.key)), change.op,
+            number(change.before), number(change.after),
+        )  # fmt: skip
     console.print(table)
     if len(changes) > shown:
         console.print(f"  …and {len(changes) - shown} more (--limit or --format json)")
@@ -241,14 +250,16 @@ def print_backups(backups: list[tuple[Path, Manifest]], console: Console) -> Non
     if not backups:
         console.print("No backups here.")
         return
-    table = Table(title=f"Backups in {backups[0][0].parent}", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=literal(f"Backups in {backups[0][0].parent}"), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("file", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)
     table.add_column("tables (rows)", overflow="fold")
     table.add_column("bytes", justify="right", no_wrap=True)
     for _, manifest in backups:
         tables = ", ".join(f"{t.name} ({number(t.rows)})" for t in manifest.tables)
-        table.add_row(manifest.file, f"{manifest.created_at:%Y-%m-%d %H:%M}", tables, number(manifest.size))
+        table.add_row(
+            literal(manifest.file), f"{manifest.created_at:%Y-%m-%d %H:%M}", literal(tables), number(manifest.size)
+        )
     console.print(table)
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from trueup.reconcile.history import Sighting
 from trueup.reconcile.sync import RoundResult
-from trueup.report.format import key_text, number, to_json
+from trueup.report.format import key_text, literal, number, to_json
 from trueup.report.json import drift_dict, finding_dict
 
 LOGGED = 100  # drifted keys listed per round in JSON logs (counts are always complete)
@@ -82,8 +82,8 @@ def print_sightings(sightings: list[Sighting], console: Console) -> None:
         recurring = "RECURRING" if s.recurring else ""
         table.add_row(
             f"{s.observed_at:%m-%d %H:%M:%S}",
-            s.rule,
-            key_text(s.key),
+            literal(s.rule),
+            literal(key_text(s.key)),
             number(s.delta, signed=True),
             repaired,
             recurring,

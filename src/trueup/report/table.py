@@ -13,46 +13,39 @@ from rich.text import Text
 from trueup.reconcile.check import CheckReport
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import Finding, RuleResult
-from trueup.report.format import cell, key_text, number, short
+from trueup.report.format import PLAIN, Money, cell, key_text, literal, number, short
+from trueup.report.format import money as format_money
+from trueup.report.summary import FAIL, PASS, check_outcome, rule_mark, rule_sentence, sample_text
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def print_check(report: CheckReport, console: Console) -> None:
+def print_check(report: CheckReport, console: Console, money: Money = PLAIN) -> None:
     for result in report.rules:
-        console.print(rule_panel(result))
+        console.print(rule_panel(result, money))
     if report.checks:
         console.print(checks_table(report.checks))
     console.print(verdict(report))
 
 
-def rule_panel(result: RuleResult) -> Panel:
-    parts: list[Table | Text] = [summary_line(result)]
+def rule_panel(result: RuleResult, money: Money = PLAIN) -> Panel:
+    parts: list[Table | Text] = [summary_line(result, money)]
     if result.worst:
-        parts.append(worst_table(result))
+        parts.append(worst_table(result, money))
     if result.groups:
-        parts.append(groups_table(result))
+        parts.append(groups_table(result, money))
     if result.findings:
         parts.append(findings_table(result.findings))
     style = "green" if result.clean else "red"
-    return Panel(Group(*parts), title=f"[bold]{result.name}[/]", title_align="left", border_style=style)
+    title = Text.assemble((f"{rule_mark(result)} ", style), literal(result.name, "bold"))
+    return Panel(Group(*parts), title=title, title_align="left", border_style=style)
 
 
-def summary_line(result: RuleResult) -> Text:
-    text = Text()
-    text.append(f"{number(result.items)} items checked, ")
-    text.append(f"{number(result.drifted)} drifted", style="bold red" if result.drifted else "bold green")
-    text.append(f", total |drift| {number(result.abs_drift)}")
-    if result.within_tolerance:
-        text.append(f", {number(result.within_tolerance)} within tolerance")
-    if result.value_impact is not None:
-        text.append(
-            f", value impact {number(result.value_impact, signed=True)} (|value| {number(result.abs_value_impact)})"
-        )
-    return text
+def summary_line(result: RuleResult, money: Money = PLAIN) -> Text:
+    return Text(rule_sentence(result, money), style="" if result.drifted else "green")
 
 
-def worst_table(result: RuleResult) -> Table:
+def worst_table(result: RuleResult, money: Money = PLAIN) -> Table:
     title = (
         "Worst drift"
         if result.drifted <= len(result.worst)
@@ -60,7 +53,7 @@ def worst_table(result: RuleResult) -> Table:
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in result.key_columns:
-        table.add_column(column)
+        table.add_column(literal(column))
     table.add_column("recorded", justify="right")
     table.add_column("expected", justify="right")
     table.add_column("delta", justify="right")
@@ -68,25 +61,25 @@ def worst_table(result: RuleResult) -> Table:
     if with_value:
         table.add_column("value", justify="right")
     for drift in result.worst:
-        cells = [cell(k) for k in drift.key]
+        cells: list[Text | str] = [literal(cell(k)) for k in drift.key]
         recorded = "(no row)" if drift.missing else number(drift.recorded)
         cells += [recorded, number(drift.expected), number(drift.delta, signed=True)]
         if with_value:
-            cells.append(number(drift.value, signed=True))
+            cells.append(format_money(drift.value, money, signed=True))
         table.add_row(*cells)
     return table
 
 
-def groups_table(result: RuleResult) -> Table:
+def groups_table(result: RuleResult, money: Money = PLAIN) -> Table:
     table = Table(title="Drift by group", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("group", "drifted", "|drift|", "value impact"):
+    for column in ("group", "drifted", "units off", "value"):
         table.add_column(column, justify="left" if column == "group" else "right")
     for group in result.groups:
         table.add_row(
-            cell(group.group),
+            literal(cell(group.group)),
             number(group.drifted),
             number(group.abs_drift),
-            number(group.value_impact, signed=True),
+            format_money(group.value_impact, money, signed=True),
         )
     return table
 
@@ -100,19 +93,22 @@ def findings_table(findings: Sequence[Finding]) -> Table:
     for finding in findings:
         keys = "; ".join(key_text(s["key"]) for s in finding.sample)
         table.add_row(
-            finding.kind, Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]), short(finding.message), keys
+            finding.kind,
+            Text(finding.severity, style=_SEVERITY_STYLE[finding.severity]),
+            literal(short(finding.message)),
+            literal(keys),
         )
     return table
 
 
 def checks_table(checks: tuple[CheckResult, ...]) -> Table:
     table = Table(title="Custom checks", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("check", "severity", "failing rows", "e.g."):
-        table.add_column(column, justify="right" if column == "failing rows" else "left", overflow="fold")
+    for column in ("check", "severity", "result", "e.g."):
+        table.add_column(column, overflow="fold")
     for check in checks:
-        example = ", ".join(f"{k}={cell(v)}" for k, v in check.sample[0].items()) if check.sample else ""
-        status = Text(check.severity, style=_SEVERITY_STYLE[check.severity] if check.failing else "green")
-        table.add_row(check.name, status, number(check.failing), example)
+        example = sample_text(check.sample[0]) if check.sample else ""
+        style = _SEVERITY_STYLE[check.severity] if check.failing else "green"
+        table.add_row(literal(check.name), check.severity, Text(check_outcome(check), style=style), literal(example))
     return table
 
 
@@ -120,11 +116,11 @@ def verdict(report: CheckReport) -> Text:
     drifted_rules = [r for r in report.rules if r.drifted]
     failing = [c for c in report.checks if c.fails_run]
     if not drifted_rules and not failing:
-        return Text(f"All {len(report.rules)} rule(s) add up.", style="bold green")
+        return Text(f"{PASS} All {len(report.rules)} rule(s) add up.", style="bold green")
     parts = []
     if drifted_rules:
         keys = sum(r.drifted for r in drifted_rules)
         parts.append(f"{len(drifted_rules)} of {len(report.rules)} rule(s) drifted ({number(keys)} keys)")
     if failing:
         parts.append(f"{len(failing)} error check(s) failing")
-    return Text("; ".join(parts) + ".", style="bold red")
+    return Text(f"{FAIL} " + "; ".join(parts) + ".", style="bold red")

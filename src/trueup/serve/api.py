@@ -64,6 +64,9 @@ class PlanBody(Body):
     keys: list[list[KeyValue]] | None = Field(None, max_length=MAX_KEYS, description="Keys in recorded-key order.")
     where: str | None = Field(None, description="Only recorded rows matching this SQL condition.")
     limit: int | None = Field(None, ge=1, description="Only the worst N drifted keys per rule.")
+    include_flagged: bool = Field(
+        False, description="Also correct keys with an error-severity finding (left out and listed by default)."
+    )
 
 
 class ApplyBody(PlanBody):
@@ -161,7 +164,13 @@ def plan(request: Request, body: PlanBody, token: Reader) -> Response:
     scope = scope_of(service.config, body)
     with service.connection() as connection:
         made = make_plan(
-            connection, service.config, database=service.database_label, rules=body.rules, scope=scope, limit=body.limit
+            connection,
+            service.config,
+            database=service.database_label,
+            rules=body.rules,
+            scope=scope,
+            limit=body.limit,
+            include_flagged=body.include_flagged,
         )
     return json_response(public_plan(plan_document(made)))
 
@@ -171,8 +180,10 @@ def apply(request: Request, body: ApplyBody, token: Writer) -> Response:
     service = service_of(request)
     saved = None
     if body.plan is not None:
-        if body.rules or body.keys or body.where or body.limit:
-            raise UsageError("a saved plan is applied as it is; rules, keys, where and limit make a new one")
+        if body.rules or body.keys or body.where or body.limit or body.include_flagged:
+            raise UsageError(
+                "a saved plan is applied as it is; rules, keys, where, limit and include_flagged make a new one"
+            )
         with about("plan"):
             saved = read_plan(to_json({"database": service.database_label, **body.plan}).encode(), "plan")
     scope = scope_of(service.config, body)
@@ -186,6 +197,7 @@ def apply(request: Request, body: ApplyBody, token: Writer) -> Response:
             rules=body.rules,
             scope=scope,
             limit=body.limit,
+            include_flagged=body.include_flagged,
             limits=Limits(body.max_changes, body.max_abs_delta),
             backup_dir=service.backup_dir,
             yes=True,
@@ -242,7 +254,8 @@ def sync(request: Request, body: SyncBody, token: Syncer) -> Response:
         confirmed(service, body.confirm)
     options = SyncOptions(
         apply=body.apply,
-        limits=Limits(body.max_changes, body.max_abs_delta),
+        max_changes=body.max_changes,
+        max_abs_delta=body.max_abs_delta,
         yes=True,
         triggered_by=body.triggered_by,
         wait=body.wait,
@@ -306,9 +319,16 @@ def restore(request: Request, token: Admin, name: str, body: RestoreBody) -> Res
     found = {m.file: path for path, m in list_backups(backup_dir(service))}
     if name not in found:
         raise NotFoundError(f"no backup named {name!r} (GET /api/backups lists them)")
-    with service.connection() as connection:
-        manifest = restore_backup(connection, service.engine.url, found[name])
-    return json_response({"restored": backup_dict(manifest)})
+    with service.connection() as connection, audit.acting_as(token.name):
+        done = restore_backup(connection, service.engine.url, found[name], backup_dir(service), triggered_by="api")
+    return json_response(
+        {
+            "run_id": done.run_id,
+            "tables": list(done.tables),
+            "restored": backup_dict(done.manifest) if done.manifest else None,
+            "before": str(done.before.path.name) if done.before.path else None,
+        }
+    )
 
 
 def backup_dir(service: Service) -> PathType:
