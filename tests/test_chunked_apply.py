@@ -195,7 +195,7 @@ def test_the_guard_rails_see_the_whole_chunked_run(db: Database, tmp_path: Path)
     assert db.scalar("SELECT COUNT(*) FROM trueup_runs") == 0
 
 
-def test_killed_and_resumed_beside_concurrent_sellers_loses_no_sale(db: Database, tmp_path: Path) -> None:
+def test_killed_and_resumed_beside_concurrent_sellers_loses_no_sale(db: Database) -> None:
     load(db, COUNT, 2)
     with db.engine.connect() as connection:
         initial_usage = connection.execute(sa.select(sa.func.max(usage.c.id))).scalar_one()
@@ -205,8 +205,8 @@ def test_killed_and_resumed_beside_concurrent_sellers_loses_no_sale(db: Database
         thread.start()
     try:
         run_id = kill_after(db, 4)
-        resumed = cli("apply", "--resume", str(run_id), "--config", str(config_file(db, tmp_path)))
-        assert resumed.exit_code == 0, resumed.output
+        resumed = trueup.resume(run_id, rule_config(db))
+        assert (resumed.run_id, resumed.status) == (run_id, "verified")
     finally:
         stop.set()
         for thread in threads:
