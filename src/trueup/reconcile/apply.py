@@ -131,6 +131,7 @@ class _Job(NamedTuple):
     scope: Scope
     saved: RulePlan | None
     include_flagged: bool = False
+    chunk: Sequence[tuple[Any, ...]] = ()  # a chunked run's keys for this transaction (within `scope`'s where)
 
 
 class _Written(NamedTuple):
@@ -377,19 +378,20 @@ def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome:
 def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
     """Fill `now` with the corrections to make; for a saved plan, return the keys refused as moved."""
     columns = [c.name for c in now.table.c]
-    if job.saved is None:
+    if job.saved is None and not job.chunk:
         tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, job.scope, limit)))
         now.analyze()
         return ()
-    keys = WorkTable(
-        tx, f"trueup_keys_{index}", job.target, {"planned_recorded": QUANTITY, "planned_expected": QUANTITY}
-    )
-    keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    planned = {"planned_recorded": QUANTITY, "planned_expected": QUANTITY} if job.saved is not None else {}
+    keys = WorkTable(tx, f"trueup_keys_{index}", job.target, planned)
+    if job.saved is not None:
+        keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    else:  # a table of keys, not one bound parameter per key and per branch of the comparison
+        keys.create().fill({f"k{i}": value for i, value in enumerate(key)} for key in job.chunk)
     try:
-        tx.execute(
-            sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(key_table=keys.table), None))
-        )
-        return _refuse_moved(tx, job.rule, keys, now)
+        scope = Scope(key_table=keys.table, where=job.scope.where)
+        tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, scope, None)))
+        return _refuse_moved(tx, job.rule, keys, now) if job.saved is not None else ()
     finally:
         keys.drop()
 
@@ -411,7 +413,7 @@ def _diagnosis(
     tx: Connection, job: _Job, now: WorkTable, flagged: tuple[Flagged, ...], limit: int | None
 ) -> tuple[str, ...]:
     """A warning when a whole-rule repair would correct most of the rule's items (see `diagnose`)."""
-    if job.saved is not None or limit is not None or not job.scope.is_everything:
+    if job.saved is not None or job.chunk or limit is not None or not job.scope.is_everything:
         return ()
     drifted = tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one() + len(flagged)
     items = tx.execute(recorded_count(job.rule, tx.dialect)).scalar_one()
@@ -760,9 +762,8 @@ def _write_chunk(
 
     result = ApplyResult(None, (), "nothing to do")
     if keys:
-        scoped = job._replace(scope=Scope(keys=tuple(keys), where=chunked.scope.where))
         result = _apply(
-            connection, config, connection.engine.url, [scoped], None, None, NO_LIMITS, None,
+            connection, config, connection.engine.url, [job._replace(chunk=keys)], None, None, NO_LIMITS, None,
             chunked.triggered_by, chunked.lock_timeout, chunked.phase, commit, run_id,
         )  # fmt: skip
     if result.run_id is None:  # writers corrected every key of it meanwhile, or every key was refused
