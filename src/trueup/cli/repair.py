@@ -123,7 +123,7 @@ def apply(
     lock_timeout: LockTimeoutOption = 30,
     quiet: QuietOption = False,
 ) -> None:
-    """Back up, correct every drifted key in one transaction with an audit trail, verify; print the run id.
+    """Back up, correct every drifted key in one transaction (or resumable chunks) with an audit trail, verify.
 
     Example: trueup apply --rule diapers --max-changes 500
     """
