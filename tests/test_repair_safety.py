@@ -51,16 +51,18 @@ usage = sa.Table(
 )
 
 
+RULE = {
+    "name": "stock",
+    "recorded": {"table": "items", "key": ["id"], "quantity": "remaining"},
+    "expected": [
+        {"table": "items", "key": ["id"], "quantity": "total"},
+        {"table": "usage", "key": ["item_id"], "quantity": "qty", "sign": -1},
+    ],
+}
+
+
 def rule_config(db: Database):
-    rule = {
-        "name": "stock",
-        "recorded": {"table": "items", "key": ["id"], "quantity": "remaining"},
-        "expected": [
-            {"table": "items", "key": ["id"], "quantity": "total"},
-            {"table": "usage", "key": ["item_id"], "quantity": "qty", "sign": -1},
-        ],
-    }
-    return parse_config({"database": {"url": db.url}, "rules": [rule]})
+    return parse_config({"database": {"url": db.url}, "rules": [RULE]})
 
 
 def load(db: Database, count: int, uses_per_item: int) -> None:

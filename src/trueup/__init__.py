@@ -79,12 +79,26 @@ def apply(config: Config | str | Path = "trueup.toml", *, database: str | None =
     """Correct the drift (or apply a saved `plan=`), back up, write in one transaction with an audit trail, verify.
 
     Keyword options are those of `trueup.reconcile.apply.apply`: rules, scope, limit, plan,
-    limits, include_flagged, backup_dir, yes, confirm, triggered_by, lock_timeout.
+    limits, include_flagged, backup_dir, yes, confirm, triggered_by, lock_timeout, and chunk_size
+    (with progress) to write key-ordered chunks each in a transaction of its own (see `resume`).
     """
     from trueup.reconcile.apply import apply as apply_repair
 
     with _session(config, database) as (cfg, connection):
         return apply_repair(connection, cfg, connection.engine.url, **options)
+
+
+def resume(
+    run_id: int, config: Config | str | Path = "trueup.toml", *, database: str | None = None, **options: Any
+) -> ApplyResult:
+    """Finish an interrupted chunked apply: exactly the chunks not yet committed, their corrections recomputed.
+
+    Keyword options are those of `trueup.reconcile.apply.resume`: yes, confirm, triggered_by, lock_timeout, progress.
+    """
+    from trueup.reconcile.apply import resume as resume_repair
+
+    with _session(config, database) as (cfg, connection):
+        return resume_repair(connection, cfg, connection.engine.url, run_id, **options)
 
 
 def undo(

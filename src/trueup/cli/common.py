@@ -14,7 +14,7 @@ from typing import Any, TextIO, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from sqlalchemy.engine import Connection
 
@@ -105,12 +105,14 @@ class Activity:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", markup=False),
+            BarColumn(),
             TimeElapsedColumn(),
             console=stderr(),
             transient=True,
             disable=not enabled,
         )
         self._task: Any = None
+        self._bar: Any = None
 
     def __enter__(self) -> Activity:
         self._progress.__enter__()
@@ -124,6 +126,12 @@ class Activity:
 
     def rule_finished(self, result: RuleResult) -> None:
         self.phase("")
+
+    def chunks(self, done: int, total: int) -> None:
+        """A bar of a chunked apply's chunks, below the phase."""
+        if self._bar is None:
+            self._bar = self._progress.add_task("chunks", total=total)
+        self._progress.update(self._bar, completed=done, description=f"chunk {done}/{total}")
 
     def phase(self, description: str) -> None:
         if self._task is not None:

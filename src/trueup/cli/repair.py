@@ -28,6 +28,7 @@ from trueup.config import load_config
 from trueup.db import redact
 from trueup.errors import UsageError
 from trueup.reconcile.apply import apply as apply_repair
+from trueup.reconcile.apply import resume as resume_repair
 from trueup.reconcile.backup import DEFAULT_DIRECTORY
 from trueup.reconcile.guard import Limits, confirm_writes
 from trueup.reconcile.plan import load_plan, make_plan, plan_document, save_plan
@@ -109,13 +110,20 @@ def apply(
         Decimal | None, typer.Option(metavar="X", help="Refuse plans correcting any row by more than this.")
     ] = None,
     include_flagged: IncludeFlaggedOption = False,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(metavar="N", min=1, help="Write key-ordered chunks of N keys, each its own transaction."),
+    ] = None,
+    resume: Annotated[
+        int | None, typer.Option(metavar="RUN", help="Finish the chunks a killed chunked run left uncommitted.")
+    ] = None,
     yes: YesOption = False,
     fmt: OutputFormatOption = Output.table,
     triggered_by: TriggeredByOption = "cli",
     lock_timeout: LockTimeoutOption = 30,
     quiet: QuietOption = False,
 ) -> None:
-    """Back up, correct every drifted key in one transaction with an audit trail, verify; print the run id.
+    """Back up, correct every drifted key in one transaction (or resumable chunks) with an audit trail, verify.
 
     Example: trueup apply --rule diapers --max-changes 500
     """
@@ -125,24 +133,45 @@ def apply(
         raise UsageError(
             "--plan applies a saved plan as it is; --rule, --key, --where, --limit and --include-flagged make a new one"
         )
-    with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as activity:
-        result = apply_repair(
-            connection,
-            cfg,
-            connection.engine.url,
-            plan=saved,
-            rules=rule,
-            scope=scope_of(key, where),
-            limit=limit,
-            limits=Limits(max_changes, max_abs_delta),
-            include_flagged=include_flagged,
-            backup_dir=None if no_backup else backup_dir,
-            yes=yes,
-            confirm=common.confirmer(),
-            triggered_by=triggered_by,
-            lock_timeout=lock_timeout,
-            phase=activity.phase,
+    if resume is not None and (saved or rule or key or where or limit or include_flagged or chunk_size):
+        raise UsageError(
+            "--resume finishes a run as it was started: it takes no --plan, --rule, --key, --where, "
+            "--limit, --include-flagged or --chunk-size"
         )
+    with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as activity:
+        if resume is not None:
+            result = resume_repair(
+                connection,
+                cfg,
+                connection.engine.url,
+                resume,
+                yes=yes,
+                confirm=common.confirmer(),
+                triggered_by=triggered_by,
+                lock_timeout=lock_timeout,
+                phase=activity.phase,
+                progress=activity.chunks,
+            )
+        else:
+            result = apply_repair(
+                connection,
+                cfg,
+                connection.engine.url,
+                plan=saved,
+                rules=rule,
+                scope=scope_of(key, where),
+                limit=limit,
+                limits=Limits(max_changes, max_abs_delta),
+                include_flagged=include_flagged,
+                backup_dir=None if no_backup else backup_dir,
+                yes=yes,
+                confirm=common.confirmer(),
+                triggered_by=triggered_by,
+                lock_timeout=lock_timeout,
+                phase=activity.phase,
+                chunk_size=chunk_size,
+                progress=activity.chunks,
+            )
     for warning in result.warnings:
         common.warn(warning)
     if fmt is Output.json:

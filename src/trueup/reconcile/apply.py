@@ -32,7 +32,9 @@ recorded on the run and reported.
 
 from __future__ import annotations
 
+import json
 import logging
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -45,7 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message, redact
-from trueup.errors import DatabaseError, UsageError
+from trueup.errors import DatabaseError, RefusedError, UsageError
 from trueup.reconcile import audit, images
 from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
@@ -117,6 +119,7 @@ class ApplyResult(NamedTuple):
 
 
 Phase = Callable[[str], None]
+Progress = Callable[[int, int], None]
 BeforeCommit = Callable[[Connection, int, list[RuleApplied]], None]
 
 
@@ -128,6 +131,7 @@ class _Job(NamedTuple):
     scope: Scope
     saved: RulePlan | None
     include_flagged: bool = False
+    chunk: Sequence[tuple[Any, ...]] = ()  # a chunked run's keys for this transaction (within `scope`'s where)
 
 
 class _Written(NamedTuple):
@@ -154,6 +158,8 @@ def apply(
     lock_timeout: float = 30,
     phase: Phase = lambda name: None,
     before_commit: BeforeCommit | None = None,
+    chunk_size: int | None = None,
+    progress: Progress | None = None,
 ) -> ApplyResult:
     """Correct the drift of the selected rules (or apply a saved `plan`), back up, audit, verify.
 
@@ -162,7 +168,11 @@ def apply(
     are always kept in the audit.
     On a database that looks like production, `yes` or `confirm(question)` must agree first.
     `before_commit(transaction, run_id, outcomes)` may write more in the same transaction.
+    `chunk_size=N` records the run first, then writes key-ordered chunks of N keys, each in a
+    transaction of its own, calling `progress(chunks_done, chunks)` after each; see `resume`.
     """
+    if chunk_size is not None and (plan is not None or limit is not None or chunk_size < 1):
+        raise UsageError("--chunk-size takes a positive N and corrects every drifted key: not with --plan or --limit")
     if plan is not None:
         check_plan_fits(plan, config, redact(url), "plan")
         earlier = audit.applied_plan(connection, plan.sha256) if plan.sha256 else None
@@ -192,15 +202,25 @@ def apply(
         selected = [(rule, None) for rule in config.select_rules(rules)]
     if not selected:
         return ApplyResult(None, _unwritten(plan), "nothing to do")
+    jobs = _jobs(connection, selected, scope, include_flagged)
+    audit.ensure_tables(connection)
+    if chunk_size is not None:
+        chunked = _Chunked(jobs, chunk_size, scope, include_flagged, triggered_by, lock_timeout, phase, progress)
+        return _start_chunked(connection, config, url, chunked, limits, backup_dir)
+    return _apply(
+        connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
+    )
+
+
+def _jobs(
+    connection: Connection, selected: list[tuple[Rule, RulePlan | None]], scope: Scope, include_flagged: bool
+) -> list[_Job]:
     jobs = []
     for rule, saved in selected:
         resolved = resolve_rule(connection, rule)
         scoped = typed_scope(connection, resolved, scope)
         jobs.append(_Job(resolved, Target.of(resolved), scoped, saved, include_flagged or saved is not None))
-    audit.ensure_tables(connection)
-    return _apply(
-        connection, config, url, jobs, plan, limit, limits, backup_dir, triggered_by, lock_timeout, phase, before_commit
-    )
+    return jobs
 
 
 def _unwritten(plan: Plan | None) -> tuple[RuleApplied, ...]:
@@ -222,7 +242,9 @@ def _apply(
     lock_timeout: float,
     phase: Phase,
     before_commit: BeforeCommit | None,
+    run_id: int | None = None,
 ) -> ApplyResult:
+    """One transaction: a whole run, or (given the chunked `run_id`) one chunk of it."""
     dialect = dialect_for(connection)
 
     def file_backup() -> Backup:
@@ -235,7 +257,7 @@ def _apply(
         nows: list[WorkTable] = []
         try:
             with _dropping(connection, nows), dialect.write_transaction(connection, lock_timeout) as tx:
-                written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows)
+                written = _write(tx, config, jobs, plan, limit, limits, triggered_by, file_backup, phase, nows, run_id)
                 if before_commit is not None:
                     before_commit(tx, written.run_id, written.outcomes)
             break
@@ -247,7 +269,7 @@ def _apply(
                 log.warning("apply: %s; retrying (attempt %d of %d)", driver_message(error), attempt + 1, ATTEMPTS)
                 continue
             raise DatabaseError(f"apply failed and was rolled back: {driver_message(error)}") from None
-    return _verified(connection, jobs, written, phase)
+    return _verified(connection, jobs, written, phase, settle=run_id is None)
 
 
 @contextmanager
@@ -280,15 +302,9 @@ def _write(
     file_backup: Callable[[], Backup],
     phase: Phase,
     nows: list[WorkTable],
+    chunk_of: int | None,
 ) -> _Written:
-    run_id = audit.start_run(
-        tx,
-        kind="apply",
-        rule=",".join(job.rule.name for job in jobs),
-        triggered_by=triggered_by,
-        config_sha256=config.sha256,
-        plan_sha256=plan.sha256 if plan else None,
-    )
+    run_id = chunk_of or _start(tx, config, jobs, triggered_by, plan)
     refused: list[tuple[Conflict, ...]] = []
     flagged: list[tuple[Flagged, ...]] = []
     for index, job in enumerate(jobs):
@@ -319,15 +335,28 @@ def _write(
         outcomes.append(_write_rule(tx, job, now, run_id, so_far))
     if not any(o.updated or o.inserted for o in outcomes):
         raise _NothingWritten(tuple(outcomes), "refused", made)
-    audit.finish_run(
-        tx,
-        run_id,
-        updated=sum(o.updated for o in outcomes),
-        inserted=sum(o.inserted for o in outcomes),
-        conflicts=sum(len(o.conflicts) for o in outcomes),
-        status="applied",
-    )
+    if chunk_of is None:
+        audit.finish_run(tx, run_id, **_counts(outcomes), status="applied")
     return _Written(run_id, outcomes, made)
+
+
+def _start(tx: Connection, config: Config, jobs: list[_Job], triggered_by: str, plan: Plan | None = None) -> int:
+    return audit.start_run(
+        tx,
+        kind="apply",
+        rule=",".join(job.rule.name for job in jobs),
+        triggered_by=triggered_by,
+        config_sha256=config.sha256,
+        plan_sha256=plan.sha256 if plan else None,
+    )
+
+
+def _counts(outcomes: Sequence[RuleApplied]) -> dict[str, int]:
+    return {
+        "updated": sum(o.updated for o in outcomes),
+        "inserted": sum(o.inserted for o in outcomes),
+        "conflicts": sum(len(o.conflicts) for o in outcomes),
+    }
 
 
 def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome: RuleApplied) -> RuleApplied:
@@ -349,19 +378,20 @@ def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome:
 def _candidates(tx: Connection, job: _Job, now: WorkTable, limit: int | None, index: int) -> tuple[Conflict, ...]:
     """Fill `now` with the corrections to make; for a saved plan, return the keys refused as moved."""
     columns = [c.name for c in now.table.c]
-    if job.saved is None:
+    if job.saved is None and not job.chunk:
         tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, job.scope, limit)))
         now.analyze()
         return ()
-    keys = WorkTable(
-        tx, f"trueup_keys_{index}", job.target, {"planned_recorded": QUANTITY, "planned_expected": QUANTITY}
-    )
-    keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    planned = {"planned_recorded": QUANTITY, "planned_expected": QUANTITY} if job.saved is not None else {}
+    keys = WorkTable(tx, f"trueup_keys_{index}", job.target, planned)
+    if job.saved is not None:
+        keys.create().fill(_planned_rows(tx, job.rule, job.target, job.saved))
+    else:  # a table of keys, not one bound parameter per key and per branch of the comparison
+        keys.create().fill({f"k{i}": value for i, value in enumerate(key)} for key in job.chunk)
     try:
-        tx.execute(
-            sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, Scope(key_table=keys.table), None))
-        )
-        return _refuse_moved(tx, job.rule, keys, now)
+        scope = Scope(key_table=keys.table, where=job.scope.where)
+        tx.execute(sa.insert(now.table).from_select(columns, _corrections(tx, job.rule, scope, None)))
+        return _refuse_moved(tx, job.rule, keys, now) if job.saved is not None else ()
     finally:
         keys.drop()
 
@@ -383,7 +413,7 @@ def _diagnosis(
     tx: Connection, job: _Job, now: WorkTable, flagged: tuple[Flagged, ...], limit: int | None
 ) -> tuple[str, ...]:
     """A warning when a whole-rule repair would correct most of the rule's items (see `diagnose`)."""
-    if job.saved is not None or limit is not None or not job.scope.is_everything:
+    if job.saved is not None or job.chunk or limit is not None or not job.scope.is_everything:
         return ()
     drifted = tx.execute(sa.select(sa.func.count()).select_from(now.table)).scalar_one() + len(flagged)
     items = tx.execute(recorded_count(job.rule, tx.dialect)).scalar_one()
@@ -443,7 +473,8 @@ def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, 
     return ()
 
 
-def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase) -> ApplyResult:
+def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase: Phase, settle: bool) -> ApplyResult:
+    """Check the written keys again; `settle` records the outcome on the run (a chunked run does at its end)."""
     phase("verifying")
     tables = [WorkTable(connection, f"trueup_now_{i}", job.target, {}) for i, job in enumerate(jobs)]
     outcomes = [
@@ -452,8 +483,9 @@ def _verified(connection: Connection, jobs: list[_Job], written: _Written, phase
     ]
     residual = sum((o.residual for o in outcomes), Decimal(0))
     status = "residual" if residual else "verified"
-    with dialect_for(connection).write_transaction(connection):
-        audit.set_status(connection, written.run_id, status=status, residual=str(residual))
+    if settle:
+        with dialect_for(connection).write_transaction(connection):
+            audit.set_status(connection, written.run_id, status=status, residual=str(residual))
     drop_all(connection, tables)
     warnings = written.backup.warnings + _advice(outcomes)
     return ApplyResult(written.run_id, tuple(outcomes), status, written.backup.path, warnings)
@@ -585,3 +617,169 @@ def _record_updates(tx: Connection, rule: Rule, target: Target, now: WorkTable, 
 def _text(value: Any) -> str:
     number = as_decimal(value)
     return "nothing" if number is None else str(number)
+
+
+# Chunked runs -------------------------------------------------------------------------------------------------
+
+
+class _Chunked(NamedTuple):
+    """A chunked run's settings: what `apply --chunk-size` was asked, and how to report along the way."""
+
+    jobs: list[_Job]
+    chunk_size: int
+    scope: Scope  # as given (keys untyped), to record and to narrow each chunk with its `where`
+    include_flagged: bool
+    triggered_by: str
+    lock_timeout: float
+    phase: Phase
+    progress: Progress | None
+
+
+def resume(
+    connection: Connection,
+    config: Config,
+    url: URL,
+    run_id: int,
+    *,
+    yes: bool = False,
+    confirm: Callable[[str], bool] | None = None,
+    triggered_by: str = "cli",
+    lock_timeout: float = 30,
+    phase: Phase = lambda name: None,
+    progress: Progress | None = None,
+) -> ApplyResult:
+    """Finish a chunked run that was interrupted: exactly its chunks not yet committed, their deltas recomputed.
+
+    Only an unfinished chunked apply can be resumed (UsageError for another run, RefusedError for a finished one).
+    """
+    audit.ensure_tables(connection)
+    run = audit.get_run(connection, run_id)
+    found = audit.chunked_options(connection, run_id)
+    if found is None:
+        raise UsageError(f"run {run_id} is not a chunked apply (apply --chunk-size): there is nothing to resume")
+    if run.status != "applying":
+        raise RefusedError(f"run {run_id} is not unfinished (it is {run.status}): there is nothing to resume")
+    confirm_writes(url, config.database.production_pattern, f"resume run {run_id}", yes=yes, confirm=confirm)
+    chunk_size, options = found
+    scope = Scope(keys=tuple(tuple(key) for key in options["keys"]), where=options["where"])
+    selected = [(rule, None) for rule in config.select_rules(run.rule.split(","))]
+    jobs = _jobs(connection, selected, scope, options["include_flagged"])
+    chunked = _Chunked(jobs, chunk_size, scope, options["include_flagged"], triggered_by, lock_timeout, phase, progress)
+    phase("planning")
+    pending, total = audit.pending_chunks(connection, run_id)
+    return _write_chunks(connection, config, run_id, chunked, _plan(connection, config, url, chunked), pending, total)
+
+
+def _start_chunked(
+    connection: Connection, config: Config, url: URL, chunked: _Chunked, limits: Limits, backup_dir: Path | None
+) -> ApplyResult:
+    """Plan the whole run (the guard rails see all of it), back up, record the run and its chunks, write them."""
+    chunked.phase("planning")
+    planned = _plan(connection, config, url, chunked)
+    limits.check_plan(planned)
+    if not planned.changes:
+        return ApplyResult(None, _unwritten(planned), "nothing to do")
+    made = Backup(None, None)
+    if backup_dir is not None:
+        chunked.phase("backing up")
+        made = backup_tables(connection, url, [job.rule.recorded.table for job in chunked.jobs], backup_dir)
+    chunks = _chunks(planned, chunked.chunk_size)
+    scope = chunked.scope
+    options = {
+        "keys": [list(key) for key in scope.keys],
+        "where": scope.where,
+        "include_flagged": chunked.include_flagged,
+    }
+    with dialect_for(connection).write_transaction(connection, chunked.lock_timeout) as tx:
+        run_id = _start(tx, config, chunked.jobs, chunked.triggered_by)
+        audit.record_chunks(tx, run_id, chunked.chunk_size, json.dumps(options, default=str), chunks)
+    result = _write_chunks(connection, config, run_id, chunked, planned, chunks, len(chunks))
+    return result._replace(backup=made.path, warnings=made.warnings + result.warnings)
+
+
+def _plan(connection: Connection, config: Config, url: URL, chunked: _Chunked) -> Plan:
+    rules = [job.rule.name for job in chunked.jobs]
+    return make_plan(
+        connection,
+        config,
+        database=redact(url),
+        rules=rules,
+        scope=chunked.scope,
+        include_flagged=chunked.include_flagged,
+    )
+
+
+def _chunks(planned: Plan, size: int) -> list[audit.Chunk]:
+    """Each rule's corrections in key order, cut into chunks of `size` keys, numbered from 1 across the rules."""
+    chunks: list[audit.Chunk] = []
+    for rule_plan in planned.rules:
+        keys = sorted(c.key for c in rule_plan.corrections)
+        for start in range(0, len(keys), size):
+            part = keys[start : start + size]
+            chunks.append(audit.Chunk(len(chunks) + 1, rule_plan.rule, part[0], part[-1]))
+    return chunks
+
+
+def _write_chunks(
+    connection: Connection,
+    config: Config,
+    run_id: int,
+    chunked: _Chunked,
+    planned: Plan,
+    pending: list[audit.Chunk],
+    total: int,
+) -> ApplyResult:
+    """Write each pending chunk: the keys `planned` finds drifted between its first and last key, inclusive."""
+    jobs = {job.rule.name: job for job in chunked.jobs}
+    typed = {name: job.target.key_coercer(connection) for name, job in jobs.items()}
+    drifted = {r.rule: sorted(c.key for c in r.corrections) for r in planned.rules}
+    results = []
+    for done, chunk in enumerate(pending, start=total - len(pending) + 1):
+        keys = drifted[chunk.rule]
+        part = keys[
+            bisect_left(keys, typed[chunk.rule](chunk.first)) : bisect_right(keys, typed[chunk.rule](chunk.last))
+        ]
+        results.append(_write_chunk(connection, config, run_id, jobs[chunk.rule], part, chunk.number, chunked))
+        if chunked.progress is not None:
+            chunked.progress(done, total)
+    outcomes = tuple(
+        _rule_total(r, [o for result in results for o in result.rules if o.rule == r.rule]) for r in planned.rules
+    )
+    residual = sum((o.residual for o in outcomes), Decimal(0))
+    status = "residual" if residual else "verified"
+    with dialect_for(connection).write_transaction(connection, chunked.lock_timeout) as tx:
+        audit.finish_run(tx, run_id, status=status, residual=str(residual))
+    return ApplyResult(run_id, outcomes, status, warnings=_advice(outcomes))
+
+
+def _write_chunk(
+    connection: Connection, config: Config, run_id: int, job: _Job, keys: list[tuple], number: int, chunked: _Chunked
+) -> ApplyResult:
+    """One chunk in one transaction (apply's own), marked committed in it; so is a chunk left nothing to write."""
+
+    def commit(tx: Connection, _run: int, outcomes: list[RuleApplied]) -> None:
+        audit.commit_chunk(tx, run_id, number, **_counts(outcomes))
+
+    result = ApplyResult(None, (), "nothing to do")
+    if keys:
+        result = _apply(
+            connection, config, connection.engine.url, [job._replace(chunk=keys)], None, None, NO_LIMITS, None,
+            chunked.triggered_by, chunked.lock_timeout, chunked.phase, commit, run_id,
+        )  # fmt: skip
+    if result.run_id is None:  # writers corrected every key of it meanwhile, or every key was refused
+        with dialect_for(connection).write_transaction(connection, chunked.lock_timeout) as tx:
+            audit.commit_chunk(tx, run_id, number, conflicts=len(result.conflicts))
+    return result
+
+
+def _rule_total(rule_plan: RulePlan, parts: list[RuleApplied]) -> RuleApplied:
+    """One rule's outcome over its chunks, with the keys the plan left out."""
+    return RuleApplied(
+        rule_plan.rule,
+        sum(p.updated for p in parts),
+        sum(p.inserted for p in parts),
+        tuple(c for p in parts for c in p.conflicts),
+        sum((p.residual for p in parts), Decimal(0)),
+        rule_plan.left_out + tuple(f for p in parts for f in p.left_out),
+        tuple(w for p in parts for w in p.warnings),
+    )

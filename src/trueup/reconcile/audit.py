@@ -74,6 +74,34 @@ changes = sa.Table(
     sa.Column("row_image", sa.Text),  # JSON of the whole row, for inserted and deleted rows
 )
 
+# A chunked apply (`apply --chunk-size N`): its options, and its key-ordered chunks, each marked when its
+# transaction commits, so `apply --resume RUN` knows exactly which chunks are left.
+chunked_runs = sa.Table(
+    "trueup_chunked_runs",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("chunk_size", sa.Integer, nullable=False),
+    sa.Column("options", sa.Text, nullable=False),  # JSON: the scope's keys and where, include_flagged
+)
+
+chunks = sa.Table(
+    "trueup_chunks",
+    metadata,
+    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("first_key", sa.Text, nullable=False),  # JSON list of values; the chunk is first..last, inclusive
+    sa.Column("last_key", sa.Text, nullable=False),
+    sa.Column("committed_at", sa.DateTime),
+)
+
+
+class Chunk(NamedTuple):
+    number: int
+    rule: str
+    first: tuple[Any, ...]
+    last: tuple[Any, ...]
+
 
 class Run(NamedTuple):
     id: int
@@ -146,6 +174,50 @@ def finish_run(connection: Connection, run_id: int, **fields: Any) -> None:
 
 def set_status(connection: Connection, run_id: int, **fields: Any) -> None:
     connection.execute(runs.update().where(runs.c.id == run_id).values(**fields))
+
+
+def record_chunks(connection: Connection, run_id: int, chunk_size: int, options: str, planned: list[Chunk]) -> None:
+    """A chunked run's options and chunks, written with its run row before any chunk is applied."""
+    connection.execute(chunked_runs.insert().values(run_id=run_id, chunk_size=chunk_size, options=options))
+    rows = [
+        {"run_id": run_id, "number": c.number, "rule": c.rule, "first_key": _key(c.first), "last_key": _key(c.last)}
+        for c in planned
+    ]
+    if rows:
+        connection.execute(chunks.insert(), rows)
+
+
+def commit_chunk(connection: Connection, run_id: int, number: int, **counts: int) -> None:
+    """Mark a chunk done (inside its own transaction) and add what it wrote to the run's counts."""
+    connection.execute(
+        chunks.update().where(chunks.c.run_id == run_id, chunks.c.number == number).values(committed_at=now())
+    )
+    added = {name: runs.c[name] + value for name, value in counts.items()}
+    connection.execute(runs.update().where(runs.c.id == run_id).values(**added))
+
+
+def chunked_options(connection: Connection, run_id: int) -> tuple[int, dict[str, Any]] | None:
+    """The chunk size and options of a chunked run; None for any other run."""
+    if not sa.inspect(connection).has_table(chunked_runs.name):
+        return None
+    row = connection.execute(sa.select(chunked_runs).where(chunked_runs.c.run_id == run_id)).first()
+    return None if row is None else (row.chunk_size, json.loads(row.options))
+
+
+def pending_chunks(connection: Connection, run_id: int) -> tuple[list[Chunk], int]:
+    """The chunks of a run whose transaction has not committed, in order (keys as JSON gives them back); and
+    how many chunks the run has."""
+    mine = chunks.c.run_id == run_id
+    query = sa.select(chunks).where(mine, chunks.c.committed_at.is_(None)).order_by(chunks.c.number)
+    pending = [
+        Chunk(row.number, row.rule, tuple(json.loads(row.first_key)), tuple(json.loads(row.last_key)))
+        for row in connection.execute(query)
+    ]
+    return pending, connection.execute(sa.select(sa.func.count()).where(mine)).scalar_one()
+
+
+def _key(key: tuple[Any, ...]) -> str:
+    return json.dumps(list(key), default=str)
 
 
 def creates_table(connection: Connection, table: str) -> bool:
