@@ -10,7 +10,7 @@ from trueup import guard
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
-from trueup.report.format import to_json
+from trueup.report.format import to_json, value_text
 
 guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
 app.add_typer(guard_app, name="guard")
@@ -18,7 +18,7 @@ app.add_typer(guard_app, name="guard")
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
 ModeOption = Annotated[
     str,
-    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys); alarm and enforce: PostgreSQL."),
+    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys), alarm (record violations at commit) or enforce (fail them): the last two on PostgreSQL."),
 ]
 
 
@@ -123,3 +123,33 @@ def _row(installed: guard.Installed, changed: str) -> dict[str, object]:
         "complete": installed.complete,
         "changed_since": changed,
     }
+
+
+@guard_app.command("violations")
+@common.handles_errors
+def violations(
+    rule: Annotated[str | None, typer.Option("--rule", "-r", metavar="NAME", help="Only this rule's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The most recent N.")] = 100,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    fmt: OutputFormatOption = Output.table,
+) -> None:
+    """List what alarm guards found at commit, newest first: rule, key, recorded and expected figures,
+    and who committed it (application_name, database user, client address, time, transaction id).
+
+    Example: trueup guard violations --rule stock --format json
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        rows = guard.violations(connection, rule, limit)
+    if fmt is Output.json:
+        typer.echo(to_json({"violations": rows}))
+        return
+    if not rows:
+        typer.echo("no violations recorded")
+    for row in rows:
+        typer.echo(
+            f"{row['at']} {row['rule']} key {row['key']}: recorded {value_text(row['recorded'])}, "
+            f"expected {value_text(row['expected'])}; by {row['user']} "
+            f"({row['application_name'] or '-'}, {row['client_addr'] or 'local'}), txid {row['txid']}"
+        )

@@ -32,10 +32,10 @@ from sqlalchemy.dialects import postgresql
 from trueup.config import Rule
 from trueup.db import dialect_for_name, join_name, quote_name, split_name
 from trueup.guard.ddl import TOUCHED, Trigger
+from trueup.guard.violations import VIOLATIONS
 from trueup.reconcile.query import Scope, comparison
 
 SQLSTATE = "TU001"
-VIOLATIONS = "trueup_violations"
 
 metadata = sa.MetaData()
 touched = sa.Table(
@@ -45,20 +45,6 @@ touched = sa.Table(
     sa.Column("rule", sa.String(128), primary_key=True),
     sa.Column("key", sa.String(512), primary_key=True),
     prefixes=["UNLOGGED"],  # a note that lives for one transaction: no WAL for it
-)
-violations = sa.Table(
-    VIOLATIONS,
-    metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("rule", sa.String(128), nullable=False, index=True),
-    sa.Column("key", sa.String(512), nullable=False),
-    sa.Column("recorded", sa.Numeric, nullable=True),
-    sa.Column("expected", sa.Numeric, nullable=True),
-    sa.Column("application_name", sa.Text, nullable=True),
-    sa.Column("db_user", sa.Text, nullable=False),  # session_user: the role that connected
-    sa.Column("client_addr", sa.Text, nullable=True),  # inet_client_addr(); NULL over a Unix socket
-    sa.Column("at", sa.DateTime, nullable=False),  # UTC
-    sa.Column("txid", sa.BigInteger, nullable=False),
 )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from trueup.config import Config
 from trueup.db import create_missing, dialect_for, driver_message
 from trueup.errors import DatabaseError, NotFoundError
-from trueup.guard import commit
+from trueup.guard import commit, violations
 from trueup.guard.ddl import Trigger, check_mode, ddl_sha256, stem, triggers
 from trueup.reconcile import audit, queue
 from trueup.reconcile.guard import confirm_writes
@@ -88,6 +88,7 @@ def install(
     audit.ensure_tables(connection)
     if mode != "capture":
         create_missing(connection, commit.metadata)
+        create_missing(connection, violations.metadata)
     standing = _standing(connection, rule_name)
     if standing is not None and standing.complete and standing.ddl_sha256 == sha and standing.mode == mode:
         return Outcome(rule_name, mode, None, 0, message=f"already installed by run {standing.run_id}; nothing to do")
