@@ -56,18 +56,38 @@ def state(db: Database) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 # The shapes: (name, statements, buggy, the key it breaks, recorded and expected at its commit).
 SHAPES = [
-    ("rolled-back transfer still bumped the figure", ["UPDATE items SET remaining = remaining + 5 WHERE id = 6"],
-     True, [6], 105, 100),
+    (
+        "rolled-back transfer still bumped the figure",
+        ["UPDATE items SET remaining = remaining + 5 WHERE id = 6"],
+        True, [6], 105, 100,
+    ),
     ("sale that never deducted", ["INSERT INTO moves VALUES (10, 7, 4, 'done')"], True, [7], 100, 96),
-    ("COUNT(*) written where SUM was meant",
-     ["INSERT INTO moves SELECT 20 + g, 8, 3, 'done' FROM generate_series(1, 50) g",
-      "UPDATE items SET remaining = remaining - 50 WHERE id = 8"], True, [8], 50, -50),
-    ("correct sale", ["INSERT INTO moves VALUES (11, 1, 5, 'done')",
-                      "UPDATE items SET remaining = remaining - 5 WHERE id = 1"], False, None, None, None),
-    ("correct sale of 50 records", ["INSERT INTO moves SELECT 100 + g, 9, 1, 'done' FROM generate_series(1, 50) g",
-                                    "UPDATE items SET remaining = remaining - 50 WHERE id = 9"], False, None, None, None),
-    ("pending move done, figure deducted", ["UPDATE moves SET status = 'done' WHERE id = 2",
-                                            "UPDATE items SET remaining = 97 WHERE id = 2"], False, None, None, None),
+    (
+        "COUNT(*) written where SUM was meant",
+        [
+            "INSERT INTO moves SELECT 20 + g, 8, 3, 'done' FROM generate_series(1, 50) g",
+            "UPDATE items SET remaining = remaining - 50 WHERE id = 8",
+        ],
+        True, [8], 50, -50,
+    ),
+    (
+        "correct sale",
+        ["INSERT INTO moves VALUES (11, 1, 5, 'done')", "UPDATE items SET remaining = remaining - 5 WHERE id = 1"],
+        False, None, None, None,
+    ),
+    (
+        "correct sale of 50 records",
+        [
+            "INSERT INTO moves SELECT 100 + g, 9, 1, 'done' FROM generate_series(1, 50) g",
+            "UPDATE items SET remaining = remaining - 50 WHERE id = 9",
+        ],
+        False, None, None, None,
+    ),
+    (
+        "pending move done, figure deducted",
+        ["UPDATE moves SET status = 'done' WHERE id = 2", "UPDATE items SET remaining = 97 WHERE id = 2"],
+        False, None, None, None,
+    ),
 ]  # fmt: skip
 
 
@@ -187,15 +207,16 @@ def _attempt(connection: psycopg.Connection, statements: list[str], counts: dict
             raise
 
 
-def test_eight_concurrent_writers_under_enforce_no_false_positive_no_lost_commit(
-    pg: Database, tmp_path: Path
-) -> None:
+def test_eight_concurrent_writers_under_enforce_no_false_positive_no_lost_commit(pg: Database, tmp_path: Path) -> None:
     path = shop(pg, tmp_path)
     assert cli(path, "guard", "install", "--rule", "stock", "--mode", "enforce", "--yes")[0] == 0
     counts, _ = writers(pg, "enforce")
     buggy = WRITERS * (PER_WRITER // 3)
     assert (counts["committed"], counts["refused"], counts["false_positive"], counts["lost"]) == (
-        WRITERS * PER_WRITER - buggy, buggy, 0, 0
+        WRITERS * PER_WRITER - buggy,
+        buggy,
+        0,
+        0,
     ), counts
     assert pg.scalar("SELECT COUNT(*) FROM moves WHERE id >= 1000") == 2 * (WRITERS * PER_WRITER - buggy)
     print(f"enforce, {WRITERS} writers: {counts}")
@@ -239,8 +260,8 @@ def test_a_killed_install_leaves_nothing_half_installed(pg: Database, tmp_path: 
     before = catalog(pg)
     with connect(pg) as holder:
         holder.execute("LOCK TABLE moves IN ACCESS EXCLUSIVE MODE")  # its items triggers go first, then it waits
-        command = [str(Path(sys.executable).parent / "trueup"), "guard", "install", "--rule", "stock", "--mode", "enforce",
-                   "--yes", "--config", str(path)]  # fmt: skip
+        trueup = str(Path(sys.executable).parent / "trueup")
+        command = [trueup, "guard", "install", "--rule", "stock", "--mode", "enforce", "--yes", "--config", str(path)]
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             _wait_for(lambda: holder.execute(

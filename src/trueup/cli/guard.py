@@ -18,7 +18,12 @@ app.add_typer(guard_app, name="guard")
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
 ModeOption = Annotated[
     str,
-    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys), alarm (record violations at commit) or enforce (fail them): the last two on PostgreSQL."),
+    typer.Option(
+        "--mode",
+        "-m",
+        metavar="MODE",
+        help="capture (queue touched keys); alarm (record violations at commit), enforce (fail them): PostgreSQL.",
+    ),
 ]
 
 

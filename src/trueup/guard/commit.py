@@ -100,8 +100,9 @@ def _verdict(mode: str, rule_literal: str, schema: str) -> str:
             "HINT = 'update the cached figure in the same transaction as its records';"
         )
     return (
-        f'INSERT INTO {_quoted(join_name([schema, VIOLATIONS]))} ("rule", "key", "recorded", "expected", "application_name", "db_user", '
-        '"client_addr", "at", "txid") VALUES (NEW."rule", NEW."key", trueup_recorded, trueup_expected, '
+        f"INSERT INTO {_quoted(join_name([schema, VIOLATIONS]))} "
+        '("rule", "key", "recorded", "expected", "application_name", "db_user", "client_addr", "at", "txid") '
+        'VALUES (NEW."rule", NEW."key", trueup_recorded, trueup_expected, '
         "current_setting('application_name', true), session_user, host(inet_client_addr()), "
         "(now() AT TIME ZONE 'UTC'), NEW.\"txid\");"
     )
