@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,9 +26,14 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from tests.databases import Database, make_database
 from tests.test_guard import catalog, cli, shop
+from trueup.config import load_config
+from trueup.serve import tokens
+from trueup.serve.app import create_app
+from trueup.serve.service import Service
 
 WRITERS = 8
 PER_WRITER = 12  # transactions per writer; every third is buggy
@@ -302,3 +308,41 @@ def test_alarm_and_enforce_are_refused_where_no_check_at_commit_exists(kind: str
         assert not sa.inspect(db.engine).has_table("trueup_runs")
     finally:
         drop()
+
+
+def test_the_service_lists_guards_and_violations_and_the_dashboard_shows_them(pg: Database, tmp_path: Path) -> None:
+    path = shop(pg, tmp_path)
+    assert cli(path, "guard", "install", "--rule", "stock", "--mode", "alarm", "--yes")[0] == 0
+    with connect(pg, "till-3") as connection:
+        run(connection, ["UPDATE items SET remaining = 77 WHERE id = 3"])
+    with pg.engine.connect() as connection:
+        secret = tokens.create(connection, "reader", "read")
+    auth = {"Authorization": f"Bearer {secret}"}
+    with TestClient(create_app(Service(load_config(path))), raise_server_exceptions=False) as web:
+        assert web.get("/api/guard").status_code == 401
+        answer = web.get("/api/guard", headers=auth)
+        assert answer.status_code == 200, answer.text
+        (row,) = answer.json()["guards"]
+        assert (row["rule"], row["mode"], row["tables"], row["complete"]) == (
+            "stock",
+            "alarm",
+            ["items", "moves"],
+            True,
+        )
+        answer = web.get("/api/guard/violations", params={"rule": "stock"}, headers=auth)
+        (found,) = answer.json()["violations"]
+        assert (found["key"], found["recorded"], found["expected"], found["application_name"]) == (
+            [3],
+            77,
+            100,
+            "till-3",
+        )
+        assert web.get("/api/guard/violations", params={"limit": 0}, headers=auth).status_code == 400
+        assert web.get("/api/guard/violations", params={"rule": "other"}, headers=auth).json() == {"violations": []}
+        form = web.get("/signin")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        web.post("/signin", data={"token": secret, "csrf": csrf}, follow_redirects=False)
+        page = web.get("/guard")
+        assert page.status_code == 200
+        assert "<td>stock</td><td>alarm</td><td>items, moves</td>" in page.text
+        assert '<td>stock</td><td>3</td><td class="num">77</td>' in page.text and "till-3" in page.text

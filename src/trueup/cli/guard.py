@@ -11,6 +11,7 @@ from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
 from trueup.report.format import to_json, value_text
+from trueup.report.guard import guard_row
 
 guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
 app.add_typer(guard_app, name="guard")
@@ -102,7 +103,7 @@ def status(
     """
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
-        rows = [_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
+        rows = [guard_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
     if fmt is Output.json:
         typer.echo(to_json({"guards": rows}))
         return
@@ -115,19 +116,6 @@ def status(
             f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
             f"rule changed since: {row['changed_since']}{state}"
         )
-
-
-def _row(installed: guard.Installed, changed: str) -> dict[str, object]:
-    return {
-        "rule": installed.rule,
-        "mode": installed.mode,
-        "tables": list(installed.tables),
-        "run_id": installed.run_id,
-        "trueup_version": installed.tool_version,
-        "config_sha256": installed.config_sha256,
-        "complete": installed.complete,
-        "changed_since": changed,
-    }
 
 
 @guard_app.command("violations")
