@@ -36,7 +36,7 @@ from trueup.serve.app import create_app
 from trueup.serve.service import Service
 
 WRITERS = 8
-PER_WRITER = 12  # transactions per writer; every third is buggy
+PER_WRITER = 9  # transactions per writer; every third is buggy
 
 
 @pytest.fixture
@@ -346,3 +346,22 @@ def test_the_service_lists_guards_and_violations_and_the_dashboard_shows_them(pg
         assert page.status_code == 200
         assert "<td>stock</td><td>alarm</td><td>items, moves</td>" in page.text
         assert '<td>stock</td><td>3</td><td class="num">77</td>' in page.text and "till-3" in page.text
+
+
+def test_under_capture_a_round_after_the_writers_finds_exactly_the_injected_drift(pg: Database, tmp_path: Path) -> None:
+    path = shop(pg, tmp_path)
+    assert cli(path, "guard", "install", "--rule", "stock", "--mode", "capture", "--yes")[0] == 0
+    assert json.loads(cli(path, "watch", "--once", "--format", "json")[1])["kind"] == "full"
+    counts, bugs = writers(pg, "capture")
+    assert counts["committed"] == WRITERS * PER_WRITER, counts
+    pg.execute("UPDATE moves SET status = 'done' WHERE id = 2")  # a status flipped in place, never deducted
+    pg.execute("UPDATE items SET remaining = remaining + 10 WHERE id = 1")  # a hand edit of the cached figure
+    touched = {json.loads(k)[0] for (k,) in pg.rows('SELECT "key" FROM trueup_dirty')}
+    assert touched == set(range(1, 10))  # every item was sold, flipped or edited
+    code, out = cli(path, "watch", "--once", "--format", "json")
+    round_ = json.loads(out)
+    assert code == 1, out
+    assert (round_["kind"], round_["checked"]) == ("incremental", len(touched))
+    injected = {item: -sum(1 for _, i in bugs if i == item) for item in range(6, 10)}
+    injected = {**{k: v for k, v in injected.items() if v}, 2: -3, 1: -10}
+    assert {d["key"][0]: d["delta"] for d in round_["drift"]} == injected
