@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +37,6 @@ from trueup.serve.service import Service
 
 WRITERS = 8
 PER_WRITER = 9  # transactions per writer; every third is buggy
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[Database]:
-    db, drop = make_database("postgresql", tmp_path)
-    try:
-        yield db
-    finally:
-        drop()
 
 
 def connect(db: Database, application: str = "pos") -> psycopg.Connection:

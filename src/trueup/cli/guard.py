@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -104,18 +105,7 @@ def status(
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         rows = [guard_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
-    if fmt is Output.json:
-        typer.echo(to_json({"guards": rows}))
-        return
-    if not rows:
-        typer.echo("no guards installed")
-    for row in rows:
-        state = "" if row["complete"] else " (incomplete: install again or remove)"
-        typer.echo(
-            f"{row['rule']}: {row['mode']} on {', '.join(row['tables'])}; run {row['run_id']}, "
-            f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
-            f"rule changed since: {row['changed_since']}{state}"
-        )
+    _listed(fmt, "guards", rows, "no guards installed", _guard_line)
 
 
 @guard_app.command("violations")
@@ -135,14 +125,32 @@ def violations(
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         rows = guard.violations(connection, rule, limit)
+    _listed(fmt, "violations", rows, "no violations recorded", _violation_line)
+
+
+def _listed(fmt: Output, name: str, rows: list[dict[str, Any]], empty: str, line: Callable[..., str]) -> None:
+    """`{name: rows}` as JSON, or one line per row (`empty` when there are none)."""
     if fmt is Output.json:
-        typer.echo(to_json({"violations": rows}))
+        typer.echo(to_json({name: rows}))
         return
     if not rows:
-        typer.echo("no violations recorded")
+        typer.echo(empty)
     for row in rows:
-        typer.echo(
-            f"{row['at']} {row['rule']} key {row['key']}: recorded {value_text(row['recorded'])}, "
-            f"expected {value_text(row['expected'])}; by {row['user']} "
-            f"({row['application_name'] or '-'}, {row['client_addr'] or 'local'}), txid {row['txid']}"
-        )
+        typer.echo(line(row))
+
+
+def _guard_line(row: dict[str, Any]) -> str:
+    state = "" if row["complete"] else " (incomplete: install again or remove)"
+    return (
+        f"{row['rule']}: {row['mode']} on {', '.join(row['tables'])}; run {row['run_id']}, "
+        f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
+        f"rule changed since: {row['changed_since']}{state}"
+    )
+
+
+def _violation_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['at']} {row['rule']} key {row['key']}: recorded {value_text(row['recorded'])}, "
+        f"expected {value_text(row['expected'])}; by {row['user']} "
+        f"({row['application_name'] or '-'}, {row['client_addr'] or 'local'}), txid {row['txid']}"
+    )
