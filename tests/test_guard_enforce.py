@@ -356,3 +356,18 @@ def test_under_capture_a_round_after_the_writers_finds_exactly_the_injected_drif
     injected = {item: -sum(1 for _, i in bugs if i == item) for item in range(6, 10)}
     injected = {**{k: v for k, v in injected.items() if v}, 2: -3, 1: -10}
     assert {d["key"][0]: d["delta"] for d in round_["drift"]} == injected
+
+
+def test_enforce_applies_the_rules_tolerance_as_check_does(pg: Database, tmp_path: Path) -> None:
+    path = shop(pg, tmp_path)
+    path.write_text(path.read_text().replace('name = "stock"\n', 'name = "stock"\ntolerance = 2\n'))
+    assert cli(path, "guard", "install", "--rule", "stock", "--mode", "enforce", "--yes")[0] == 0
+    with connect(pg) as connection:
+        run(connection, ["UPDATE items SET remaining = 102 WHERE id = 1"])  # within 2: check calls it no drift
+        with pytest.raises(psycopg.Error) as failed:
+            run(connection, ["UPDATE items SET remaining = 103 WHERE id = 2"])
+    assert failed.value.sqlstate == "TU001"
+    assert str(failed.value).splitlines()[0] == "trueup guard: rule stock, key [2]: recorded 103, expected 100"
+    assert pg.rows("SELECT remaining FROM items WHERE id IN (1, 2) ORDER BY id") == [(102,), (100,)]
+    code, out = cli(path, "check", "--format", "json")
+    assert (code, json.loads(out)["rules"][0]["drifted"]) == (0, 0), out
