@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve
+bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
@@ -40,6 +40,10 @@ bench-ledger: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
+
+bench-guard: $(STAMP)
+	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
+	if [ -f benchmarks/bench_guard_round.py ]; then $(BIN)/python benchmarks/bench_guard_round.py; fi
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

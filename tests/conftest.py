@@ -34,3 +34,13 @@ def sqlite_db(tmp_path) -> Iterator[Database]:
         yield database
     finally:
         drop()
+
+
+@pytest.fixture
+def pg(tmp_path) -> Iterator[Database]:
+    """A PostgreSQL schema of its own, for what exists only there (guard alarm and enforce)."""
+    database, drop = make_database("postgresql", tmp_path)
+    try:
+        yield database
+    finally:
+        drop()

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import tomllib
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-from tests.databases import Database, make_database
+from tests.databases import Database
 from trueup.config import parse_config
 from trueup.db import connect, dialect_for
 from trueup.errors import ConfigError
@@ -61,16 +60,6 @@ RULE = {
 
 def config(url: str, *rules: dict):
     return parse_config({"database": {"url": url}, "rules": list(rules or [RULE])})
-
-
-@pytest.fixture
-def pg(tmp_path) -> Iterator[Database]:
-    """PostgreSQL alone, for what its dialect does differently."""
-    database, drop = make_database("postgresql", tmp_path)
-    try:
-        yield database
-    finally:
-        drop()
 
 
 def fill(db: Database) -> None:

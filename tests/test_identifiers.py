@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from tests.databases import Database, make_database
+from tests.databases import Database
 from trueup.cli import app
 from trueup.config import load_config
 from trueup.db import join_name, open_engine, split_name
@@ -243,15 +243,6 @@ def test_a_name_written_by_join_name_splits_back_into_its_parts(parts: list[str]
 )
 def test_split_name(text: str, parts: tuple[str, ...]) -> None:
     assert split_name(text) == parts
-
-
-@pytest.fixture
-def pg(tmp_path: Path) -> Iterator[Database]:
-    database, drop = make_database("postgresql", tmp_path)
-    try:
-        yield database
-    finally:
-        drop()
 
 
 def test_a_name_matching_two_tables_but_for_case_names_both(pg: Database, tmp_path: Path) -> None:

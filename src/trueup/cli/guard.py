@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -10,7 +11,8 @@ from trueup import guard
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
-from trueup.report.format import to_json
+from trueup.report.format import to_json, value_text
+from trueup.report.guard import guard_row
 
 guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
 app.add_typer(guard_app, name="guard")
@@ -18,7 +20,12 @@ app.add_typer(guard_app, name="guard")
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
 ModeOption = Annotated[
     str,
-    typer.Option("--mode", "-m", metavar="MODE", help="capture (queue touched keys); alarm and enforce: PostgreSQL."),
+    typer.Option(
+        "--mode",
+        "-m",
+        metavar="MODE",
+        help="capture (queue touched keys); alarm (record violations at commit), enforce (fail them): PostgreSQL.",
+    ),
 ]
 
 
@@ -97,29 +104,53 @@ def status(
     """
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
-        rows = [_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
+        rows = [guard_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
+    _listed(fmt, "guards", rows, "no guards installed", _guard_line)
+
+
+@guard_app.command("violations")
+@common.handles_errors
+def violations(
+    rule: Annotated[str | None, typer.Option("--rule", "-r", metavar="NAME", help="Only this rule's.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The most recent N.")] = 100,
+    config: ConfigOption = None,
+    database: DatabaseOption = None,
+    fmt: OutputFormatOption = Output.table,
+) -> None:
+    """List what alarm guards found at commit, newest first: rule, key, recorded and expected figures,
+    and who committed it (application_name, database user, client address, time, transaction id).
+
+    Example: trueup guard violations --rule stock --format json
+    """
+    cfg = common.load_config_for(config, database)
+    with common.session(cfg, database) as connection:
+        rows = guard.violations(connection, rule, limit)
+    _listed(fmt, "violations", rows, "no violations recorded", _violation_line)
+
+
+def _listed(fmt: Output, name: str, rows: list[dict[str, Any]], empty: str, line: Callable[..., str]) -> None:
+    """`{name: rows}` as JSON, or one line per row (`empty` when there are none)."""
     if fmt is Output.json:
-        typer.echo(to_json({"guards": rows}))
+        typer.echo(to_json({name: rows}))
         return
     if not rows:
-        typer.echo("no guards installed")
+        typer.echo(empty)
     for row in rows:
-        state = "" if row["complete"] else " (incomplete: install again or remove)"
-        typer.echo(
-            f"{row['rule']}: {row['mode']} on {', '.join(row['tables'])}; run {row['run_id']}, "
-            f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
-            f"rule changed since: {row['changed_since']}{state}"
-        )
+        typer.echo(line(row))
 
 
-def _row(installed: guard.Installed, changed: str) -> dict[str, object]:
-    return {
-        "rule": installed.rule,
-        "mode": installed.mode,
-        "tables": list(installed.tables),
-        "run_id": installed.run_id,
-        "trueup_version": installed.tool_version,
-        "config_sha256": installed.config_sha256,
-        "complete": installed.complete,
-        "changed_since": changed,
-    }
+def _guard_line(row: dict[str, Any]) -> str:
+    state = "" if row["complete"] else " (incomplete: install again or remove)"
+    return (
+        f"{row['rule']}: {row['mode']} on {', '.join(row['tables'])}; run {row['run_id']}, "
+        f"trueup {row['trueup_version']}, config {(row['config_sha256'] or '-')[:12]}, "
+        f"rule changed since: {row['changed_since']}{state}"
+    )
+
+
+def _violation_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['at']} {row['rule']} key {row['key']}: recorded {value_text(row['recorded'])}, "
+        f"expected {value_text(row['expected'])}; by {row['user']} "
+        f"({row['application_name'] or '-'}, {row['client_addr'] or 'local'}), txid {row['txid']}"
+    )

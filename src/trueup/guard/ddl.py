@@ -33,6 +33,7 @@ from trueup.errors import ConfigError, UsageError
 
 EVENTS = ("insert", "update", "delete")
 QUEUE = "trueup_dirty"
+TOUCHED = "trueup_touched"  # alarm, enforce: the keys a transaction touched (see trueup.guard.commit)
 MODES = ("capture", "alarm", "enforce")
 
 
@@ -62,7 +63,7 @@ class Trigger:
     drop: tuple[str, ...]  # the statements that remove it (IF EXISTS: safe after a killed install)
 
 
-def watched(rule: Rule, label: str = "config") -> list[Watched]:
+def watched(rule: Rule, label: str = "config", mode: str = "capture") -> list[Watched]:
     """The tables a (resolved) rule reads; ConfigError for a `from` source, whose rows we cannot map to keys."""
     recorded = rule.recorded
     read = None if recorded.where else (*recorded.key, recorded.quantity)
@@ -70,7 +71,7 @@ def watched(rule: Rule, label: str = "config") -> list[Watched]:
     for index, source in enumerate(rule.expected):
         if source.table is None:
             raise ConfigError(
-                f"{label}: rule {rule.name!r}: expected[{index}]: guard capture needs a `table` source; "
+                f"{label}: rule {rule.name!r}: expected[{index}]: guard {mode} needs a `table` source; "
                 "a `from` clause's rows cannot be mapped to the rule's key by a trigger"
             )
         columns = [*source.key, *([source.quantity] if isinstance(source.quantity, str) else [])]
@@ -94,21 +95,25 @@ def check_mode(backend: str, mode: str) -> None:
     if mode == "capture":
         return
     if backend == "postgresql":
-        raise UsageError(f"--mode {mode}: not built yet; capture works on every database (see issue 13)")
+        return
     raise UsageError(
-        f"--mode {mode} needs deferred constraint triggers, which {backend} does not have; "
-        "on this database only --mode capture works"
+        f"--mode {mode} needs deferred constraint triggers (a check at commit), which {backend} does not have; "
+        "on this database only --mode capture works (alarm and enforce: PostgreSQL)"
     )
 
 
-def triggers(rule: Rule, backend: str, schema: str | None, label: str = "config") -> list[Trigger]:
-    """The capture triggers for `rule` on a database of `backend` (its queue in `schema`, if given)."""
+def triggers(
+    rule: Rule, backend: str, schema: str | None, label: str = "config", mode: str = "capture"
+) -> list[Trigger]:
+    """The row triggers for `rule` on a database of `backend` (its queue in `schema`, if given): under
+    capture they queue touched keys in `trueup_dirty`; under alarm and enforce (PostgreSQL) they note
+    them, once per transaction, in `trueup_touched` for the check at commit (`trueup.guard.commit`)."""
     render = _RENDERERS.get(backend)
     if render is None:
         raise UsageError(f"guard: {backend} is not supported; capture works on SQLite, PostgreSQL and MySQL/MariaDB")
     return [
-        render.trigger(rule.name, f"{_stem(rule.name)}_{index}_{event[0]}", table, event, schema)
-        for index, table in enumerate(watched(rule, label))
+        render.trigger(rule.name, f"{stem(rule.name)}_{index}_{event[0]}", table, event, schema, mode)
+        for index, table in enumerate(watched(rule, label, mode))
         for event in EVENTS
     ]
 
@@ -134,7 +139,7 @@ def _merged(found: list[Watched]) -> list[Watched]:
     return list(merged.values())
 
 
-def _stem(rule: str) -> str:
+def stem(rule: str) -> str:
     """`trueup_<rule>_<hash>`, short enough for MySQL's 64 and PostgreSQL's 63 characters with a suffix."""
     slug = re.sub(r"[^A-Za-z0-9_]", "_", rule)[:28]
     return f"trueup_{slug}_{hashlib.sha256(rule.encode()).hexdigest()[:6]}"
@@ -151,7 +156,7 @@ class _Renderer:
         self.dialect = _dialects()[self.backend]
         self.prep = self.dialect.identifier_preparer
 
-    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
+    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
         raise NotImplementedError
 
     def q(self, name: str) -> str:
@@ -163,19 +168,25 @@ class _Renderer:
     def literal(self, value: Any) -> str:
         return str(sa.literal(value).compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
 
-    def insert(self, rule: str, row: str, key: Sequence[str], schema: str | None) -> str:
+    def insert(self, rule: str, row: str, key: Sequence[str], schema: str | None, mode: str = "capture") -> str:
         values = [f"{row}.{self.q(c)}" for c in key]
         json = dialect_for_name(self.backend).json_array(*[sa.literal_column(v) for v in values])
         rendered = str(json.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
+        if mode != "capture":  # alarm, enforce: note the key once per transaction for the check at commit
+            touched = self.table(join_name([schema, TOUCHED]) if schema else TOUCHED)
+            return (
+                f"INSERT INTO {touched} ({self.q('txid')}, {self.q('rule')}, {self.q('key')}) "
+                f"VALUES (txid_current(), {self.literal(rule)}, {rendered}) ON CONFLICT DO NOTHING"
+            )
         queue = self.table(join_name([schema, QUEUE]) if schema else QUEUE)
         return (
             f"INSERT INTO {queue} ({self.q('rule')}, {self.q('key')}, {self.q('queued_at')}, {self.q('queued_by')}) "
             f"VALUES ({self.literal(rule)}, {rendered}, {self.now}, {self.literal('guard:capture')})"
         )
 
-    def block(self, rule: str, mark: Mark, key: Sequence[str], schema: str | None) -> str:
+    def block(self, rule: str, mark: Mark, key: Sequence[str], schema: str | None, mode: str = "capture") -> str:
         """The mark as a statement of a procedural body (MySQL, PL/pgSQL)."""
-        insert = self.insert(rule, mark.row, key, schema)
+        insert = self.insert(rule, mark.row, key, schema, mode)
         return f"IF {self.changed(mark.changed)} THEN {insert}; END IF;" if mark.changed else f"{insert};"
 
     def changed(self, columns: Sequence[str]) -> str:
@@ -189,7 +200,7 @@ class _SQLite(_Renderer):
     distinct = "{old} IS NOT {new}"
     now = "datetime('now')"
 
-    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
+    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
         create, drop = [], []
         for index, mark in enumerate(marks(table, event)):
             trigger = self.q(f"{name}{index}")
@@ -209,7 +220,7 @@ class _MySQL(_Renderer):
     distinct = "NOT ({old} <=> {new})"
     now = "UTC_TIMESTAMP()"
 
-    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
+    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
         body = " ".join(self.block(rule, mark, table.key, None) for mark in marks(table, event))
         on = self.table(table.table)
         create = f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW BEGIN {body} END"
@@ -225,8 +236,8 @@ class _PostgreSQL(_Renderer):
     backend = "postgresql"
     now = "(now() AT TIME ZONE 'UTC')"
 
-    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None) -> Trigger:
-        body = " ".join(self.block(rule, mark, table.key, schema) for mark in marks(table, event))
+    def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
+        body = " ".join(self.block(rule, mark, table.key, schema, mode) for mark in marks(table, event))
         function = self.table(join_name([schema, name]) if schema else name)
         on = self.table(table.table)
         create = (

@@ -25,9 +25,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config
-from trueup.db import dialect_for, driver_message
+from trueup.db import create_missing, dialect_for, driver_message
 from trueup.errors import DatabaseError, NotFoundError
-from trueup.guard.ddl import Trigger, check_mode, ddl_sha256, triggers
+from trueup.guard import commit, violations
+from trueup.guard.ddl import Trigger, check_mode, ddl_sha256, stem, triggers
 from trueup.reconcile import audit, queue
 from trueup.reconcile.guard import confirm_writes
 from trueup.reconcile.resolve import resolve_rule
@@ -64,7 +65,11 @@ def plan(connection: Connection, config: Config, rule_name: str, mode: str) -> l
     backend = connection.dialect.name
     check_mode(backend, mode)
     rule = resolve_rule(connection, config.rule(rule_name), config._label())
-    return triggers(rule, backend, _schema(connection), config._label())
+    schema = _schema(connection)
+    found = triggers(rule, backend, schema, config._label(), mode)
+    if mode == "capture" or schema is None:
+        return found
+    return [*found, commit.commit_trigger(rule, f"{stem(rule.name)}_commit", schema, mode)]
 
 
 def install(
@@ -81,6 +86,9 @@ def install(
     sha = ddl_sha256(found)
     queue.ensure_table(connection)
     audit.ensure_tables(connection)
+    if mode != "capture":
+        create_missing(connection, commit.metadata)
+        create_missing(connection, violations.metadata)
     standing = _standing(connection, rule_name)
     if standing is not None and standing.complete and standing.ddl_sha256 == sha and standing.mode == mode:
         return Outcome(rule_name, mode, None, 0, message=f"already installed by run {standing.run_id}; nothing to do")
@@ -184,9 +192,11 @@ def _record(tx: Connection, found: list[Trigger], mode: str, fields: dict[str, o
 
 
 def _create(connection: Connection, found: list[Trigger]) -> None:
+    # The driver reads `%` as a placeholder even with no parameters (PL/pgSQL's `%TYPE`): doubled, it is one.
+    percent = connection.dialect.paramstyle in ("format", "pyformat")
     for trigger in found:
         for statement in trigger.create:
-            connection.exec_driver_sql(statement)
+            connection.exec_driver_sql(statement.replace("%", "%%") if percent else statement)
 
 
 def _schema(connection: Connection) -> str | None:

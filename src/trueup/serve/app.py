@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from trueup import __version__
-from trueup.serve import api, cost_api, errors, ledger_api, pages
+from trueup.serve import api, cost_api, errors, guard_api, ledger_api, pages
 from trueup.serve.limits import BodyLimit
 from trueup.serve.metrics import RequestMetrics, ServiceMetrics
 from trueup.serve.service import Service
@@ -59,6 +59,7 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
     app.include_router(api.router)
     app.include_router(ledger_api.router)
     app.include_router(cost_api.router)
+    app.include_router(guard_api.router)
     app.include_router(pages.router)
     pages.mount(app)
 

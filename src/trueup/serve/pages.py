@@ -25,7 +25,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from trueup import __version__
+from trueup import __version__, guard
 from trueup.errors import ConflictError, TrueupError
 from trueup.reconcile import audit, history
 from trueup.reconcile.apply import apply as apply_repair
@@ -37,6 +37,7 @@ from trueup.reconcile.query import Scope
 from trueup.reconcile.undo import undo_run
 from trueup.report import chart
 from trueup.report.format import key_text, number, to_json
+from trueup.report.guard import guard_row
 from trueup.serve import api, cost_api
 from trueup.serve.auth import COOKIE, allowed, check_csrf, service_of, signed_in
 from trueup.serve.errors import ApiError, kind_of, status_of
@@ -290,6 +291,16 @@ def apply_page(
 
 
 # -- runs --------------------------------------------------------------------------------------
+
+
+@router.get("/guard")
+@page()
+def guard_page(request: Request, viewer: Viewer) -> Response:
+    service = service_of(request)
+    with service.connection() as connection:
+        guards = [guard_row(g, guard.changed_since(connection, service.config, g)) for g in guard.status(connection)]
+        found = guard.violations(connection, None, 50)
+    return render(request, "guard.html.j2", viewer, guards=guards, violations=found)
 
 
 @router.get("/runs")
