@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-ledger: $(STAMP)
 
 bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
+
+# The Spark half of the scale runs (the local partitioned engine's is bench_scale_cost.py).
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale_spark.py $(BENCH_SPARK_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
