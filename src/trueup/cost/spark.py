@@ -59,6 +59,7 @@ DEFAULT_MASTER = "local[2]"
 INSTALL = "--engine spark needs PySpark: pip install 'trueup[spark]'"
 _CSV = (".csv", ".txt", ".tsv")
 _ROLES = ("sales", "lots")
+_LOG4J = Path(__file__).with_name("spark-log4j2.properties")  # the driver's JVM logs errors only
 
 
 class _Head(NamedTuple):
@@ -125,6 +126,7 @@ def session(master: str) -> Any:
     warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")  # pandas 3: unused here
     builder = SparkSession.builder.master(master).appName("trueup cost").config("spark.ui.enabled", "false")
     builder = builder.config("spark.ui.showConsoleProgress", "false")
+    builder = builder.config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
     try:
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("ERROR")
