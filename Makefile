@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard
+bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard bench-scale
 
 bench-check: $(STAMP)
 	$(BIN)/python benchmarks/bench_check.py $(BENCH_ARGS)
@@ -44,6 +44,10 @@ bench-serve: $(STAMP)
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
 	if [ -f benchmarks/bench_guard_round.py ]; then $(BIN)/python benchmarks/bench_guard_round.py; fi
+
+# The Spark half of the scale runs (the local partitioned engine's is bench_scale_cost.py).
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale_spark.py $(BENCH_SPARK_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

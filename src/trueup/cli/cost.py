@@ -26,6 +26,11 @@ from trueup.report.format import to_json
 Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
 
 
+class Engine(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 class SummaryFormat(StrEnum):
     table = "table"
     json = "json"
@@ -35,8 +40,12 @@ class SummaryFormat(StrEnum):
 @common.handles_errors
 def cost(
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for cogs.csv, lots_remaining.csv, ...")],
-    sales: Annotated[Path | None, typer.Option(help="Sales export (.csv, .xlsx or .parquet).")] = None,
-    lots: Annotated[Path | None, typer.Option(help="Purchase-lot export (.csv, .xlsx or .parquet).")] = None,
+    sales: Annotated[
+        str | None, typer.Option(help="Sales export (.csv, .xlsx or .parquet); with --engine spark also a table.")
+    ] = None,
+    lots: Annotated[
+        str | None, typer.Option(help="Purchase-lot export (.csv, .xlsx or .parquet); with --engine spark a table.")
+    ] = None,
     sales_sql: Annotated[str | None, typer.Option(help="Query for the sales, run on the configured database.")] = None,
     lots_sql: Annotated[str | None, typer.Option(help="Query for the lots, run on the configured database.")] = None,
     method: Annotated[Method, typer.Option(help="Costing method.")] = Method.fifo,  # type: ignore[attr-defined]
@@ -63,6 +72,10 @@ def cost(
     work_dir: Annotated[
         Path | None, typer.Option(help="Where larger inputs are split by SKU (default: a folder under --out).")
     ] = None,
+    engine: Annotated[Engine, typer.Option(help="Where to cost: here, or on Spark (pip install 'trueup[spark]').")] = (
+        Engine.local
+    ),
+    spark_master: Annotated[str, typer.Option(metavar="URL", help="With --engine spark: the cluster.")] = "local[2]",
     cogs_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the cost of each sale line.")] = COGS_TABLE,
     lots_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the lots remaining.")] = LOTS_TABLE,
     config: ConfigOption = None,
@@ -79,7 +92,13 @@ def cost(
     run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
     with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
         sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
-        if report or write or fits({"sales": sold, "lots": bought}, budget):
+        if engine is Engine.spark:
+            if report or write:
+                raise UsageError("--engine spark writes the files in --out; --report and --write need --engine local")
+            from trueup.cost.spark import cost_on_spark  # loads PySpark only when asked for
+
+            result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, **run)
+        elif report or write or fits({"sales": sold, "lots": bought}, budget):
             result = compute(sold, bought, **run)
             write_outputs(result, out, report=report)
         else:
@@ -105,8 +124,8 @@ def _store(
 
 def _inputs(
     stack: ExitStack,
-    sales: Path | None,
-    lots: Path | None,
+    sales: str | None,
+    lots: str | None,
     sales_sql: str | None,
     lots_sql: str | None,
     config: Path | None,

@@ -15,6 +15,7 @@ complete, so an interrupted run never leaves a half-written set.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -60,8 +61,14 @@ class Streams:
         return self._stack.__exit__(*exc)
 
     def append(self, result: CostResult) -> None:
-        spreadsheet_safe(cogs_frame(result)).write_csv(self._cogs, include_header=self._header)
-        spreadsheet_safe(lots_frame(result)).write_csv(self._lots, include_header=self._header)
+        self.append_csv(*csv_parts(result))
+
+    def append_csv(self, cogs: bytes, lots: bytes) -> None:
+        """A part's cogs.csv and lots_remaining.csv as `csv_parts` makes them; only the first keeps its header."""
+        if not self._header:
+            cogs, lots = cogs.split(b"\n", 1)[1], lots.split(b"\n", 1)[1]
+        self._cogs.write(cogs)
+        self._lots.write(lots)
         self._header = False
 
     def finish(self, result: CostResult, held: pl.DataFrame) -> None:
@@ -73,6 +80,14 @@ class Streams:
             from trueup.report.cost import render_html  # only loaded when asked for
 
             stage("report.html").write_text(render_html(result), encoding="utf-8")
+
+
+def csv_parts(result: CostResult) -> tuple[bytes, bytes]:
+    """The result's cogs.csv and lots_remaining.csv, each with its header line."""
+    cogs, lots = io.BytesIO(), io.BytesIO()
+    spreadsheet_safe(cogs_frame(result)).write_csv(cogs)
+    spreadsheet_safe(lots_frame(result)).write_csv(lots)
+    return cogs.getvalue(), lots.getvalue()
 
 
 def summary_dict(result: CostResult) -> dict[str, Any]:
