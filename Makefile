@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-startup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/bench_ledger.py $(BENCH_ARGS)
 
 bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
+
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/bench_startup.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
