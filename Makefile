@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard bench-scale clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-startup bench-guard bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/bench_ledger.py $(BENCH_ARGS)
 
 bench-serve: $(STAMP)
+	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
 
 bench-guard: $(STAMP)
@@ -48,6 +49,9 @@ bench-guard: $(STAMP)
 # The Spark half of the scale runs (the local partitioned engine's is bench_scale_cost.py).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale_spark.py $(BENCH_SPARK_ARGS)
+
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/bench_startup.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

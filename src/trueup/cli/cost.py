@@ -5,23 +5,23 @@ from __future__ import annotations
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, QuietOption
-from trueup.cost import METHODS, compute, write_outputs
-from trueup.cost.compute import Input
-from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
-from trueup.cost.read import read_query
-from trueup.cost.result import CostResult
-from trueup.cost.store import COGS_TABLE, LOTS_TABLE, StoreResult, store
-from trueup.cost.write import result_dict
 from trueup.errors import UsageError
-from trueup.report.cost import print_store, print_summary, store_dict
-from trueup.report.format import to_json
+
+if TYPE_CHECKING:
+    from trueup.cost.compute import Input
+    from trueup.cost.result import CostResult
+    from trueup.cost.store import StoreResult
+
+# The costing library (polars, numpy) loads when `trueup cost` runs, not for every command's start-up;
+# these names mirror trueup.cost.engines.METHODS (tests/test_cli_startup.py holds them equal).
+METHODS = ("fifo", "lifo", "average")
 
 Method = StrEnum("Method", {m: m for m in METHODS})  # type: ignore[misc]
 
@@ -76,8 +76,12 @@ def cost(
         Engine.local
     ),
     spark_master: Annotated[str, typer.Option(metavar="URL", help="With --engine spark: the cluster.")] = "local[2]",
-    cogs_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the cost of each sale line.")] = COGS_TABLE,
-    lots_table: Annotated[str, typer.Option(metavar="NAME", help="Table for the lots remaining.")] = LOTS_TABLE,
+    cogs_table: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Table for the cost of each sale line (default trueup_cogs).")
+    ] = None,
+    lots_table: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Table for the lots remaining (default trueup_lots_remaining).")
+    ] = None,
     config: ConfigOption = None,
     database: DatabaseOption = None,
     quiet: QuietOption = False,
@@ -88,6 +92,12 @@ def cost(
     """
     if apply and not write:
         raise UsageError("--apply commits what --write stores; give both")
+    from trueup.cost import compute, write_outputs
+    from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
+    from trueup.cost.write import result_dict
+    from trueup.report.cost import print_store, print_summary, store_dict
+    from trueup.report.format import to_json
+
     budget = machine_memory() if memory is None else parse_memory(memory)
     run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
     with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
@@ -115,11 +125,13 @@ def cost(
 
 
 def _store(
-    result: CostResult, config: Path | None, database: str | None, apply: bool, cogs: str, lots: str
+    result: CostResult, config: Path | None, database: str | None, apply: bool, cogs: str | None, lots: str | None
 ) -> StoreResult:
+    from trueup.cost.store import COGS_TABLE, LOTS_TABLE, store
+
     settings = common.load_config_for(config, database)
     with common.session(settings, database) as connection:
-        return store(connection, result, apply=apply, cogs=cogs, lots=lots)
+        return store(connection, result, apply=apply, cogs=cogs or COGS_TABLE, lots=lots or LOTS_TABLE)
 
 
 def _inputs(
@@ -137,6 +149,8 @@ def _inputs(
             raise UsageError(f"give exactly one of --{role} FILE or --{role}-sql QUERY")
     if sales_sql is None and lots_sql is None:
         return sales, lots  # type: ignore[return-value]
+    from trueup.cost.read import read_query
+
     settings = common.load_config_for(config, database)
     connection = stack.enter_context(common.session(settings, database))
     return (
