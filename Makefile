@@ -44,7 +44,6 @@ bench-serve: $(STAMP)
 
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
-	if [ -f benchmarks/bench_guard_round.py ]; then $(BIN)/python benchmarks/bench_guard_round.py; fi
 
 # The Spark half of the scale runs (the local partitioned engine's is bench_scale_cost.py).
 bench-scale: $(STAMP)
