@@ -46,6 +46,7 @@ def test_health_needs_no_token(shop: Shop) -> None:
         ("POST", "/api/check", "read"),
         ("POST", "/api/sync", "sync"),
         ("POST", "/api/apply", "write"),
+        ("POST", "/api/runs/1/resume", "write"),
         ("POST", "/api/runs/1/undo", "admin"),
         ("GET", "/api/tokens", "admin"),
         ("POST", "/api/ledger/issue", "sync"),
@@ -149,6 +150,31 @@ def test_apply_runs_undo_round_trip_matches_the_cli(shop: Shop) -> None:
         ("undo", "admin-token", "verified"),
         ("apply", "write-token", "undone"),
     ]
+
+
+def test_chunked_apply_over_http_is_one_run_of_chunks_that_cannot_be_resumed_once_done(shop: Shop) -> None:
+    with client(shop) as api:
+        applied = api.post("/api/apply", json={"chunk_size": 1}, headers=shop.auth("write"))
+        assert applied.status_code == 200, applied.text
+        document = applied.json()
+        assert (document["changed"], document["status"]) == (2, "verified")
+        run_id = document["run_id"]
+        finished = api.post(f"/api/runs/{run_id}/resume", json={}, headers=shop.auth("write"))
+        whole = api.post("/api/apply", json={}, headers=shop.auth("write"))  # nothing drifts now: no run
+        undone = api.post(f"/api/runs/{run_id}/undo", json={}, headers=shop.auth("admin"))
+        assert undone.status_code == 200, undone.text
+        with_a_plan = api.post("/api/apply", json={"chunk_size": 1, "plan": {}}, headers=shop.auth("write"))
+        zero = api.post("/api/apply", json={"chunk_size": 0}, headers=shop.auth("write"))
+        reader = api.post(f"/api/runs/{run_id}/resume", json={}, headers=shop.auth("read"))
+    committed = f"SELECT COUNT(*) FROM trueup_chunks WHERE run_id = {run_id} AND committed_at IS NOT NULL"
+    assert shop.db.scalar(committed) == 2
+    assert finished.status_code == 422
+    assert f"run {run_id} is not unfinished (it is verified)" in finished.json()["error"]["message"]
+    assert whole.json()["changed"] == 0
+    assert shop.packs() == {"A-1": 10, "B-2": 5, "C-3": 1}
+    assert with_a_plan.status_code == 400
+    assert zero.status_code == 400 and zero.json()["error"]["field"] == "chunk_size"
+    assert reader.status_code == 403
 
 
 def test_undo_conflict_is_409_and_changes_nothing(shop: Shop) -> None:

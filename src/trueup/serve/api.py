@@ -21,6 +21,7 @@ from trueup.config import Config, parse_duration
 from trueup.errors import ConflictError, NotFoundError, RefusedError, UsageError
 from trueup.reconcile import audit, history
 from trueup.reconcile.apply import apply as apply_repair
+from trueup.reconcile.apply import resume as resume_repair
 from trueup.reconcile.audit import now
 from trueup.reconcile.backup import Manifest, list_backups, restore_backup
 from trueup.reconcile.check import CheckRun, typed_key
@@ -73,6 +74,13 @@ class ApplyBody(PlanBody):
     plan: dict[str, Any] | None = Field(None, description="A plan document from POST /api/plan, applied as it is.")
     max_changes: int | None = Field(None, ge=0)
     max_abs_delta: Decimal | None = Field(None, ge=0)
+    chunk_size: int | None = Field(
+        None, ge=1, description="Write key-ordered chunks of N keys, each its own transaction (resumable)."
+    )
+    confirm: bool = Field(False, description="Required on a database that looks like production.")
+
+
+class ResumeBody(Body):
     confirm: bool = Field(False, description="Required on a database that looks like production.")
 
 
@@ -202,6 +210,7 @@ def apply(request: Request, body: ApplyBody, token: Writer) -> Response:
             backup_dir=service.backup_dir,
             yes=True,
             triggered_by="api",
+            chunk_size=body.chunk_size,
         )
     document = apply_document(result)
     if result.conflicts:
@@ -233,6 +242,15 @@ def run(
         changes = audit.run_changes(connection, run_id, limit, offset)
     page = {"limit": limit, "offset": offset, "total": found.changed}
     return json_response({"run": run_dict(found), "changes": [change_dict(c) for c in changes], "page": page})
+
+
+@router.post("/runs/{run_id}/resume", summary="Finish the chunks a killed chunked apply left uncommitted")
+def resume(request: Request, token: Writer, run_id: RowId, body: ResumeBody | None = None) -> Response:
+    service = service_of(request)
+    confirmed(service, (body or ResumeBody()).confirm)
+    with service.connection() as connection, audit.acting_as(token.name):
+        result = resume_repair(connection, service.config, service.engine.url, run_id, yes=True, triggered_by="api")
+    return json_response(apply_document(result))
 
 
 @router.post("/runs/{run_id}/undo", summary="Put back exactly what a run changed; refused if rows moved since")
