@@ -1,5 +1,7 @@
 # Every target does its own set-up: a virtual environment in .venv, installed from pyproject.toml.
 PYTHON ?= python3
+# pytest-xdist workers for `make test`: most tests wait on a database or a child process
+TEST_WORKERS ?= auto
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -16,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/trueup demo build/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench: bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-guard bench-scale
 

@@ -31,6 +31,7 @@ except ImportError:  # the spark extra is in dev: CI must have it
     pytest.skip("PySpark is not installed: pip install -e '.[dev]'", allow_module_level=True)
 EXAMPLES = Path(__file__).parent.parent / "examples" / "cost"
 runner = CliRunner()
+pytestmark = pytest.mark.xdist_group("spark")  # one JVM for the module, in one test worker
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,10 @@ def spark():
     session = spark_session(DEFAULT_MASTER)
     yield session
     session.stop()
+    from pyspark import SparkContext
+
+    SparkContext._gateway.shutdown()  # stop() leaves the JVM (about 1 GB) running for the rest of the suite
+    SparkContext._gateway = SparkContext._jvm = None
 
 
 def run(*args: str) -> tuple[int, str]:
