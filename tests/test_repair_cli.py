@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,46 @@ def test_runs_say_by_whom_and_what_triggered_them(sqlite_db: Database, tmp_path:
     table = runner.invoke(app, ["runs", "-c", str(config)], env={"COLUMNS": "200"}).stdout
     assert re.search(r"run\s+kind\s+rules\s+started \(UTC\)\s+by\s+triggered by\s+changed\s+status", table)
     assert re.search(rf"{run_id}\s+apply\s+batches\s+\S+ \S+\s+{re.escape(by)}\s+nightly-fix\s+2\s", table)
+
+
+@pytest.fixture
+def other_schema(server_db: Database):
+    """A second schema (PostgreSQL) or database (MariaDB) beside the test's own."""
+    name = f"trueup_o_{uuid.uuid4().hex[:10]}"
+    quoted = f'"{name}"' if server_db.kind == "postgresql" else f"`{name}`"
+    server_db.execute(f"CREATE {'SCHEMA' if server_db.kind == 'postgresql' else 'DATABASE'} {quoted}")
+    try:
+        yield name
+    finally:
+        server_db.execute(
+            f"DROP {'SCHEMA' if server_db.kind == 'postgresql' else 'DATABASE'} {quoted}"
+            + (" CASCADE" if server_db.kind == "postgresql" else "")
+        )
+
+
+def test_backup_of_a_table_in_another_schema_is_that_table(
+    server_db: Database, other_schema: str, tmp_path: Path
+) -> None:
+    """A same-named table in the connection's own schema is neither what is backed up nor what restore writes."""
+    db = server_db
+    config = batches_shop(db, tmp_path)
+    quote = db.engine.dialect.identifier_preparer.quote
+    qualified = f"{quote(other_schema)}.warehouse_inventory"
+    db.execute(f"CREATE TABLE {qualified} (product_code VARCHAR(20) PRIMARY KEY, packs INTEGER)")
+    db.execute(f"INSERT INTO {qualified} VALUES ('X-1', 40), ('X-2', 41)")
+    own = dump(db, "warehouse_inventory")
+    backups = tmp_path / "backups"
+    made = run(
+        "backup", "-c", str(config), "--table", f"{other_schema}.warehouse_inventory", "--backup-dir", str(backups)
+    )
+    assert made.exit_code == 0, made.output
+    assert f"{other_schema}.warehouse_inventory: 2 rows" in made.stdout
+    [manifest] = backups.glob("*.manifest.json")
+
+    db.execute(f"DELETE FROM {qualified}")
+    db.execute("UPDATE warehouse_inventory SET packs = 99")
+    changed_own = dump(db, "warehouse_inventory")
+    restored = run("restore", str(manifest), "-c", str(config), "--confirm", "--backup-dir", str(tmp_path / "pre"))
+    assert restored.exit_code == 0, restored.output
+    assert db.rows(f"SELECT product_code, packs FROM {qualified} ORDER BY 1") == [("X-1", 40), ("X-2", 41)]
+    assert dump(db, "warehouse_inventory") == changed_own != own  # the own schema's table was not touched

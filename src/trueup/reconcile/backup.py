@@ -379,16 +379,25 @@ def _pg_env(url: URL) -> dict[str, str]:
 
 
 def _mysqldump(connection: Connection, url: URL, path: Path, tables: list[str], tool: str) -> dict[str, int]:
+    """One dump per database the tables live in, each after a `USE` of that database, so a
+    `schema.table` is dumped (and restored) from its own database, not the connection's."""
     counts = _counts(connection, tables)
     partial = path.with_name(path.name + ".partial")
     with partial.open("wb") as out:
-        _run(
-            [tool, "--single-transaction", *_mysql_args(url), url.database or "", *[split_name(t)[-1] for t in tables]],
-            _mysql_env(url),
-            stdout=out,
-        )
+        for database, names in _by_database(tables, url.database or "").items():
+            out.write(f"USE `{database.replace('`', '``')}`;\n".encode())
+            out.flush()
+            _run([tool, "--single-transaction", *_mysql_args(url), database, *names], _mysql_env(url), stdout=out)
     partial.replace(path)
     return counts
+
+
+def _by_database(tables: list[str], default: str) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for table in tables:
+        *schema, name = split_name(table)
+        groups.setdefault(schema[0] if schema else default, []).append(name)
+    return groups
 
 
 def _mysql_args(url: URL) -> list[str]:
