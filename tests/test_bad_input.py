@@ -88,6 +88,17 @@ def test_backup_of_a_bad_table_name_writes_nothing(db: Database, tmp_path: Path,
     assert not backups.exists()
 
 
+def test_restore_refuses_a_backup_of_the_audit_tables(sqlite_db: Database, tmp_path: Path) -> None:
+    config = shop(sqlite_db, tmp_path)
+    assert run("apply", "-c", config, "--backup-dir", tmp_path / "b").exit_code == 0  # run 1, with its changes
+    backups = tmp_path / "audit"
+    assert run("backup", "-c", config, "--table", "trueup_runs", "--backup-dir", backups).exit_code == 0
+    [manifest] = backups.glob("*.manifest.json")
+    sqlite_db.execute("UPDATE trueup_runs SET status = 'undone'")  # what a later undo would have recorded
+    one_line_error(run("restore", manifest, "-c", config, "--confirm"), "trueup_runs", "would be lost")
+    assert sqlite_db.rows("SELECT id, status FROM trueup_runs") == [(1, "undone")]
+
+
 def test_undo_refuses_force_with_skip_conflicts(db: Database, tmp_path: Path) -> None:
     config = shop(db, tmp_path)
     one_line_error(run("undo", "1", "-c", config, "--force", "--skip-conflicts"), "--force", "--skip-conflicts")

@@ -182,6 +182,7 @@ def restore_backup(
     """
     file, manifest = _verified(path, url) if path is not None else (None, None)
     tables = [*(t.name for t in manifest.tables), *drop] if manifest else list(drop)
+    _refuse_audit_tables(file, tables)
     audit.ensure_tables(connection)
     inspector = sa.inspect(connection)
     existing = [t for t in tables if inspector.has_table(t.rpartition(".")[2], schema=t.rpartition(".")[0] or None)]
@@ -203,6 +204,17 @@ def restore_backup(
         restored = sum(t.rows for t in manifest.tables) if manifest else 0
         audit.finish_run(tx, run_id, status="restored", inserted=restored)
     return Restored(run_id, tuple(tables), manifest, before)
+
+
+def _refuse_audit_tables(file: Path | None, tables: list[str]) -> None:
+    """Restoring trueup's own audit would erase the runs recorded since the backup, this restore's among them."""
+    audit_names = {table.name for table in (audit.runs, audit.changes, audit.chunked_runs, audit.chunks)}
+    replaced = [table for table in tables if split_name(table)[-1] in audit_names]
+    if replaced:
+        raise UsageError(
+            f"{file}: refusing to restore trueup's audit table(s) {', '.join(replaced)}: "
+            "the runs and changes recorded since the backup would be lost"
+        )
 
 
 def _record_restore(
