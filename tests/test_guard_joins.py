@@ -16,6 +16,7 @@ shape of `tests/shapes.py` repaired, so every figure is true:
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import psycopg
@@ -28,6 +29,7 @@ from tests.test_guard_enforce import connect, run
 from trueup.config import parse_config
 from trueup.errors import ConfigError
 from trueup.examples import storefront
+from trueup.guard.ddl import triggers
 
 LINE_ITEMS = "inventory_transferrequestlineitem"
 
@@ -217,6 +219,19 @@ def test_guard_lookups_belong_to_a_from_source() -> None:
 
 
 def _toml(text: str) -> dict[str, object]:
-    import tomllib
-
     return tomllib.loads(text)
+
+
+def test_a_lookup_is_run_for_each_row_image_in_the_trigger_body() -> None:
+    """MySQL, compiled without a server: a line item's update queues its old and its new storefront."""
+    rule = parse_config(_toml(storefront.CONFIG)).rules[0]
+    [update] = [t for t in triggers(rule, "mysql", None) if (t.table, t.event) == (LINE_ITEMS, "update")]
+    image = (
+        "INSERT INTO trueup_dirty (rule, `key`, queued_at, queued_by) SELECT 'storefront', "
+        "CAST(json_array((r.storefront_id), ({row}.product_id)) AS CHAR), UTC_TIMESTAMP(), 'guard:capture' "
+        "FROM inventory_transferrequest r WHERE (r.id = {row}.request_id);"
+    )
+    assert update.create == (
+        f"CREATE TRIGGER {update.name} AFTER UPDATE ON {LINE_ITEMS} FOR EACH ROW BEGIN "
+        f"{image.format(row='OLD')} {image.format(row='NEW')} END",
+    )

@@ -30,8 +30,8 @@ _NAME = re.compile(rf"{_PART}(?:\s*\.\s*{_PART})?")
 _START = re.compile(r"^|\b(?:STRAIGHT_)?JOIN\b", re.IGNORECASE)
 _SUBQUERY = re.compile(r"\(\s*(?:SELECT|WITH|VALUES|TABLE)\b", re.IGNORECASE)
 _NOT_ALIAS = frozenset(
-    "on using join inner left right full outer cross natural straight_join where group order limit "
-    "having window union lateral".split()
+    {"on", "using", "join", "inner", "left", "right", "full", "outer", "cross", "natural", "straight_join"}
+    | {"where", "group", "order", "limit", "having", "window", "union", "lateral"}
 )
 _ROW = re.compile(r"(?<![\w.\"`$])row\s*\.", re.IGNORECASE)
 
@@ -72,11 +72,13 @@ def same_table(a: str, b: str) -> bool:
 
 def _reference(clause: str, text: str, offset: int) -> tuple[str, str]:
     name = _NAME.match(text, offset)
-    if name is None or name.group().lower() == "lateral":
-        raise ValueError(f"has no table name at {clause[offset:offset + 20]!r}")
+    if name is None:
+        raise ValueError(f"has no table name at {clause[offset : offset + 20]!r}")
+    if name.group().lower() == "lateral":
+        raise ValueError("joins LATERAL, whose tables a trigger could miss")
     after = text[name.end() :].lstrip()
     if after.startswith("("):
-        raise ValueError(f"calls a table function {clause[name.start():name.end()]!r}, whose rows no trigger sees")
+        raise ValueError(f"calls a table function {clause[name.start() : name.end()]!r}, whose rows no trigger sees")
     table = _canonical(clause[name.start() : name.end()])
     alias = re.match(rf"(?:AS\s+)?({_PART})", after, re.IGNORECASE)
     if alias is None or alias.group(1).lower() in _NOT_ALIAS:
