@@ -109,6 +109,18 @@ def test_a_table_whose_rows_cannot_be_mapped_is_refused_in_one_line(db: Database
     assert catalog(db) == before
 
 
+def test_a_lookup_the_database_rejects_is_refused_before_any_trigger_exists(db: Database, tmp_path: Path) -> None:
+    """A lookup is checked at plan time; were it not, its trigger would fail the application's writes."""
+    typo = storefront.CONFIG.replace('where = "r.id = row.request_id"', 'where = "r.id = row.request"')
+    path = true_storefront(db, tmp_path, typo)
+    before = catalog(db)
+    code, out = cli(path, "guard", "install", "--rule", "storefront", "--yes")
+    assert code == 2
+    place = f"rule 'storefront': expected[0].guard.{LINE_ITEMS}: the database rejected the lookup: "
+    assert place in out and "request" in out.split(place)[1], out
+    assert catalog(db) == before
+
+
 # (what the transaction does, its statements, the key it breaks, recorded and expected at its commit)
 BUGGY = [
     (

@@ -71,6 +71,7 @@ class Lookup:
     key: tuple[str, ...]
     joined: str | None = None
     where: str | None = None
+    place: str = ""  # where the config says it, for messages: "trueup.toml: rule 'r': expected[0].guard.t"
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,8 @@ def joined(source: Source, where: str, mode: str) -> list[Watched]:
     for table, alias in tables:
         lookup = next((g for t, g in source.guard.items() if fromclause.same_table(t, table)), None)
         if lookup is not None:
-            found.append(Watched(table, (), None, Lookup(tuple(lookup.key), lookup.from_, lookup.where)))
+            place = f"{where}.guard.{table}"
+            found.append(Watched(table, (), None, Lookup(tuple(lookup.key), lookup.from_, lookup.where, place)))
             continue
         own = _own_columns(source.key, table, alias, single=len(tables) == 1)
         if own is None:
@@ -160,6 +162,18 @@ def marks(table: Watched, event: str) -> list[Mark]:
         return [Mark("OLD")]
     old = Mark("OLD") if table.read is None else Mark("OLD", table.read)
     return [old, Mark("NEW", table.key)]
+
+
+def probe(table: Watched, preparer: Any) -> str:
+    """A query that runs `table`'s lookup once, reading no row (LIMIT 0): the database checks its SQL at
+    plan time, not the trigger when the application writes. The changed row is the table itself."""
+    assert table.lookup is not None
+    lookup, row = table.lookup, "trueup_row"
+    keys = ", ".join(f"({fromclause.image(k, row)})" for k in lookup.key)
+    on = ".".join(quote_name(preparer, p) for p in split_name(table.table))
+    joined = f" CROSS JOIN {fromclause.image(lookup.joined, row)}" if lookup.joined else ""
+    where = f" WHERE ({fromclause.image(lookup.where, row)}\n)" if lookup.where else ""
+    return f"SELECT {keys} FROM {on} {row}{joined}{where} LIMIT 0"
 
 
 def check_mode(backend: str, mode: str) -> None:
