@@ -247,3 +247,18 @@ def test_a_lookup_is_run_for_each_row_image_in_the_trigger_body() -> None:
         f"CREATE TRIGGER {update.name} AFTER UPDATE ON {LINE_ITEMS} FOR EACH ROW BEGIN "
         f"{image.format(row='OLD')} {image.format(row='NEW')} END",
     )
+
+
+def test_a_from_whose_tables_cannot_be_read_is_refused_naming_the_field() -> None:
+    text = storefront.CONFIG.split("# For `trueup guard`")[0].replace(
+        'from = "inventory_transferrequestlineitem li JOIN inventory_transferrequest r ON r.id = li.request_id"',
+        'from = "inventory_transferrequestlineitem li JOIN (SELECT * FROM inventory_transferrequest) r '
+        'ON r.id = li.request_id"',
+    )
+    rule = parse_config(_toml(text)).rules[0]
+    with pytest.raises(ConfigError) as refused:
+        triggers(rule, "postgresql", "shop")
+    assert str(refused.value) == (
+        "config: rule 'storefront': expected[0].from: guard capture needs the tables of `from`, "
+        "but it holds a subquery, whose tables a trigger could miss"
+    )
