@@ -23,7 +23,8 @@ Two kinds of text live in a config and are treated differently:
   a part holding a dot is double-quoted, `"my.schema".stock`). They are checked
   here, written back in one canonical spelling, and quoted by `trueup.db` when
   SQL is built, so they can never inject SQL;
-* SQL fragments (`from`, `where`, `[[checks]].sql`) are the user's own SQL,
+* SQL fragments (`from`, `where`, `[[checks]].sql`, the guard lookups of
+  `[rules.expected.guard]`) are the user's own SQL,
   passed to the database as written.
 
 `load_config()` raises `ConfigError` with one line such as
@@ -53,6 +54,7 @@ from pydantic import (
 
 from trueup.db import join_name, split_name
 from trueup.errors import ConfigError
+from trueup.fromclause import mentions_row, same_table, tables
 
 DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
@@ -153,6 +155,22 @@ class Recorded(_Model):
     )
 
 
+class Lookup(_Model):
+    """`[rules.expected.guard.<table>]`: how a guard trigger on `<table>`, a table of a `from` source,
+    finds the rule's keys a changed row touches: `SELECT <key> FROM <from> WHERE <where>`, SQL that
+    names the changed row `row` (`row.request_id`) and is run for its old and its new image."""
+
+    key: list[str] = Field(min_length=1)
+    from_: str | None = Field(default=None, alias="from")
+    where: str | None = None
+
+    @model_validator(mode="after")
+    def _reads_the_row(self) -> Lookup:
+        if not any(mentions_row(text) for text in (*self.key, self.where or "")):
+            raise ValueError("the lookup never reads the changed row: name its columns as `row.<column>`")
+        return self
+
+
 class Source(_Model):
     """One set of records adding to (sign 1) or taking from (sign -1) the expected figure."""
 
@@ -164,11 +182,27 @@ class Source(_Model):
     where: str | None = None
     time: Identifier | None = None  # when a record was made or last changed (future-dated records, sync)
     sequence: Identifier | None = None  # an ever-increasing id, for sync when there is no time column
+    guard: dict[TableName, Lookup] = Field(default_factory=dict)  # a `from` source: per table, its key lookup
 
     @model_validator(mode="after")
     def _one_origin(self) -> Source:
         if (self.table is None) == (self.from_ is None):
             raise ValueError("give exactly one of `table` or `from`")
+        return self
+
+    @model_validator(mode="after")
+    def _guards_tables_of_from(self) -> Source:
+        if not self.guard:
+            return self
+        if self.from_ is None:
+            raise ValueError("`guard` lookups are for a `from` source; a `table` source's key is its own columns")
+        try:
+            joined = [table for table, _ in tables(self.from_)]
+        except ValueError as error:
+            raise ValueError(f"`guard` needs the tables of `from`, but `from` {error}") from None
+        for table in self.guard:
+            if not any(same_table(table, t) for t in joined):
+                raise ValueError(f"`guard` names {table!r}, which is not a table of `from` ({', '.join(joined)})")
         return self
 
 
@@ -192,10 +226,15 @@ class Rule(_Model):
     @model_validator(mode="after")
     def _keys_line_up(self) -> Rule:
         width = len(self.recorded.key)
-        for index, source in enumerate(self.expected):
-            if len(source.key) != width:
+        keys = [
+            (f"expected[{index}]{field}", key)
+            for index, source in enumerate(self.expected)
+            for field, key in [(".key", source.key), *((f".guard.{t}.key", g.key) for t, g in source.guard.items())]
+        ]
+        for field, key in keys:
+            if len(key) != width:
                 raise ValueError(
-                    f"expected[{index}].key lists {len(source.key)} expression(s) but "
+                    f"{field} lists {len(key)} expression(s) but "
                     f"recorded.key has {width}; list one per recorded key column, in the same order"
                 )
         return self

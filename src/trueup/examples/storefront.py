@@ -70,6 +70,16 @@ from = "inventory_transferrequestlineitem li JOIN inventory_transferrequest r ON
 key = ["r.storefront_id", "li.product_id"]
 quantity = "li.requested_quantity"
 where = "r.status = 'FULFILLED'"
+# For `trueup guard`: a changed line item finds its storefront through its request;
+# a changed request (status flipped, storefront changed) fans out to its line items.
+[rules.expected.guard.inventory_transferrequestlineitem]
+key = ["r.storefront_id", "row.product_id"]
+from = "inventory_transferrequest r"
+where = "r.id = row.request_id"
+[rules.expected.guard.inventory_transferrequest]
+key = ["row.storefront_id", "li.product_id"]
+from = "inventory_transferrequestlineitem li"
+where = "li.request_id = row.id"
 
 [[checks]]
 name = "storefront within warehouse intake"

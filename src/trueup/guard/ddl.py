@@ -1,8 +1,9 @@
 """Rules -> trigger DDL: what each table's triggers must queue (plain data), rendered per dialect.
 
-A rule reads its recorded table and each `table` source. For each, `watched()`
-lists the key columns (in recorded-key order) and the columns the rule reads;
-`marks()` says, per event, which row images to queue and when:
+A rule reads its recorded table, each `table` source and each table joined in
+a `from` source. For each, `watched()` lists the key columns (in recorded-key
+order) and the columns the rule reads; `marks()` says, per event, which row
+images to queue and when:
 
 | event  | queues                                                                          |
 | ------ | ------------------------------------------------------------------------------- |
@@ -11,10 +12,34 @@ lists the key columns (in recorded-key order) and the columns the rule reads;
 | UPDATE | the old key when a read column changed; the new key too when the key changed    |
 
 A table with a `where` reads columns we cannot name (the fragment is the
-user's SQL), so any update to it queues the old key. The key is written as a
-JSON array, as `trueup.reconcile.queue` holds keys; rounds decode and type it.
-Every identifier is quoted by the dialect's preparer, every value is rendered
-by SQLAlchemy as a literal (DDL takes no parameters).
+user's SQL), so any update to it queues the old key; so does every table of a
+`from` source (its ON conditions are SQL too).
+
+A table of a `from` source gets its key one of two ways (`joined()`):
+
+* derived, when every key expression is a column of that table (`key =
+  ["m.item_id"]` on `moves m JOIN items i ...`: a change to `moves` queues its
+  row's `item_id`);
+* looked up, by the SQL of `[rules.expected.guard.<table>]`, run for each image
+  of the changed row (`row.` written as `OLD.`/`NEW.`). In the storefront
+  shape a line item finds its storefront through its request, and a request
+  fans out to the keys of all its line items:
+
+      inventory_transferrequestlineitem: key = ["r.storefront_id", "row.product_id"],
+          from = "inventory_transferrequest r", where = "r.id = row.request_id"
+      inventory_transferrequest: key = ["row.storefront_id", "li.product_id"],
+          from = "inventory_transferrequestlineitem li", where = "li.request_id = row.id"
+
+  A line item moved from request 1 (storefront 1) to request 3 (storefront 2)
+  queues (1, product) from its old image and (2, product) from its new one. A
+  looked-up table's UPDATE queues both images' keys, whatever changed.
+
+A table neither derived nor looked up is refused (`ConfigError`), naming the
+table and the field to write. The key is written as a JSON array, as
+`trueup.reconcile.queue` holds keys; rounds decode and type it. Every
+identifier is quoted by the dialect's preparer, every value is rendered by
+SQLAlchemy as a literal (DDL takes no parameters), and the user's lookup SQL
+is parenthesised.
 """
 
 from __future__ import annotations
@@ -27,7 +52,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from trueup.config import Rule
+from trueup import fromclause
+from trueup.config import Rule, Source
 from trueup.db import dialect_for_name, join_name, quote_name, split_name
 from trueup.errors import ConfigError, UsageError
 
@@ -35,15 +61,28 @@ EVENTS = ("insert", "update", "delete")
 QUEUE = "trueup_dirty"
 TOUCHED = "trueup_touched"  # alarm, enforce: the keys a transaction touched (see trueup.guard.commit)
 MODES = ("capture", "alarm", "enforce")
+QUEUED_BY = "guard:capture"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """The keys a changed row touches: `SELECT <key> [FROM <joined> WHERE <where>]`, naming the row `row`."""
+
+    key: tuple[str, ...]
+    joined: str | None = None
+    where: str | None = None
+    place: str = ""  # where the config says it, for messages: "trueup.toml: rule 'r': expected[0].guard.t"
 
 
 @dataclass(frozen=True)
 class Watched:
-    """One table a rule reads: its key columns (recorded-key order) and the columns read (None: unknown)."""
+    """One table a rule reads: its key columns (recorded-key order) and the columns read (None: unknown);
+    a `lookup` finds the key instead (its `key` is empty)."""
 
     table: str
     key: tuple[str, ...]
     read: tuple[str, ...] | None
+    lookup: Lookup | None = None
 
 
 @dataclass(frozen=True)
@@ -64,19 +103,56 @@ class Trigger:
 
 
 def watched(rule: Rule, label: str = "config", mode: str = "capture") -> list[Watched]:
-    """The tables a (resolved) rule reads; ConfigError for a `from` source, whose rows we cannot map to keys."""
+    """The tables a (resolved) rule reads; ConfigError for a table of a `from` source whose rows
+    cannot be mapped to the rule's key."""
     recorded = rule.recorded
     read = None if recorded.where else (*recorded.key, recorded.quantity)
     found = [Watched(recorded.table, tuple(recorded.key), _bare(read))]
     for index, source in enumerate(rule.expected):
         if source.table is None:
-            raise ConfigError(
-                f"{label}: rule {rule.name!r}: expected[{index}]: guard {mode} needs a `table` source; "
-                "a `from` clause's rows cannot be mapped to the rule's key by a trigger"
-            )
+            found += joined(source, f"{label}: rule {rule.name!r}: expected[{index}]", mode)
+            continue
         columns = [*source.key, *([source.quantity] if isinstance(source.quantity, str) else [])]
         found.append(Watched(source.table, _bare(source.key) or (), None if source.where else _bare(columns)))
     return _merged(found)
+
+
+def joined(source: Source, where: str, mode: str) -> list[Watched]:
+    """Each table of a `from` source, with its key derived from its own columns or looked up."""
+    try:
+        tables = fromclause.tables(source.from_ or "")
+    except ValueError as error:
+        raise ConfigError(f"{where}.from: guard {mode} needs the tables of `from`, but it {error}") from None
+    found = []
+    for table, alias in tables:
+        lookup = next((g for t, g in source.guard.items() if fromclause.same_table(t, table)), None)
+        if lookup is not None:
+            place = f"{where}.guard.{table}"
+            found.append(Watched(table, (), None, Lookup(tuple(lookup.key), lookup.from_, lookup.where, place)))
+            continue
+        own = _own_columns(source.key, table, alias, single=len(tables) == 1)
+        if own is None:
+            raise ConfigError(
+                f"{where}: guard {mode} cannot map a changed row of {table!r} to the key "
+                f"{', '.join(source.key)}: not every key expression is a column of {alias!r}; "
+                f"say how in [rules.expected.guard.{table}] (key, from, where, naming the row `row`)"
+            )
+        found.append(Watched(table, own, None))
+    return found
+
+
+def _own_columns(key: Sequence[str], table: str, alias: str, single: bool) -> tuple[str, ...] | None:
+    """The key as columns of this table (written `alias.column`, or bare when it is the only table)."""
+    columns = []
+    for expression in key:
+        *qualifier, column = split_name(expression)
+        ok = (not qualifier and single) or (
+            qualifier and (qualifier == [alias] or fromclause.same_table(join_name(qualifier), table))
+        )
+        if not ok:
+            return None
+        columns.append(column)
+    return tuple(columns)
 
 
 def marks(table: Watched, event: str) -> list[Mark]:
@@ -86,6 +162,18 @@ def marks(table: Watched, event: str) -> list[Mark]:
         return [Mark("OLD")]
     old = Mark("OLD") if table.read is None else Mark("OLD", table.read)
     return [old, Mark("NEW", table.key)]
+
+
+def probe(table: Watched, preparer: Any) -> str:
+    """A query that runs `table`'s lookup once, reading no row (LIMIT 0): the database checks its SQL at
+    plan time, not the trigger when the application writes. The changed row is the table itself."""
+    assert table.lookup is not None
+    lookup, row = table.lookup, "trueup_row"
+    keys = ", ".join(f"({fromclause.image(k, row)})" for k in lookup.key)
+    on = ".".join(quote_name(preparer, p) for p in split_name(table.table))
+    joined = f" CROSS JOIN {fromclause.image(lookup.joined, row)}" if lookup.joined else ""
+    where = f" WHERE ({fromclause.image(lookup.where, row)}\n)" if lookup.where else ""
+    return f"SELECT {keys} FROM {on} {row}{joined}{where} LIMIT 0"
 
 
 def check_mode(backend: str, mode: str) -> None:
@@ -129,13 +217,13 @@ def _bare(columns: Sequence[str] | None) -> tuple[str, ...] | None:
 def _merged(found: list[Watched]) -> list[Watched]:
     """One entry per table: a table read twice (two sources, or a source and the recorded table) with
     the same key reads the union of the columns."""
-    merged: dict[tuple[str, tuple[str, ...]], Watched] = {}
+    merged: dict[tuple[str, tuple[str, ...], Lookup | None], Watched] = {}
     for w in found:
-        seen = merged.get((w.table, w.key))
+        seen = merged.get((w.table, w.key, w.lookup))
         if seen is not None:
             read = None if seen.read is None or w.read is None else tuple(dict.fromkeys((*seen.read, *w.read)))
-            w = Watched(w.table, w.key, read)
-        merged[(w.table, w.key)] = w
+            w = Watched(w.table, w.key, read, w.lookup)
+        merged[(w.table, w.key, w.lookup)] = w
     return list(merged.values())
 
 
@@ -168,25 +256,37 @@ class _Renderer:
     def literal(self, value: Any) -> str:
         return str(sa.literal(value).compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
 
-    def insert(self, rule: str, row: str, key: Sequence[str], schema: str | None, mode: str = "capture") -> str:
-        values = [f"{row}.{self.q(c)}" for c in key]
+    def insert(self, rule: str, row: str, table: Watched, schema: str | None, mode: str = "capture") -> str:
+        """The statement queueing the key(s) of the `row` image: one row of values, or a lookup's rows."""
+        values, tail = self.keys(row, table)
         json = dialect_for_name(self.backend).json_array(*[sa.literal_column(v) for v in values])
         rendered = str(json.compile(dialect=self.dialect, compile_kwargs={"literal_binds": True}))
         if mode != "capture":  # alarm, enforce: note the key once per transaction for the check at commit
             touched = self.table(join_name([schema, TOUCHED]) if schema else TOUCHED)
             return (
                 f"INSERT INTO {touched} ({self.q('txid')}, {self.q('rule')}, {self.q('key')}) "
-                f"VALUES (txid_current(), {self.literal(rule)}, {rendered}) ON CONFLICT DO NOTHING"
+                f"{_rows(f'txid_current(), {self.literal(rule)}, {rendered}', tail)} ON CONFLICT DO NOTHING"
             )
         queue = self.table(join_name([schema, QUEUE]) if schema else QUEUE)
         return (
             f"INSERT INTO {queue} ({self.q('rule')}, {self.q('key')}, {self.q('queued_at')}, {self.q('queued_by')}) "
-            f"VALUES ({self.literal(rule)}, {rendered}, {self.now}, {self.literal('guard:capture')})"
+            f"{_rows(f'{self.literal(rule)}, {rendered}, {self.now}, {self.literal(QUEUED_BY)}', tail)}"
         )
 
-    def block(self, rule: str, mark: Mark, key: Sequence[str], schema: str | None, mode: str = "capture") -> str:
+    def keys(self, row: str, table: Watched) -> tuple[list[str], str]:
+        """The key expressions for the `row` image and the FROM/WHERE tail they need (a lookup's)."""
+        lookup = table.lookup
+        if lookup is None:
+            return [f"{row}.{self.q(c)}" for c in table.key], ""
+        values = [f"({fromclause.image(k, row)})" for k in lookup.key]
+        tail = f" FROM {fromclause.image(lookup.joined, row)}" if lookup.joined else ""
+        if lookup.where:
+            tail += f" WHERE ({fromclause.image(lookup.where, row)})"
+        return values, tail
+
+    def block(self, rule: str, mark: Mark, table: Watched, schema: str | None, mode: str = "capture") -> str:
         """The mark as a statement of a procedural body (MySQL, PL/pgSQL)."""
-        insert = self.insert(rule, mark.row, key, schema, mode)
+        insert = self.insert(rule, mark.row, table, schema, mode)
         return f"IF {self.changed(mark.changed)} THEN {insert}; END IF;" if mark.changed else f"{insert};"
 
     def changed(self, columns: Sequence[str]) -> str:
@@ -207,7 +307,7 @@ class _SQLite(_Renderer):
             when = f" WHEN {self.changed(mark.changed)}" if mark.changed else ""
             create.append(
                 f"CREATE TRIGGER {trigger} AFTER {event.upper()} ON {self.table(table.table)} FOR EACH ROW{when} "
-                f"BEGIN {self.insert(rule, mark.row, table.key, None)}; END"
+                f"BEGIN {self.insert(rule, mark.row, table, None)}; END"
             )
             drop.append(f"DROP TRIGGER IF EXISTS {trigger}")
         return Trigger(name, table.table, event, tuple(create), tuple(drop))
@@ -221,7 +321,7 @@ class _MySQL(_Renderer):
     now = "UTC_TIMESTAMP()"
 
     def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
-        body = " ".join(self.block(rule, mark, table.key, None) for mark in marks(table, event))
+        body = " ".join(self.block(rule, mark, table, None) for mark in marks(table, event))
         on = self.table(table.table)
         create = f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW BEGIN {body} END"
         return Trigger(name, table.table, event, (create,), (f"DROP TRIGGER IF EXISTS {self.q(name)}",))
@@ -236,18 +336,27 @@ class _PostgreSQL(_Renderer):
     backend = "postgresql"
     now = "(now() AT TIME ZONE 'UTC')"
 
+    def search_path(self, table: Watched, schema: str | None) -> str:
+        """The catalog; for a lookup, whose SQL names its tables as the config does, the schema next."""
+        return f"pg_catalog, {self.q(schema)}, pg_temp" if table.lookup and schema else "pg_catalog, pg_temp"
+
     def trigger(self, rule: str, name: str, table: Watched, event: str, schema: str | None, mode: str) -> Trigger:
-        body = " ".join(self.block(rule, mark, table.key, schema, mode) for mark in marks(table, event))
+        body = " ".join(self.block(rule, mark, table, schema, mode) for mark in marks(table, event))
         function = self.table(join_name([schema, name]) if schema else name)
         on = self.table(table.table)
         create = (
             f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
-            "SECURITY DEFINER SET search_path = pg_catalog, pg_temp "
+            f"SECURITY DEFINER SET search_path = {self.search_path(table, schema)} "
             f"AS $trueup$ BEGIN {body} RETURN NULL; END $trueup$",
             f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}()",
         )
         drop = (f"DROP TRIGGER IF EXISTS {self.q(name)} ON {on}", f"DROP FUNCTION IF EXISTS {function}()")
         return Trigger(name, table.table, event, create, drop)
+
+
+def _rows(values: str, tail: str) -> str:
+    """What an INSERT writes: one row of `values`, or one per row of a lookup's FROM/WHERE `tail`."""
+    return f"SELECT {values}{tail}" if tail else f"VALUES ({values})"
 
 
 def _dialects() -> dict[str, sa.engine.Dialect]:

@@ -25,10 +25,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config
-from trueup.db import create_missing, dialect_for, driver_message
-from trueup.errors import DatabaseError, NotFoundError
+from trueup.db import create_missing, dialect_for, driver_message, user_sql
+from trueup.errors import ConfigError, DatabaseError, NotFoundError
 from trueup.guard import commit, violations
-from trueup.guard.ddl import Trigger, check_mode, ddl_sha256, stem, triggers
+from trueup.guard.ddl import Trigger, Watched, check_mode, ddl_sha256, probe, stem, triggers, watched
 from trueup.reconcile import audit, queue
 from trueup.reconcile.guard import confirm_writes
 from trueup.reconcile.resolve import resolve_rule
@@ -67,6 +67,7 @@ def plan(connection: Connection, config: Config, rule_name: str, mode: str) -> l
     rule = resolve_rule(connection, config.rule(rule_name), config._label())
     schema = _schema(connection)
     found = triggers(rule, backend, schema, config._label(), mode)
+    _probe_lookups(connection, watched(rule, config._label(), mode))
     if mode == "capture" or schema is None:
         return found
     return [*found, commit.commit_trigger(rule, f"{stem(rule.name)}_commit", schema, mode)]
@@ -197,6 +198,19 @@ def _create(connection: Connection, found: list[Trigger]) -> None:
     for trigger in found:
         for statement in trigger.create:
             connection.exec_driver_sql(statement.replace("%", "%%") if percent else statement)
+
+
+def _probe_lookups(connection: Connection, tables: list[Watched]) -> None:
+    """Each lookup run once (LIMIT 0): a mistake in its SQL is refused naming its place."""
+    for table in tables:
+        if table.lookup is None:
+            continue
+        try:
+            connection.execute(user_sql(probe(table, connection.dialect.identifier_preparer))).all()
+        except DBAPIError as error:
+            connection.rollback()
+            message = f"{table.lookup.place}: the database rejected the lookup: {driver_message(error)}"
+            raise ConfigError(message) from None
 
 
 def _schema(connection: Connection) -> str | None:

@@ -280,7 +280,11 @@ def _source_scope(
 
 
 def key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    """`columns` (one key) equals one of `keys`: `col IN (…)`, or a row-value IN for composite keys."""
+    """`columns` (one key) equals one of `keys`: `col IN (…)`, a row-value IN for composite keys, or
+    for a single composite key `a = … AND b = …` (its values may be expressions: the guard's PL/pgSQL
+    variables, which a row-value IN list cannot hold)."""
+    if len(keys) == 1 and len(columns) > 1:
+        return sa.and_(*(c == v for c, v in zip(columns, keys[0], strict=True)))
     if len(columns) == 1:
         return columns[0].in_([k[0] for k in keys])
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])
