@@ -131,10 +131,28 @@ def _split_forever(url: str) -> None:
             ledger.split(f"R{n}", [1, 1, 1, 1, 1], item="roll")
 
 
+def _wait_for_commits(url: str, writer, count: int) -> None:
+    """Until `writer` has committed `count` ledger transactions, read through a plain engine: opening a
+    Ledger beside it would race its own opening (SQLite: "database is locked")."""
+    engine = sa.create_engine(url)
+    try:
+        while True:
+            assert writer.is_alive(), writer.exitcode
+            try:
+                with engine.connect() as connection:
+                    if connection.execute(sa.text("SELECT COUNT(*) FROM ledger_transactions")).scalar() >= count:
+                        return
+            except sa.exc.DBAPIError:  # not made yet, or locked by the writer for a moment
+                pass
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 def test_a_writer_killed_midway_leaves_only_whole_transactions(url):
     writer = FORK.Process(target=_split_forever, args=(url,))
     writer.start()
-    time.sleep(1.5)
+    _wait_for_commits(url, writer, 6)  # the event: a few receive/split pairs are committed
     os.kill(writer.pid, signal.SIGKILL)
     writer.join(10)
     with Ledger(url) as ledger:
