@@ -45,7 +45,7 @@ Timestamp = Annotated[
     ),
 ]
 KeyValues = Annotated[list[Any], WithJsonSchema({"type": "array", "description": "Values in recorded-key order."})]
-CLOSED = ConfigDict(extra="forbid")
+CLOSED = ConfigDict(extra="forbid", defer_build=True)  # the schema is built when first asked for, not at import
 
 
 class Document(TypedDict, total=True):
