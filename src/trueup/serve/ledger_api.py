@@ -5,6 +5,10 @@ returns the original transaction (nothing is posted twice); the same key with
 a different body is 409 `idempotency_conflict`, as is not enough stock
 (`insufficient_stock`). Quantities and money are decimal strings or numbers,
 answered exactly.
+
+The postings that take only a body (receive, transfer, issue, adjust, split,
+merge) are one table, `POSTINGS`: operation, path, body model, `Ledger` call
+and scope, registered in a loop; each answers the transaction it posted.
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ class Posting(NamedTuple):
     body: type[Body]
     call: Callable[..., Any]  # the Ledger method, called with the body's fields and the idempotency key
     scope: str = "sync"
-    transaction: Callable[[Any], Transaction] = lambda posted: posted  # the transaction in what `call` returns
+    transaction: Callable[[Any], Transaction] = lambda made: made  # the transaction in what `call` returns
 
 
 POSTINGS = (
