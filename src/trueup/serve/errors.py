@@ -22,7 +22,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
 
 from trueup.db import driver_message
 from trueup.errors import (
@@ -99,12 +98,14 @@ def published(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def allowed_methods(request: Request) -> str:
-    """Every method some route of this path answers (Starlette's 405 names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    """Every method the OpenAPI document lists for this path (Starlette's 405 names only the first route's)."""
+    path = request.url.path
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path)
+        for method in operations
+    }
     return ", ".join(sorted(methods))
 
 
@@ -199,7 +200,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http")
-        headers = {"Allow": allowed_methods(request)} if error.status_code == 405 else error.headers
+        headers = error.headers
+        if error.status_code == 405 and (methods := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": methods}
         return answer(request, error.status_code, kind, str(error.detail), headers=headers)
 
     @app.exception_handler(DBAPIError)
