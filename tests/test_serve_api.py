@@ -371,3 +371,23 @@ def test_restore_a_backup_needs_admin_and_confirm(db: Database, tmp_path: Path) 
     assert restored.status_code == 200, restored.text
     assert shop.packs() == {"A-1": 10, "B-2": 5, "C-3": 1}
     assert restored.json()["run_id"] > applied["run_id"] and restored.json()["before"]  # a run, backed up first
+
+
+def test_input_is_taken_as_typed_and_unknown_query_parameters_are_refused(shop: Shop) -> None:
+    with client(shop) as api:
+        read = shop.auth("read")
+        flag_as_number = api.post("/api/check", json={"limit": False}, headers=read)
+        misspelt = api.get("/api/runs?limt=5", headers=read)
+        twice = api.get("/api/runs?limit=1&limit=2", headers=read)
+        wrong_method = api.request("OPTIONS", "/api/tokens", headers=shop.auth("admin"))
+        not_a_post = api.post("/api/runs/1", headers=read)
+    assert flag_as_number.status_code == 400 and flag_as_number.json()["error"]["field"] == "limit"
+    assert misspelt.status_code == 400
+    assert misspelt.json()["error"] == {
+        "kind": "bad_request",
+        "message": "query parameter 'limt' is not a parameter of this endpoint",
+        "field": "limt",
+    }
+    assert twice.json()["error"]["message"] == "query parameter 'limit' is given more than once"
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET, POST"
+    assert not_a_post.status_code == 405 and not_a_post.headers["allow"] == "GET"

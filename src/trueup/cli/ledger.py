@@ -325,7 +325,7 @@ def balance(
     when = moment(as_of, "--as-of")
     with opened(config, database) as ledger:
         figure = ledger.balance(item, location, lot=lot, as_of=when)
-    row = {"item": item, "location": location, "lot": lot, "as_of": when, "balance": figure}
+    row = render.balance_dict(item, location, lot, when, figure)
     show(fmt, row, dict, render.print_figure)
 
 
@@ -344,7 +344,7 @@ def available(
     """
     with opened(config, database) as ledger:
         figure = ledger.available(item, location)
-    row = {"item": item, "location": location, "available": figure}
+    row = render.available_dict(item, location, figure)
     show(fmt, row, dict, render.print_figure)
 
 

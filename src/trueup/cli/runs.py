@@ -11,7 +11,7 @@ from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption
 from trueup.reconcile import audit
 from trueup.report.format import to_json
-from trueup.report.repair import change_dict, print_run, print_runs, run_dict
+from trueup.report.repair import print_run, print_runs, run_document, runs_document
 
 runs_app = typer.Typer(no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
@@ -38,7 +38,7 @@ def runs(
     with common.session(cfg, database) as connection:
         found = audit.list_runs(connection, limit)
     if fmt is Output.json:
-        typer.echo(to_json({"runs": [run_dict(r) for r in found]}))
+        typer.echo(to_json(runs_document(found)))
     else:
         print_runs(found, common.stdout())
 
@@ -63,6 +63,6 @@ def show(
         run = audit.get_run(connection, run_id)
         changes = audit.run_changes(connection, run_id, limit)
     if fmt is Output.json:
-        typer.echo(to_json({"run": run_dict(run), "changes": [change_dict(c) for c in changes]}))
+        typer.echo(to_json(run_document(run, changes)))
     else:
         print_run(run, changes, common.stdout(), shown=limit or 20)

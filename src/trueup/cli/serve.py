@@ -115,7 +115,7 @@ def list_(config: ConfigOption = None, database: DatabaseOption = None, fmt: Out
     with common.session(common.load_config_for(config, database), database) as connection:
         found = tokens.list_tokens(connection)
     if fmt is Output.json:
-        typer.echo(to_json({"tokens": [t._asdict() for t in found]}))
+        typer.echo(to_json(tokens.tokens_document(found)))
         return
     for token in found:
         typer.echo(f"{token.name}\t{token.scope}\t{token.created_at:%Y-%m-%d %H:%M}")

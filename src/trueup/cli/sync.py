@@ -32,7 +32,7 @@ from trueup.reconcile.audit import now
 from trueup.reconcile.check import typed_key
 from trueup.reconcile.sync import SyncOptions, Watcher, run_round
 from trueup.report.format import to_json
-from trueup.report.sync import print_sightings, round_json, round_line, sighting_document
+from trueup.report.sync import history_document, print_sightings, round_json, round_line
 
 
 def duration(text: str) -> timedelta:
@@ -266,6 +266,6 @@ def history_(
     finally:
         engine.dispose()
     if fmt is Output.json:
-        typer.echo(to_json({"history": [sighting_document(s) for s in found]}))
+        typer.echo(to_json(history_document(found)))
     else:
         print_sightings(found, common.stdout())

@@ -19,14 +19,28 @@ import io
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
 
 import polars as pl
 
+from trueup.cost.findings import Finding, Source
 from trueup.cost.frames import cogs_frame, lots_frame, quarantine_frame, spreadsheet_safe, status
-from trueup.cost.result import CostResult
+from trueup.cost.result import CostResult, Summary
 from trueup.errors import TrueupError
 from trueup.report.format import to_json
+from trueup.schema import Document, record
+
+SummaryEntry = record(Summary, "SummaryEntry", quarantined_skus=list[str], exit_code=int)  # what summary_dict gives
+FindingEntry = record(Finding, "CostFindingEntry", status=str, sources=list[record(Source, "FindingSource")])  # type: ignore[misc]
+
+
+class CostDocument(Document):
+    """What `trueup cost --format json` prints; the service adds the output files and what was stored."""
+
+    summary: SummaryEntry  # type: ignore[valid-type]
+    findings: list[FindingEntry]  # type: ignore[valid-type]
+    out: NotRequired[str]  # the output directory, when written
+
 
 FILES = ("cogs.csv", "lots_remaining.csv", "quarantine.csv", "quarantined_rows.csv", "summary.json")
 
@@ -98,13 +112,15 @@ def summary_dict(result: CostResult) -> dict[str, Any]:
     return summary
 
 
-def result_dict(result: CostResult, directory: str | Path | None = None) -> dict[str, Any]:
+def result_dict(result: CostResult, directory: str | Path | None = None) -> CostDocument:
     """The summary, every finding and (if written) the output directory, as one JSON-ready document."""
-    document: dict[str, Any] = {"summary": summary_dict(result)}
-    document["findings"] = [
-        {**f._asdict(), "status": status(result, f), "sources": [s._asdict() for s in f.sources]}
-        for f in result.findings
-    ]
+    document: CostDocument = {
+        "summary": summary_dict(result),
+        "findings": [
+            {**f._asdict(), "status": status(result, f), "sources": [s._asdict() for s in f.sources]}
+            for f in result.findings
+        ],
+    }
     if directory is not None:
         document["out"] = str(directory)
     return document

@@ -16,6 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from trueup.schema import Document, Exact, KeyValues
+
 VIOLATIONS = "trueup_violations"
 
 metadata = sa.MetaData()
@@ -35,7 +37,22 @@ violations = sa.Table(
 )
 
 
-def listed(connection: Connection, rule: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+class ViolationEntry(Document):
+    """A commit an alarm guard found drifted, and who made it."""
+
+    id: int
+    rule: str
+    key: KeyValues
+    recorded: Exact | None
+    expected: Exact | None
+    application_name: str | None
+    user: str
+    client_addr: str | None
+    at: str
+    txid: int
+
+
+def listed(connection: Connection, rule: str | None = None, limit: int = 100) -> list[ViolationEntry]:
     """The most recent violations (of `rule`, if given), newest first; none where no alarm ever stood."""
     if not sa.inspect(connection).has_table(VIOLATIONS):
         return []
@@ -46,7 +63,7 @@ def listed(connection: Connection, rule: str | None = None, limit: int = 100) ->
     return [_plain(row._mapping) for row in connection.execute(query)]
 
 
-def _plain(row: Any) -> dict[str, Any]:
+def _plain(row: Any) -> ViolationEntry:
     return {
         "id": row["id"],
         "rule": row["rule"],

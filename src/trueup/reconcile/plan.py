@@ -21,7 +21,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -32,6 +32,7 @@ from trueup.reconcile.check import CheckRun
 from trueup.reconcile.drift import Finding, Flagged
 from trueup.reconcile.query import EVERYTHING, Scope
 from trueup.report.format import to_json
+from trueup.schema import Document, Exact, KeyValues
 
 PLAN_FORMAT = "trueup-plan/1"
 
@@ -146,7 +147,57 @@ class _PlanFile(BaseModel):
     rules: list[_RuleFile]
 
 
-def plan_document(plan: Plan) -> dict[str, Any]:
+class CorrectionEntry(Document):
+    key: KeyValues
+    recorded: Exact
+    expected: Exact
+    delta: Exact
+    missing: NotRequired[bool]
+
+
+class FlaggedEntry(Document):
+    """A drifted key left out for an error finding: why (its findings), and what would be written."""
+
+    key: KeyValues
+    recorded: Exact
+    expected: Exact
+    delta: Exact
+    findings: list[str]
+
+
+class PlannedFinding(Document):
+    kind: str
+    severity: str
+    count: int
+    message: str
+
+
+class RulePlanEntry(Document):
+    name: str
+    table: str
+    key_columns: list[str]
+    quantity: str
+    drifted: int
+    changes: int
+    abs_delta: Exact
+    corrections: list[CorrectionEntry]
+    left_out: list[FlaggedEntry]
+    findings: list[PlannedFinding]
+
+
+class PlanDocument(Document):
+    """What `trueup plan --format json` prints and a plan file holds; the service leaves out `database`."""
+
+    format: str
+    created_at: str
+    database: NotRequired[str]
+    config_sha256: str | None
+    scope: dict[str, Any]
+    changes: int
+    rules: list[RulePlanEntry]
+
+
+def plan_document(plan: Plan) -> PlanDocument:
     """The plan as plain data: what `save_plan` writes and `plan --format json` prints."""
     return {
         "format": PLAN_FORMAT,
@@ -164,11 +215,7 @@ def plan_document(plan: Plan) -> dict[str, Any]:
                 "drifted": r.drifted,
                 "changes": len(r.corrections),
                 "abs_delta": sum((abs(c.delta) for c in r.corrections), Decimal(0)),
-                "corrections": [
-                    {"key": list(c.key), "recorded": c.recorded, "expected": c.expected, "delta": c.delta}
-                    | ({"missing": True} if c.missing else {})
-                    for c in r.corrections
-                ],
+                "corrections": [correction_dict(c) for c in r.corrections],
                 "left_out": [flagged_dict(f) for f in r.left_out],
                 "findings": [
                     {"kind": f.kind, "severity": f.severity, "count": f.count, "message": f.message} for f in r.findings
@@ -179,7 +226,19 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
-def flagged_dict(flagged: Flagged) -> dict[str, Any]:
+def correction_dict(correction: Correction) -> CorrectionEntry:
+    entry: CorrectionEntry = {
+        "key": list(correction.key),
+        "recorded": correction.recorded,
+        "expected": correction.expected,
+        "delta": correction.delta,
+    }
+    if correction.missing:
+        entry["missing"] = True
+    return entry
+
+
+def flagged_dict(flagged: Flagged) -> FlaggedEntry:
     """A left-out key as plain data: why it was not written (its findings) and what would be."""
     return {
         "key": list(flagged.key),

@@ -16,8 +16,21 @@ from rich.text import Text
 
 from trueup.cost.frames import cogs_frame, lots_frame, quarantine_frame
 from trueup.cost.result import CostResult
-from trueup.cost.store import StoreResult
+from trueup.cost.store import StoreResult, TableChanges
 from trueup.report.format import CELL_LIMIT, NONE, Money, literal, money, number, short
+from trueup.schema import Document, record
+
+TableEntry = record(TableChanges, "StoredTableEntry", changed=int)
+
+
+class StoreDocument(Document):
+    """What `cost --write` stored (or, in a dry run, would store): the run and each table's counts."""
+
+    applied: bool
+    run_id: int | None
+    changed: int
+    tables: list[TableEntry]  # type: ignore[valid-type]
+
 
 SHOWN_FINDINGS = 20
 HTML_ROWS = 200
@@ -203,7 +216,7 @@ def print_store(stored: StoreResult, console: Console) -> None:
         console.print("Dry run: nothing was written. Add --apply to write.", highlight=False)
 
 
-def store_dict(stored: StoreResult) -> dict[str, Any]:
+def store_dict(stored: StoreResult) -> StoreDocument:
     return {
         "applied": stored.applied,
         "run_id": stored.run_id,

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from trueup.guard import Installed
+from trueup.schema import Document
 
 
-def guard_row(installed: Installed, changed: str) -> dict[str, Any]:
+class GuardEntry(Document):
+    rule: str
+    mode: str
+    tables: list[str]
+    run_id: int
+    trueup_version: str | None
+    config_sha256: str | None
+    complete: bool  # False: a MySQL install killed between its triggers
+    changed_since: str  # whether the rule as configured now would install other DDL: no, yes, or why unknown
+
+
+def guard_row(installed: Installed, changed: str) -> GuardEntry:
     """`changed`: whether the rule as configured now would install other DDL ("no", "yes", or why unknown)."""
     return {
         "rule": installed.rule,

@@ -9,12 +9,76 @@ has been streamed; JSON objects are unordered, so readers see no difference.
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any, NotRequired, TextIO
 
 from trueup.reconcile.check import CheckReport, CheckRun
 from trueup.reconcile.checks import CheckResult
 from trueup.reconcile.drift import DriftRow, Finding, RuleResult
 from trueup.report.format import to_json
+from trueup.schema import Document, Exact, KeyValues
+
+
+class DriftEntry(Document):
+    """One drifted key: `delta` = expected − recorded is the correction."""
+
+    key: KeyValues
+    recorded: Exact
+    expected: Exact
+    delta: Exact
+    value: NotRequired[Exact | None]  # delta × unit_value, when the rule has a unit_value
+    group: NotRequired[Any]  # when the rule has a group
+    missing: NotRequired[bool]  # no recorded row yet (insert_missing rules)
+
+
+class FindingEntry(Document):
+    kind: str
+    severity: str
+    count: int
+    message: str
+    sample: list[dict[str, Any]]
+
+
+class GroupEntry(Document):
+    group: Any
+    drifted: int
+    abs_drift: Exact
+    value_impact: Exact | None
+
+
+class BucketEntry(Document):
+    bucket: str
+    keys: int
+
+
+class RuleSummary(Document):
+    items: int
+    drifted: int
+    within_tolerance: int
+    abs_drift: Exact
+    value_impact: Exact | None
+    abs_value_impact: Exact | None
+    groups: list[GroupEntry]
+    findings: list[FindingEntry]
+    distribution: list[BucketEntry]
+
+
+class RuleDocument(RuleSummary):
+    name: str
+    drift: list[DriftEntry]
+
+
+class CheckEntry(Document):
+    name: str
+    severity: str
+    failing: int
+    sample: list[dict[str, Any]]
+
+
+class CheckDocument(Document):
+    """What `trueup check --format json` prints and `POST /api/check` answers."""
+
+    rules: list[RuleDocument]
+    checks: list[CheckEntry]
 
 
 def write_check(run: CheckRun, out: TextIO, limit: int | None = None) -> CheckReport:
@@ -32,8 +96,8 @@ def write_check(run: CheckRun, out: TextIO, limit: int | None = None) -> CheckRe
     return run.report()
 
 
-def drift_dict(drift: DriftRow) -> dict[str, Any]:
-    row: dict[str, Any] = {
+def drift_dict(drift: DriftRow) -> DriftEntry:
+    row: DriftEntry = {
         "key": list(drift.key),
         "recorded": drift.recorded,
         "expected": drift.expected,
@@ -48,7 +112,7 @@ def drift_dict(drift: DriftRow) -> dict[str, Any]:
     return row
 
 
-def rule_summary(result: RuleResult) -> dict[str, Any]:
+def rule_summary(result: RuleResult) -> RuleSummary:
     return {
         "items": result.items,
         "drifted": result.drifted,
@@ -65,7 +129,7 @@ def rule_summary(result: RuleResult) -> dict[str, Any]:
     }
 
 
-def finding_dict(finding: Finding) -> dict[str, Any]:
+def finding_dict(finding: Finding) -> FindingEntry:
     return {
         "kind": finding.kind,
         "severity": finding.severity,
@@ -75,11 +139,11 @@ def finding_dict(finding: Finding) -> dict[str, Any]:
     }
 
 
-def check_dict(check: CheckResult) -> dict[str, Any]:
+def check_dict(check: CheckResult) -> CheckEntry:
     return {"name": check.name, "severity": check.severity, "failing": check.failing, "sample": list(check.sample)}
 
 
-def report_dict(report: CheckReport) -> dict[str, Any]:
+def report_dict(report: CheckReport) -> CheckDocument:
     """A finished report as plain data (the same shape write_check streams)."""
     return {
         "rules": [{"name": r.name, "drift": [drift_dict(d) for d in r.worst], **rule_summary(r)} for r in report.rules],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from rich import box
@@ -10,9 +12,57 @@ from rich.table import Table
 
 from trueup.ledger.records import LotEvent, LotValue, Reservation, Transaction
 from trueup.report.format import literal, number
+from trueup.schema import CLOSED, Document, Exact, Timestamp, TypedDict, record
+
+ReservationEntry = record(Reservation, "ReservationEntry")  # what reservation_dict gives
+LotEventEntry = record(LotEvent, "LotEventEntry")  # the rows of GET /api/ledger/lots/{lot}/history
+LotValueEntry = record(LotValue, "LotValueEntry")  # the rows of GET /api/ledger/valuation
 
 
-def transaction_dict(transaction: Transaction) -> dict[str, Any]:
+# "from" is a keyword, so this one is spelt as a call; `from` and `to` are [location, lot].
+MovementEntry = TypedDict(
+    "MovementEntry", {"line": int, "quantity": Exact, "from": list[str], "to": list[str], "unit_cost": Exact}
+)
+MovementEntry.__pydantic_config__ = CLOSED  # type: ignore[attr-defined]
+
+
+class TransactionDocument(Document):
+    """A posted transaction: what every ledger posting answers (`trueup ledger ... --format json`)."""
+
+    id: int
+    item: str
+    kind: str
+    at: Timestamp
+    key: str | None
+    reverts: int | None
+    reverted_by: int | None
+    cost: Exact
+    lots: list[str]
+    movements: list[MovementEntry]
+
+
+class BalanceDocument(Document):
+    item: str
+    location: str | None
+    lot: str | None
+    as_of: Timestamp | None
+    balance: Exact
+
+
+class AvailableDocument(Document):
+    item: str
+    location: str
+    available: Exact
+
+
+class PositionEntry(Document):
+    location: str
+    on_hand: Exact
+    reserved: Exact
+    available: Exact
+
+
+def transaction_dict(transaction: Transaction) -> TransactionDocument:
     return {
         "id": transaction.id,
         "item": transaction.item,
@@ -62,6 +112,20 @@ def print_figure(row: dict[str, Any], console: Console) -> None:
 
 def reservation_dict(reservation: Reservation) -> dict[str, Any]:
     return reservation._asdict()
+
+
+def balance_dict(
+    item: str, location: str | None, lot: str | None, as_of: datetime | None, balance: Decimal
+) -> BalanceDocument:
+    return {"item": item, "location": location, "lot": lot, "as_of": as_of, "balance": balance}
+
+
+def available_dict(item: str, location: str, available: Decimal) -> AvailableDocument:
+    return {"item": item, "location": location, "available": available}
+
+
+def position_dict(location: str, on_hand: Decimal, available: Decimal) -> PositionEntry:
+    return {"location": location, "on_hand": on_hand, "reserved": on_hand - available, "available": available}
 
 
 def print_reservation(reservation: Reservation, console: Console) -> None:

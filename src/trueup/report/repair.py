@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
 
 from rich import box
 from rich.console import Console
@@ -15,12 +15,106 @@ from trueup.reconcile.apply import ApplyResult, Conflict
 from trueup.reconcile.audit import Change, Run
 from trueup.reconcile.backup import Manifest, Restored, Verification
 from trueup.reconcile.drift import Flagged
-from trueup.reconcile.plan import Plan, RulePlan, flagged_dict
+from trueup.reconcile.plan import FlaggedEntry, Plan, RulePlan, flagged_dict
 from trueup.reconcile.undo import UndoResult
 from trueup.report.format import NONE, cell, key_text, literal, number
 from trueup.report.table import findings_table
+from trueup.schema import Document, Exact, KeyValues, record, without
+
+RunEntry = record(Run, "RunEntry", changed=int, by=str)  # what run_dict gives: the audit row, with two figures
+
+
+class ConflictEntry(Document):
+    rule: str
+    key: KeyValues
+    reason: str
+
+
+class RuleAppliedEntry(Document):
+    name: str
+    updated: int
+    inserted: int
+    residual: Exact
+    left_out: list[FlaggedEntry]
+
+
+class ApplyDocument(Document):
+    """What `trueup apply --format json` prints and `POST /api/apply` answers."""
+
+    run_id: int | None
+    status: str
+    changed: int
+    updated: int
+    inserted: int
+    residual: Exact
+    applied_as: int | None
+    rules: list[RuleAppliedEntry]
+    conflicts: list[ConflictEntry]
+    backup: str | None
+    warnings: list[str]
+
+
+class UndoDocument(Document):
+    """What `trueup undo --format json` prints and `POST /api/runs/{id}/undo` answers."""
+
+    run_id: int
+    undone: int
+    changed: int
+    restored: int
+    deleted: int
+    reinserted: int
+    dropped_tables: list[str]
+    dropped_triggers: list[str]
+    conflicts: list[ConflictEntry]
+
+
+class ChangeEntry(Document):
+    """One row a run wrote: its key, the figure before and after, and the whole row it replaced or removed."""
+
+    rule: str
+    table: str
+    key_columns: list[str]
+    quantity_column: str
+    key: KeyValues
+    op: str
+    before: Exact | None
+    after: Exact | None
+    row: dict[str, Any] | None
+
 
 SHOWN = 20
+
+
+class RunsDocument(Document):
+    """What `trueup runs --format json` prints and `GET /api/runs` answers: newest first."""
+
+    runs: list[RunEntry]  # type: ignore[valid-type]
+
+
+class Page(Document):
+    limit: int
+    offset: int
+    total: int  # rows the run changed in all
+
+
+class RunDocument(Document):
+    """What `trueup runs show --format json` prints; `GET /api/runs/{id}` pages the changes and says how."""
+
+    run: RunEntry  # type: ignore[valid-type]
+    changes: list[ChangeEntry]
+    page: NotRequired[Page]
+
+
+BackupEntry = without(Manifest, "BackupEntry", "database")  # pages and API bodies never name the database
+
+
+class RestoreDocument(Document):
+    """What `POST /api/backups/{name}/restore` answers: the restore's run, and the backup taken just before."""
+
+    run_id: int
+    tables: list[str]
+    restored: BackupEntry | None  # type: ignore[valid-type]
+    before: str | None
 
 
 def print_plan(plan: Plan, console: Console, shown: int = SHOWN) -> None:
@@ -116,7 +210,7 @@ def conflicts_table(conflicts: tuple[Conflict, ...], title: str) -> Table:
     return table
 
 
-def apply_document(result: ApplyResult) -> dict[str, Any]:
+def apply_document(result: ApplyResult) -> ApplyDocument:
     return {
         "run_id": result.run_id,
         "status": result.status,
@@ -141,7 +235,7 @@ def apply_document(result: ApplyResult) -> dict[str, Any]:
     }
 
 
-def conflict_dict(conflict: Conflict) -> dict[str, Any]:
+def conflict_dict(conflict: Conflict) -> ConflictEntry:
     return {"rule": conflict.rule, "key": list(conflict.key), "reason": conflict.reason}
 
 
@@ -175,7 +269,7 @@ def print_restore(done: Restored, file: Path, console: Console) -> None:
     console.print(f"Undo with: trueup undo {done.run_id}", highlight=False)
 
 
-def undo_document(result: UndoResult) -> dict[str, Any]:
+def undo_document(result: UndoResult) -> UndoDocument:
     return {
         "run_id": result.run_id,
         "undone": result.undone,
@@ -217,6 +311,14 @@ def run_dict(run: Run) -> dict[str, Any]:
     return run._asdict() | {"changed": run.changed, "by": run_by(run)}
 
 
+def runs_document(runs: list[Run]) -> RunsDocument:
+    return {"runs": [run_dict(r) for r in runs]}
+
+
+def run_document(run: Run, changes: list[Change]) -> RunDocument:
+    return {"run": run_dict(run), "changes": [change_dict(c) for c in changes]}
+
+
 def print_run(run: Run, changes: list[Change], console: Console, shown: int = SHOWN) -> None:
     print_runs([run], console)
     fields = [
@@ -240,7 +342,7 @@ def print_run(run: Run, changes: list[Change], console: Console, shown: int = SH
         console.print(f"  …and {len(changes) - shown} more (--limit or --format json)")
 
 
-def change_dict(change: Change) -> dict[str, Any]:
+def change_dict(change: Change) -> ChangeEntry:
     return {
         "rule": change.rule,
         "table": change.table_name,
@@ -269,6 +371,20 @@ def print_backups(backups: list[tuple[Path, Manifest]], console: Console) -> Non
             literal(manifest.file), f"{manifest.created_at:%Y-%m-%d %H:%M}", literal(tables), number(manifest.size)
         )
     console.print(table)
+
+
+def backup_dict(manifest: Manifest) -> dict[str, Any]:
+    """A backup's manifest, without the database it came from (pages and API bodies never name it)."""
+    return manifest.model_dump(mode="json", exclude={"database"})
+
+
+def restore_document(done: Restored) -> RestoreDocument:
+    return {
+        "run_id": done.run_id,
+        "tables": list(done.tables),
+        "restored": backup_dict(done.manifest) if done.manifest else None,
+        "before": str(done.before.path.name) if done.before.path else None,
+    }
 
 
 def print_verification(verification: Verification, console: Console) -> None:

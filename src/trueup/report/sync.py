@@ -11,9 +11,39 @@ from rich.table import Table
 from trueup.reconcile.history import Sighting
 from trueup.reconcile.sync import RoundResult
 from trueup.report.format import key_text, literal, number, to_json
-from trueup.report.json import drift_dict, finding_dict
+from trueup.report.json import DriftEntry, FindingEntry, drift_dict, finding_dict
+from trueup.schema import Document, Exact, KeyValues, record
 
 LOGGED = 100  # drifted keys listed per round in JSON logs (counts are always complete)
+SightingEntry = record(Sighting, "SightingEntry")  # what sighting_document gives
+
+
+class RecurrenceEntry(Document):
+    """A key that drifted again after a run repaired it; `hints` are the source records that arrived since."""
+
+    key: KeyValues
+    delta: Exact
+    repaired_at: str
+    run_id: int
+    hints: list[str]
+
+
+class RoundDocument(Document):
+    """One sync round: what `trueup sync --format json` prints and `POST /api/sync` answers."""
+
+    ts: str
+    rule: str
+    kind: str
+    status: str
+    checked: int
+    drifted: int
+    corrected: int
+    run_id: int | None
+    duration: float
+    drift: list[DriftEntry]  # the first LOGGED drifted keys; the counts are complete
+    recurring: list[RecurrenceEntry]
+    message: str
+    findings: list[FindingEntry]
 
 
 def round_line(result: RoundResult) -> str:
@@ -39,7 +69,7 @@ def round_line(result: RoundResult) -> str:
     return text + f" [{result.duration:.2f} s]"
 
 
-def round_document(result: RoundResult) -> dict[str, Any]:
+def round_document(result: RoundResult) -> RoundDocument:
     return {
         "ts": result.started_at.isoformat() + "Z",
         "rule": result.rule,
@@ -64,6 +94,16 @@ def round_document(result: RoundResult) -> dict[str, Any]:
         "message": result.message,
         "findings": [finding_dict(f) for f in result.findings],
     }
+
+
+class HistoryDocument(Document):
+    """What `trueup history --format json` prints and `GET /api/history` answers: newest first."""
+
+    history: list[SightingEntry]  # type: ignore[valid-type]
+
+
+def history_document(sightings: list[Sighting]) -> HistoryDocument:
+    return {"history": [sighting_document(s) for s in sightings]}
 
 
 def round_json(result: RoundResult) -> str:

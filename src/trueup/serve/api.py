@@ -14,39 +14,66 @@ from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from trueup import __version__
-from trueup.config import Config, parse_duration
+from trueup.config import Config, Rule, parse_duration
 from trueup.errors import ConflictError, NotFoundError, RefusedError, UsageError
 from trueup.reconcile import audit, history
 from trueup.reconcile.apply import apply as apply_repair
 from trueup.reconcile.apply import resume as resume_repair
 from trueup.reconcile.audit import now
-from trueup.reconcile.backup import Manifest, list_backups, restore_backup
+from trueup.reconcile.backup import list_backups, restore_backup
 from trueup.reconcile.check import CheckRun, typed_key
 from trueup.reconcile.guard import Limits, production_reason
-from trueup.reconcile.plan import make_plan, plan_document, read_plan
+from trueup.reconcile.plan import PlanDocument, make_plan, plan_document, read_plan
 from trueup.reconcile.query import Scope
 from trueup.reconcile.sync import SyncOptions, run_round
 from trueup.reconcile.undo import undo_run
 from trueup.report.format import to_json
-from trueup.report.json import write_check
-from trueup.report.repair import apply_document, change_dict, run_dict, undo_document
-from trueup.report.sync import round_document, sighting_document
+from trueup.report.json import CheckDocument, write_check
+from trueup.report.repair import (
+    ApplyDocument,
+    BackupEntry,
+    RestoreDocument,
+    RunDocument,
+    RunsDocument,
+    UndoDocument,
+    apply_document,
+    backup_dict,
+    restore_document,
+    run_document,
+    runs_document,
+    undo_document,
+)
+from trueup.report.sync import HistoryDocument, RoundDocument, history_document, round_document
+from trueup.schema import Document, record
 from trueup.serve import tokens
 from trueup.serve.auth import bearer, service_of
-from trueup.serve.errors import ERROR_RESPONSES, about, error_response
+from trueup.serve.errors import BODY, TOKEN, ApiError, about, error_response, failures
 from trueup.serve.service import Service
-from trueup.serve.tokens import Token
+from trueup.serve.tokens import CreatedDocument, Token, TokensDocument
 
-router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)  # type: ignore[arg-type]
+
+def known_query(request: Request) -> None:
+    """A query parameter the endpoint does not take, or one given twice, is bad input, not silently ignored."""
+    route = request.scope.get("route")
+    taken = {param.alias for param in getattr(getattr(route, "dependant", None), "query_params", ())}
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in taken or name in seen:
+            why = "is given more than once" if name in seen else "is not a parameter of this endpoint"
+            raise ApiError(400, "bad_request", f"query parameter {name!r} {why}", name)
+        seen.add(name)
+
+
+router = APIRouter(prefix="/api", dependencies=[Depends(known_query)])
 
 Reader = Annotated[Token, Depends(bearer("read"))]
 Syncer = Annotated[Token, Depends(bearer("sync"))]
 Writer = Annotated[Token, Depends(bearer("write"))]
 Admin = Annotated[Token, Depends(bearer("admin"))]
-KeyValue = int | str
+KeyValue = StrictInt | StrictStr  # JSON's true is not the key 1
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (64-bit, as databases store them).")]
 MAX_KEYS = 10_000
 
@@ -57,52 +84,54 @@ class Body(BaseModel):
 
 class CheckBody(Body):
     rules: list[str] | None = Field(None, description="Only these rules (and no custom checks); all when absent.")
-    limit: int | None = Field(None, ge=0, description="List at most the worst N drifted keys per rule.")
+    limit: StrictInt | None = Field(None, ge=0, description="List at most the worst N drifted keys per rule.")
 
 
 class PlanBody(Body):
     rules: list[str] | None = None
     keys: list[list[KeyValue]] | None = Field(None, max_length=MAX_KEYS, description="Keys in recorded-key order.")
     where: str | None = Field(None, description="Only recorded rows matching this SQL condition.")
-    limit: int | None = Field(None, ge=1, description="Only the worst N drifted keys per rule.")
-    include_flagged: bool = Field(
+    limit: StrictInt | None = Field(None, ge=1, description="Only the worst N drifted keys per rule.")
+    include_flagged: StrictBool = Field(
         False, description="Also correct keys with an error-severity finding (left out and listed by default)."
     )
 
 
 class ApplyBody(PlanBody):
     plan: dict[str, Any] | None = Field(None, description="A plan document from POST /api/plan, applied as it is.")
-    max_changes: int | None = Field(None, ge=0)
+    max_changes: StrictInt | None = Field(None, ge=0)
     max_abs_delta: Decimal | None = Field(None, ge=0)
-    chunk_size: int | None = Field(
+    chunk_size: StrictInt | None = Field(
         None, ge=1, description="Write key-ordered chunks of N keys, each its own transaction (resumable)."
     )
-    confirm: bool = Field(False, description="Required on a database that looks like production.")
+    confirm: StrictBool = Field(False, description="Required on a database that looks like production.")
 
 
 class ResumeBody(Body):
-    confirm: bool = Field(False, description="Required on a database that looks like production.")
+    confirm: StrictBool = Field(False, description="Required on a database that looks like production.")
 
 
 class UndoBody(Body):
-    skip_conflicts: bool = False
-    force: bool = False
-    confirm: bool = False
+    skip_conflicts: StrictBool = False
+    force: StrictBool = False
+    confirm: StrictBool = False
 
 
 class SyncBody(Body):
     rule: str
     keys: list[list[KeyValue]] = Field(min_length=1, max_length=MAX_KEYS)
     triggered_by: str = Field("hook", min_length=1, max_length=64)
-    apply: bool = False
-    wait: float = Field(0, ge=0, le=60, description="Seconds to wait for a round of the rule to end; then skip.")
-    max_changes: int | None = Field(None, ge=0)
+    apply: StrictBool = False
+    wait: StrictFloat = Field(0, ge=0, le=60, description="Seconds to wait for a round of the rule to end; then skip.")
+    max_changes: StrictInt | None = Field(None, ge=0)
     max_abs_delta: Decimal | None = Field(None, ge=0)
-    confirm: bool = False
+    confirm: StrictBool = False
 
 
 class RestoreBody(Body):
-    confirm: bool = Field(False, description="Restore always needs it: it discards every change since the backup.")
+    confirm: StrictBool = Field(
+        False, description="Restore always needs it: it discards every change since the backup."
+    )
 
 
 class TokenBody(Body):
@@ -110,52 +139,57 @@ class TokenBody(Body):
     scope: str = Field(pattern="^(read|sync|write|admin)$")
 
 
-class DriftRow(BaseModel):
-    model_config = ConfigDict(extra="allow")  # value, group, missing when the rule has them
-    key: list[Any]
-    recorded: Decimal | None
-    expected: Decimal
-    delta: Decimal
-
-
-class SyncAnswer(BaseModel):
-    """The document `trueup sync --format json` prints."""
-
-    model_config = ConfigDict(extra="allow")
-    rule: str
-    kind: str
-    status: str
-    checked: int
-    drifted: int
-    corrected: int
-    run_id: int | None
-    drift: list[DriftRow]
-    message: str
-
-
-class Health(BaseModel):
+class Health(Document):
     status: str
     version: str
+
+
+class RulesDocument(Document):
+    """The configured rules, as the config file gives them."""
+
+    rules: list[Rule]
+
+
+class RoundsDocument(Document):
+    rounds: list[record(history.Round, "RoundEntry")]  # type: ignore[misc]
+
+
+class BackupsDocument(Document):
+    backups: list[BackupEntry]  # type: ignore[valid-type]
+
+
+class Revoked(Document):
+    revoked: str
 
 
 def json_response(document: Any, status: int = 200) -> Response:
     return Response(to_json(document), status_code=status, media_type="application/json")
 
 
-@router.get("/health", summary="Liveness and database reachability (no token needed)", response_model=Health)
+@router.get(
+    "/health",
+    summary="Liveness and database reachability (no token needed)",
+    response_model=Health,
+    responses=failures(503),
+)
 def health(request: Request) -> Response:
     with service_of(request).connection() as connection:
         connection.exec_driver_sql("SELECT 1")
-    return json_response({"status": "ok", "version": __version__})
+    return json_response(Health(status="ok", version=__version__))
 
 
-@router.get("/rules", summary="The configured rules")
+@router.get("/rules", summary="The configured rules", response_model=RulesDocument, responses=failures(*TOKEN))
 def rules(request: Request, token: Reader) -> Response:
     config = service_of(request).config
     return json_response({"rules": [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in config.rules]})
 
 
-@router.post("/check", summary="Measure drift: the document `trueup check --format json` prints")
+@router.post(
+    "/check",
+    summary="Measure drift: the document `trueup check --format json` prints",
+    response_model=CheckDocument,
+    responses=failures(*TOKEN, *BODY),
+)
 def check(request: Request, body: CheckBody, token: Reader) -> Response:
     service = service_of(request)
     selected(service.config, body.rules)
@@ -166,7 +200,12 @@ def check(request: Request, body: CheckBody, token: Reader) -> Response:
     return Response(out.getvalue(), media_type="application/json")
 
 
-@router.post("/plan", summary="The dry run: every correction a repair would make")
+@router.post(
+    "/plan",
+    summary="The dry run: every correction a repair would make",
+    response_model=PlanDocument,
+    responses=failures(*TOKEN, *BODY),
+)
 def plan(request: Request, body: PlanBody, token: Reader) -> Response:
     service = service_of(request)
     scope = scope_of(service.config, body)
@@ -183,7 +222,12 @@ def plan(request: Request, body: PlanBody, token: Reader) -> Response:
     return json_response(public_plan(plan_document(made)))
 
 
-@router.post("/apply", summary="Correct the drift (or a saved plan) in one audited transaction")
+@router.post(
+    "/apply",
+    summary="Correct the drift (or a saved plan) in one audited transaction",
+    response_model=ApplyDocument,
+    responses=failures(*TOKEN, *BODY, 409, 422),
+)
 def apply(request: Request, body: ApplyBody, token: Writer) -> Response:
     service = service_of(request)
     saved = None
@@ -222,14 +266,24 @@ def apply(request: Request, body: ApplyBody, token: Writer) -> Response:
     return json_response(document)
 
 
-@router.get("/runs", summary="The latest applies and undos, newest first")
+@router.get(
+    "/runs",
+    summary="The latest applies and undos, newest first",
+    response_model=RunsDocument,
+    responses=failures(*TOKEN),
+)
 def runs(request: Request, token: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> Response:
     with service_of(request).connection() as connection:
         found = audit.list_runs(connection, limit)
-    return json_response({"runs": [run_dict(r) for r in found]})
+    return json_response(runs_document(found))
 
 
-@router.get("/runs/{run_id}", summary="One run with its changes, before and after (paged)")
+@router.get(
+    "/runs/{run_id}",
+    summary="One run with its changes, before and after (paged)",
+    response_model=RunDocument,
+    responses=failures(*TOKEN, 404),
+)
 def run(
     request: Request,
     token: Reader,
@@ -241,10 +295,15 @@ def run(
         found = audit.get_run(connection, run_id)
         changes = audit.run_changes(connection, run_id, limit, offset)
     page = {"limit": limit, "offset": offset, "total": found.changed}
-    return json_response({"run": run_dict(found), "changes": [change_dict(c) for c in changes], "page": page})
+    return json_response(run_document(found, changes) | {"page": page})
 
 
-@router.post("/runs/{run_id}/resume", summary="Finish the chunks a killed chunked apply left uncommitted")
+@router.post(
+    "/runs/{run_id}/resume",
+    summary="Finish the chunks a killed chunked apply left uncommitted",
+    response_model=ApplyDocument,
+    responses=failures(*TOKEN, *BODY, 404, 409, 422),
+)
 def resume(request: Request, token: Writer, run_id: RowId, body: ResumeBody | None = None) -> Response:
     service = service_of(request)
     confirmed(service, (body or ResumeBody()).confirm)
@@ -253,7 +312,12 @@ def resume(request: Request, token: Writer, run_id: RowId, body: ResumeBody | No
     return json_response(apply_document(result))
 
 
-@router.post("/runs/{run_id}/undo", summary="Put back exactly what a run changed; refused if rows moved since")
+@router.post(
+    "/runs/{run_id}/undo",
+    summary="Put back exactly what a run changed; refused if rows moved since",
+    response_model=UndoDocument,
+    responses=failures(*TOKEN, *BODY, 404, 409, 422),
+)
 def undo(request: Request, token: Admin, run_id: RowId, body: UndoBody | None = None) -> Response:
     service = service_of(request)
     body = body or UndoBody()
@@ -263,7 +327,12 @@ def undo(request: Request, token: Admin, run_id: RowId, body: UndoBody | None = 
     return json_response(undo_document(result))
 
 
-@router.post("/sync", summary="The hook after a sale: check (and repair) just these keys", response_model=SyncAnswer)
+@router.post(
+    "/sync",
+    summary="The hook after a sale: check (and repair) just these keys",
+    response_model=RoundDocument,
+    responses=failures(*TOKEN, *BODY, 422),
+)
 def sync(request: Request, body: SyncBody, token: Syncer) -> Response:
     service = service_of(request)
     selected(service.config, [body.rule], "rule")
@@ -285,7 +354,12 @@ def sync(request: Request, body: SyncBody, token: Syncer) -> Response:
     return json_response(round_document(result))
 
 
-@router.get("/history", summary="Drifted keys seen by sync rounds, newest first, with repairs and recurrence")
+@router.get(
+    "/history",
+    summary="Drifted keys seen by sync rounds, newest first, with repairs and recurrence",
+    response_model=HistoryDocument,
+    responses=failures(*TOKEN),
+)
 def history_(
     request: Request,
     token: Reader,
@@ -305,10 +379,15 @@ def history_(
         with about("key"):
             typed = typed_key(connection, service.config, rule, tuple(key.split(","))) if key and rule else None
         found = history.sightings(connection, rule=rule, key=typed, since=start, limit=limit)
-    return json_response({"history": [sighting_document(s) for s in found]})
+    return json_response(history_document(found))
 
 
-@router.get("/rounds", summary="Sync rounds, oldest first: the series behind the drift-over-time chart")
+@router.get(
+    "/rounds",
+    summary="Sync rounds, oldest first: the series behind the drift-over-time chart",
+    response_model=RoundsDocument,
+    responses=failures(*TOKEN),
+)
 def rounds(
     request: Request, token: Reader, rule: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 100
 ) -> Response:
@@ -320,12 +399,22 @@ def rounds(
     return json_response({"rounds": [r._asdict() for r in found]})
 
 
-@router.get("/backups", summary="The file backups in [serve] backup_dir, oldest first")
+@router.get(
+    "/backups",
+    summary="The file backups in [serve] backup_dir, oldest first",
+    response_model=BackupsDocument,
+    responses=failures(*TOKEN, 404),
+)
 def backups(request: Request, token: Admin) -> Response:
     return json_response({"backups": [backup_dict(m) for _, m in list_backups(backup_dir(service_of(request)))]})
 
 
-@router.post("/backups/{name}/restore", summary="Replace the backed-up tables with a verified backup")
+@router.post(
+    "/backups/{name}/restore",
+    summary="Replace the backed-up tables with a verified backup",
+    response_model=RestoreDocument,
+    responses=failures(*TOKEN, *BODY, 404, 409, 422),
+)
 def restore(request: Request, token: Admin, name: str, body: RestoreBody) -> Response:
     service = service_of(request)
     if not body.confirm:
@@ -339,14 +428,7 @@ def restore(request: Request, token: Admin, name: str, body: RestoreBody) -> Res
         raise NotFoundError(f"no backup named {name!r} (GET /api/backups lists them)")
     with service.connection() as connection, audit.acting_as(token.name):
         done = restore_backup(connection, service.engine.url, found[name], backup_dir(service), triggered_by="api")
-    return json_response(
-        {
-            "run_id": done.run_id,
-            "tables": list(done.tables),
-            "restored": backup_dict(done.manifest) if done.manifest else None,
-            "before": str(done.before.path.name) if done.before.path else None,
-        }
-    )
+    return json_response(restore_document(done))
 
 
 def backup_dir(service: Service) -> PathType:
@@ -355,30 +437,36 @@ def backup_dir(service: Service) -> PathType:
     return service.backup_dir
 
 
-def backup_dict(manifest: Manifest) -> dict[str, Any]:
-    """A backup's manifest, without the database it came from (pages and API bodies never name it)."""
-    return manifest.model_dump(mode="json", exclude={"database"})
-
-
-@router.get("/tokens", summary="The API tokens (names and scopes; never the tokens)")
+@router.get(
+    "/tokens",
+    summary="The API tokens (names and scopes; never the tokens)",
+    response_model=TokensDocument,
+    responses=failures(*TOKEN),
+)
 def list_tokens(request: Request, token: Admin) -> Response:
     with service_of(request).connection() as connection:
         found = tokens.list_tokens(connection)
-    return json_response({"tokens": [t._asdict() for t in found]})
+    return json_response(tokens.tokens_document(found))
 
 
-@router.post("/tokens", summary="Create a token; the response is the only time it is shown", status_code=201)
+@router.post(
+    "/tokens",
+    summary="Create a token; the response is the only time it is shown",
+    status_code=201,
+    response_model=CreatedDocument,
+    responses=failures(*TOKEN, *BODY),
+)
 def create_token(request: Request, body: TokenBody, token: Admin) -> Response:
     with service_of(request).connection() as connection, about("name"):
         secret = tokens.create(connection, body.name, body.scope)
-    return json_response({"name": body.name, "scope": body.scope, "token": secret}, 201)
+    return json_response(CreatedDocument(name=body.name, scope=body.scope, token=secret), 201)
 
 
-@router.delete("/tokens/{name}", summary="Revoke a token")
+@router.delete("/tokens/{name}", summary="Revoke a token", response_model=Revoked, responses=failures(*TOKEN, 404))
 def revoke_token(request: Request, token: Admin, name: str) -> Response:
     with service_of(request).connection() as connection:
         tokens.revoke(connection, name)
-    return json_response({"revoked": name})
+    return json_response(Revoked(revoked=name))
 
 
 # -- request checks (shapes only: what the values mean is the library's business) ------------
@@ -421,6 +509,6 @@ def duration(text: str) -> Any:
         raise UsageError(str(error)) from None
 
 
-def public_plan(document: dict[str, Any]) -> dict[str, Any]:
+def public_plan(document: PlanDocument) -> PlanDocument:
     """A plan document without the database it was made for (pages and API bodies never name it)."""
-    return {k: v for k, v in document.items() if k != "database"}
+    return {k: v for k, v in document.items() if k != "database"}  # type: ignore[return-value]

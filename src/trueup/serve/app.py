@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
@@ -52,6 +54,7 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
         redoc_url=None,
         lifespan=lifespan,
     )
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     app.state.service = service
     app.state.metrics = metrics
     app.state.watch_every = watch
@@ -75,7 +78,14 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
             swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
         )
 
-    @app.get("/metrics", summary="Prometheus text: sync rounds, request counts and latencies", tags=["metrics"])
+    @app.get(
+        "/metrics",
+        summary="Prometheus text: sync rounds, request counts and latencies",
+        tags=["metrics"],
+        response_class=PlainTextResponse,
+        responses=errors.failures(*errors.TOKEN),
+        dependencies=[Depends(api.known_query)],
+    )
     def metrics_text(request: Request, token: api.Reader) -> Response:
         return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -91,3 +101,10 @@ def create_app(service: Service, *, watch: timedelta | None = None, watch_apply:
         )
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, made once: FastAPI's, as `errors.published` corrects it."""
+    if app.openapi_schema is None:
+        app.openapi_schema = errors.published(FastAPI.openapi(app))
+    return app.openapi_schema

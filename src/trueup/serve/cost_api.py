@@ -14,31 +14,51 @@ from __future__ import annotations
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, NotRequired
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from trueup.cost import compute, write_outputs
 from trueup.cost.read import read_query
 from trueup.cost.result import CostResult
 from trueup.cost.store import store
-from trueup.cost.write import result_dict
+from trueup.cost.write import CostDocument, SummaryEntry, result_dict
 from trueup.errors import DatabaseError, NotFoundError, UsageError
 from trueup.reconcile import audit
-from trueup.report.cost import store_dict
-from trueup.serve.api import Reader, json_response
+from trueup.report.cost import StoreDocument, store_dict
+from trueup.serve.api import Reader, json_response, known_query
 from trueup.serve.auth import allowed, service_of
-from trueup.serve.errors import ERROR_RESPONSES, about
+from trueup.serve.errors import BODY, TOKEN, about, failures
 from trueup.serve.service import Service
 
-router = APIRouter(prefix="/api/cost", tags=["cost"], responses=ERROR_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/cost", tags=["cost"], dependencies=[Depends(known_query)])
 
 OUTPUTS = ("cogs.csv", "lots_remaining.csv", "quarantine.csv", "quarantined_rows.csv", "summary.json", "report.html")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-@router.post("", summary="FIFO (or LIFO, average) cost of goods sold; bad SKUs quarantined, never the batch")
+class CostAnswer(CostDocument):
+    files: dict[str, str]  # output file name -> where to download it
+    database: NotRequired[StoreDocument]  # with write: what was (or, without apply, would be) stored
+
+
+# An output as its name says: the CSVs and the report as text, summary.json the summary it holds.
+DOWNLOADS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The file",
+        "model": SummaryEntry,
+        "content": {"text/csv": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.post(
+    "",
+    summary="FIFO (or LIFO, average) cost of goods sold; bad SKUs quarantined, never the batch",
+    response_model=CostAnswer,
+    responses=failures(*TOKEN, *BODY),
+)
 def cost(
     request: Request,
     token: Reader,
@@ -61,7 +81,7 @@ def cost(
         raise UsageError("apply commits what write stores; give both")
     options = {"method": method, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
     done = run_cost(service_of(request), sales, lots, sales_sql, lots_sql, report=report, **options)
-    document = done.document | {"files": {name: f"/api/cost/{done.id}/{name}" for name in done.files}}
+    document: CostAnswer = {**done.document, "files": {name: f"/api/cost/{done.id}/{name}" for name in done.files}}
     if write:
         with service_of(request).connection() as connection, audit.acting_as(token.name):
             document["database"] = store_dict(store(connection, done.result, apply=apply, triggered_by="api"))
@@ -71,7 +91,7 @@ def cost(
 class CostRun(NamedTuple):
     id: str  # names its folder in the workspace, for downloads
     result: CostResult
-    document: dict[str, Any]  # what `trueup cost --format json` prints
+    document: CostDocument  # what `trueup cost --format json` prints
     files: list[str]
 
 
@@ -105,7 +125,12 @@ def output_path(service: Service, run_id: str, name: str) -> Path:
     return path
 
 
-@router.get("/{run_id}/{name}", summary="Download one output file of a cost run")
+@router.get(
+    "/{run_id}/{name}",
+    summary="Download one output file of a cost run",
+    response_class=FileResponse,
+    responses=DOWNLOADS | failures(*TOKEN, 404),
+)
 def output(request: Request, token: Reader, run_id: str, name: str) -> FileResponse:
     return FileResponse(output_path(service_of(request), run_id, name), filename=name)
 

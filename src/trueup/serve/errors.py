@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -60,19 +60,53 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": description, "model": ErrorBody}
-    for status, description in (
-        (400, "Bad input, naming the field; nothing was written"),
-        (401, "No valid token"),
-        (403, "The token's scope is too small"),
-        (404, "Not found"),
-        (409, "Conflict: data moved, an undo conflict, an idempotency conflict or not enough stock"),
-        (422, "Refused by a guard rail"),
-        (413, "The request body is over the size limit"),
-        (503, "The database is unreachable"),
-    )
+MEANING = {
+    400: "Bad input (a body, path or query parameter), naming the field; nothing was written",
+    401: "No valid token",
+    403: "The token's scope is too small",
+    404: "Not found",
+    409: "Conflict: data moved, an undo conflict, an idempotency conflict or not enough stock",
+    413: "The request body is over the size limit",
+    422: "Refused by a guard rail, or a production database without confirm",
+    503: "The database is unreachable",
 }
+TOKEN = (401, 403, 503)  # every call with a token: the token is looked up in the database
+BODY = (413,)  # every call with a body
+
+
+def failures(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an endpoint gives, each in the one JSON shape (whatever its success is), for OpenAPI.
+
+    Every endpoint can answer 400: an unknown query parameter is bad input (`api.known_query`)."""
+    shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {status: {"description": MEANING[status], "content": shape} for status in sorted({400, *statuses})}
+
+
+def published(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the error shape `failures` refers to, and without FastAPI's own 422
+    "Validation Error" entries: those answers are 400s here."""
+    for operation in (op for path in document.get("paths", {}).values() for op in path.values()):
+        answer = operation.get("responses", {}).get("422", {})
+        if answer.get("description") == "Validation Error":
+            del operation["responses"]["422"]
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    shape = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(shape.pop("$defs"), ErrorBody=shape)
+    return document
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI document lists for this path (Starlette's 405 names only the first route's)."""
+    path = request.url.path
+    methods = {
+        method.upper()
+        for template, operations in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path)
+        for method in operations
+    }
+    return ", ".join(sorted(methods))
 
 
 class ApiError(Exception):
@@ -124,12 +158,21 @@ def about(field: str) -> Iterator[None]:
         raise
 
 
-def answer(request: Request, status: int, kind: str, message: str, field: str | None = None) -> Response:
-    """The error as JSON for the API, or as a page for a person at the dashboard."""
+def answer(
+    request: Request,
+    status: int,
+    kind: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """The error as JSON for the API, or as a page for a person at the dashboard; `headers` go with either."""
     page = getattr(request.app.state, "error_page", None)
     if page is not None and not request.url.path.startswith(("/api/", "/metrics")):
-        return page(request, status, kind, message)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        shown = page(request, status, kind, message)
+        shown.headers.update(headers or {})
+        return shown
+    headers = {"WWW-Authenticate": "Bearer", **(headers or {})} if status == 401 else headers
     return Response(to_json(body(kind, message, field)), status, headers, media_type="application/json")
 
 
@@ -157,7 +200,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http")
-        return answer(request, error.status_code, kind, str(error.detail))
+        headers = error.headers
+        if error.status_code == 405 and (methods := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": methods}
+        return answer(request, error.status_code, kind, str(error.detail), headers=headers)
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, error: DBAPIError) -> Response:

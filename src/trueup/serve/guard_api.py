@@ -9,18 +9,37 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from trueup import guard
-from trueup.report.guard import guard_row
-from trueup.serve.api import Reader, json_response
+from trueup.guard.violations import ViolationEntry
+from trueup.report.guard import GuardEntry, guard_row
+from trueup.schema import Document
+from trueup.serve.api import Reader, json_response, known_query
 from trueup.serve.auth import service_of
-from trueup.serve.errors import ERROR_RESPONSES
+from trueup.serve.errors import TOKEN, failures
 
-router = APIRouter(prefix="/api/guard", tags=["guard"], responses=ERROR_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(prefix="/api/guard", tags=["guard"], dependencies=[Depends(known_query)])
 
 
-@router.get("", summary="The installed guards: rule, mode, tables, run, and whether the rule changed since")
+class GuardsDocument(Document):
+    """What `trueup guard status --format json` prints."""
+
+    guards: list[GuardEntry]
+
+
+class ViolationsDocument(Document):
+    """What `trueup guard violations --format json` prints."""
+
+    violations: list[ViolationEntry]
+
+
+@router.get(
+    "",
+    summary="The installed guards: rule, mode, tables, run, and whether the rule changed since",
+    response_model=GuardsDocument,
+    responses=failures(*TOKEN),
+)
 def status(request: Request, token: Reader) -> Response:
     service = service_of(request)
     with service.connection() as connection:
@@ -28,7 +47,12 @@ def status(request: Request, token: Reader) -> Response:
     return json_response({"guards": rows})
 
 
-@router.get("/violations", summary="What alarm guards found drifted at commit, newest first, and who committed it")
+@router.get(
+    "/violations",
+    summary="What alarm guards found drifted at commit, newest first, and who committed it",
+    response_model=ViolationsDocument,
+    responses=failures(*TOKEN),
+)
 def violations(
     request: Request,
     token: Reader,

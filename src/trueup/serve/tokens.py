@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from trueup.db import create_missing, dialect_for
 from trueup.errors import NotFoundError, UsageError
 from trueup.reconcile.audit import now
+from trueup.schema import Document, record
 
 SCOPES = ("read", "sync", "write", "admin")
 PREFIX = "trueup_"
@@ -47,6 +48,27 @@ class Token(NamedTuple):
     def allows(self, scope: str) -> bool:
         """Whether this token's scope includes `scope`."""
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
+
+
+TokenEntry = record(Token, "TokenEntry")
+
+
+class TokensDocument(Document):
+    """What `trueup token list --format json` prints and `GET /api/tokens` answers: names and scopes, never a token."""
+
+    tokens: list[TokenEntry]  # type: ignore[valid-type]
+
+
+class CreatedDocument(Document):
+    """A new token: the only time it is shown."""
+
+    name: str
+    scope: str
+    token: str
+
+
+def tokens_document(found: list[Token]) -> TokensDocument:
+    return {"tokens": [t._asdict() for t in found]}
 
 
 def create(connection: Connection, name: str, scope: str) -> str:
