@@ -51,10 +51,10 @@ from pydantic import (
     model_validator,
 )
 
-from trueup.db import join_name, split_name
 from trueup.errors import ConfigError
+from trueup.names import join_name, split_name
+from trueup.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
 LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 

@@ -9,9 +9,6 @@ import typer
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption
-from trueup.reconcile import audit
-from trueup.report.format import to_json
-from trueup.report.repair import change_dict, print_run, print_runs, run_dict
 
 runs_app = typer.Typer(no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
@@ -34,6 +31,10 @@ def runs(
     """
     if context.invoked_subcommand is not None:
         return
+    from trueup.reconcile import audit
+    from trueup.report.format import to_json
+    from trueup.report.repair import print_runs, run_dict
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         found = audit.list_runs(connection, limit)
@@ -58,6 +59,10 @@ def show(
 
     Example: trueup runs show 12 --format json
     """
+    from trueup.reconcile import audit
+    from trueup.report.format import to_json
+    from trueup.report.repair import change_dict, print_run, run_dict
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         run = audit.get_run(connection, run_id)
