@@ -88,16 +88,17 @@ class LazyGroup(typer.core.TyperGroup):
 
     def format_commands(self, ctx: typer.Context, formatter: Any) -> None:
         """The commands and their one-line help, as Typer lays them out, from what is loaded or listed."""
-        limit = formatter.width - 6 - max(map(len, self.commands))
+        shown = {name: command for name, command in self.commands.items() if not command.hidden}
+        limit = formatter.width - 6 - max(map(len, shown))
         with formatter.section("Commands"):
-            formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in self.commands.items()])
+            formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in shown.items()])
 
 
 def load(name: str) -> Any:
     """Import the module of command `name` (it registers on `app`) and build the command."""
     importlib.import_module(f"trueup.cli.{COMMANDS[name].module}")
     for info in app.registered_commands:
-        if typer.main.get_command_name(info.name or info.callback.__name__) == name:  # type: ignore[union-attr]
+        if typer.main.get_command_name(info.name or info.callback.__name__) == name:
             return typer.main.get_command_from_info(
                 info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode
             )
