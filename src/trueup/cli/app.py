@@ -69,7 +69,22 @@ COMMANDS = {
 }
 
 
-class LazyGroup(typer.core.TyperGroup):
+class Group(typer.core.TyperGroup):
+    """A Typer group whose --help flag defaults to False.
+
+    Typer 0.29 coerces every option value through pydantic unless it is already a bool, and its
+    help flag is None when not given: so `trueup ledger receive --help` would import pydantic
+    (about 0.1 s) to read the root's and the group's absent --help. Sub-apps use this class too.
+    """
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.default = False
+        return option
+
+
+class LazyGroup(Group):
     """The root group: every command listed from `COMMANDS`, each built from its module on first use."""
 
     def __init__(self, *, commands: dict[str, Any] | None = None, **attrs: Any) -> None:

@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import BackupDirOption, ConfigOption, DatabaseOption, RuleOption, YesOption
 from trueup.errors import TrueupError, UsageError
 from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 
-backup_app = typer.Typer()
+backup_app = typer.Typer(cls=Group)
 app.add_typer(backup_app, name="backup")
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="A backup file or its .manifest.json.")]

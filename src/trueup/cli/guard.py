@@ -8,10 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
 
-guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
+guard_app = typer.Typer(
+    cls=Group, no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule."
+)
 app.add_typer(guard_app, name="guard")
 
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, Output, OutputFormatOption
 from trueup.errors import UsageError
 from trueup.paths import DEFAULT_CONFIG
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 ISSUE_REASONS = ("sale", "usage", "scrap")
 
 ledger_app = typer.Typer(
-    help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
+    cls=Group, help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
 )
 app.add_typer(ledger_app, name="ledger")
 

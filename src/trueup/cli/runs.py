@@ -7,10 +7,10 @@ from typing import Annotated
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption
 
-runs_app = typer.Typer(no_args_is_help=False)
+runs_app = typer.Typer(cls=Group, no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
 
 HowManyOption = Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N", help="Show at most N.")]
