@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from tests.databases import Database
 from trueup.cli import app
 from trueup.config import load_config
-from trueup.db import join_name, open_engine, split_name
+from trueup.db import open_engine
+from trueup.names import join_name, split_name
 from trueup.reconcile.sync import SyncOptions, run_round
 
 runner = CliRunner()

@@ -52,11 +52,11 @@ from pydantic import (
     model_validator,
 )
 
-from trueup.db import join_name, split_name
 from trueup.errors import ConfigError
 from trueup.fromclause import mentions_row, same_table, tables
+from trueup.names import join_name, split_name
+from trueup.paths import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = Path("trueup.toml")
 DATABASE_URL_ENV = "TRUEUP_DATABASE_URL"
 LEDGER_URL_ENV = "TRUEUP_LEDGER_URL"
 

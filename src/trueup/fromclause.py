@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from trueup.db import join_name, split_name
+from trueup.names import join_name, split_name
 
 _PART = r'(?:"(?:[^"]|"")+"|`[^`]+`|[A-Za-z_][\w$]*)'
 _NAME = re.compile(rf"{_PART}(?:\s*\.\s*{_PART})?")

@@ -8,14 +8,12 @@ from typing import Annotated
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import BackupDirOption, ConfigOption, DatabaseOption, RuleOption, YesOption
 from trueup.errors import TrueupError, UsageError
-from trueup.reconcile.backup import DEFAULT_DIRECTORY, backup_tables, list_backups, restore_backup, verify_backup
-from trueup.reconcile.guard import confirm_writes
-from trueup.report.repair import print_backups, print_restore, print_verification
+from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 
-backup_app = typer.Typer()
+backup_app = typer.Typer(cls=Group)
 app.add_typer(backup_app, name="backup")
 
 FileArgument = Annotated[Path, typer.Argument(metavar="FILE", help="A backup file or its .manifest.json.")]
@@ -31,7 +29,7 @@ def backup(
     table: Annotated[
         list[str] | None, typer.Option("--table", "-t", metavar="NAME", help="Back up this table (repeatable).")
     ] = None,
-    backup_dir: BackupDirOption = DEFAULT_DIRECTORY,
+    backup_dir: BackupDirOption = DEFAULT_BACKUP_DIRECTORY,
 ) -> None:
     """Back up whole tables with the database's own tool (default: every rule's recorded table).
 
@@ -39,6 +37,8 @@ def backup(
     """
     if context.invoked_subcommand is not None:
         return
+    from trueup.reconcile.backup import backup_tables
+
     cfg = common.load_config_for(config, database)
     tables = table or [r.recorded.table for r in cfg.select_rules(rule)]
     if not tables:
@@ -53,11 +53,14 @@ def backup(
 
 @backup_app.command("list")
 @common.handles_errors
-def list_(backup_dir: BackupDirOption = DEFAULT_DIRECTORY) -> None:
+def list_(backup_dir: BackupDirOption = DEFAULT_BACKUP_DIRECTORY) -> None:
     """List the backups in the backup directory, oldest first.
 
     Example: trueup backup list --backup-dir /var/backups/trueup
     """
+    from trueup.reconcile.backup import list_backups
+    from trueup.report.repair import print_backups
+
     print_backups(list_backups(backup_dir), common.stdout())
 
 
@@ -68,6 +71,9 @@ def verify(file: FileArgument) -> None:
 
     Example: trueup backup verify trueup-backups/20261121T101500Z-shop.dump
     """
+    from trueup.reconcile.backup import verify_backup
+    from trueup.report.repair import print_verification
+
     verification = verify_backup(file)
     print_verification(verification, common.stdout())
     raise typer.Exit(0 if verification.ok else 1)
@@ -80,7 +86,7 @@ def restore(
     config: ConfigOption = None,
     database: DatabaseOption = None,
     confirm: Annotated[bool, typer.Option("--confirm", help="Yes: replace the tables with the backup.")] = False,
-    backup_dir: BackupDirOption = DEFAULT_DIRECTORY,
+    backup_dir: BackupDirOption = DEFAULT_BACKUP_DIRECTORY,
     yes: YesOption = False,
 ) -> None:
     """Replace the backed-up tables with their contents in a verified backup, as a run `trueup undo` reverses.
@@ -93,6 +99,10 @@ def restore(
     """
     if not confirm:
         raise UsageError(f"restore replaces whole tables with {file}; pass --confirm if that is what you want")
+    from trueup.reconcile.backup import restore_backup
+    from trueup.reconcile.guard import confirm_writes
+    from trueup.report.repair import print_restore
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         url = connection.engine.url

@@ -16,9 +16,6 @@ from trueup.cli.options import (
     QuietOption,
     RuleOption,
 )
-from trueup.config import load_config
-from trueup.reconcile.check import CheckRun
-from trueup.report import keep_for, money_for, write_check
 
 
 @app.command()
@@ -38,6 +35,10 @@ def check(
 
     Example: trueup check --config trueup.toml --format json --output drift.json
     """
+    from trueup.config import load_config
+    from trueup.reconcile.check import CheckRun
+    from trueup.report import keep_for, money_for, write_check
+
     cfg = load_config(config)
     with common.session(cfg, database) as connection, common.Activity(common.interactive(quiet)) as progress:
         run = CheckRun(

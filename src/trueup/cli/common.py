@@ -10,19 +10,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.text import Text
-from sqlalchemy.engine import Connection
 
-from trueup.config import DATABASE_URL_ENV, DEFAULT_CONFIG, Config, load_config
-from trueup.db import connect, open_engine
 from trueup.errors import TrueupError
-from trueup.reconcile.drift import RuleResult
-from trueup.report.format import literal
+
+if TYPE_CHECKING:  # these load when a command runs, not at start-up (see trueup.cli.app)
+    from rich.console import Console
+    from sqlalchemy.engine import Connection
+
+    from trueup.config import Config
+    from trueup.reconcile.drift import RuleResult
 
 log = logging.getLogger("trueup")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,10 +36,14 @@ STATE = State()
 
 
 def stdout() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=False)
 
 
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
@@ -62,12 +65,18 @@ def handles_errors(function: F) -> F:
 
 def report_error(error: TrueupError) -> None:
     """The one line on stderr a command prints when it cannot go on."""
+    from rich.text import Text
+
+    from trueup.report.format import literal
+
     stderr().print(Text.assemble(("error:", "bold red"), " ", literal(str(error))), soft_wrap=True)
 
 
 @contextmanager
 def session(config: Config, database: str | None) -> Iterator[Connection]:
     """A connection to the config's database (or `database`), disposed of afterwards."""
+    from trueup.db import connect, open_engine
+
     engine = open_engine(config.database_url(database))
     try:
         with connect(engine) as connection:
@@ -102,6 +111,8 @@ class Activity:
     """A Rich progress display on stderr: a spinner, what is happening (rule or phase), elapsed time."""
 
     def __init__(self, enabled: bool):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", markup=False),
@@ -143,6 +154,9 @@ class Activity:
 
 def load_config_for(path: Path | None, database: str | None) -> Config:
     """The config; commands that need only a database may run without one when a URL is given."""
+    from trueup.config import DATABASE_URL_ENV, Config, load_config
+    from trueup.paths import DEFAULT_CONFIG
+
     if path is None and not DEFAULT_CONFIG.exists() and (database or os.environ.get(DATABASE_URL_ENV)):
         return Config()
     return load_config(path)
@@ -156,9 +170,15 @@ def confirmer() -> Callable[[str], bool] | None:
 
 
 def warn(message: str) -> None:
+    from rich.text import Text
+
+    from trueup.report.format import literal
+
     stderr().print(Text.assemble(("warning:", "yellow"), " ", literal(message)), soft_wrap=True)
 
 
 def note(message: str, console: Console | None = None) -> None:
     """A line for people (stderr unless `console` is given), printed as written."""
+    from trueup.report.format import literal
+
     (console or stderr()).print(literal(message), soft_wrap=True)

@@ -7,14 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from trueup import guard
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption, TriggeredByOption, YesOption
-from trueup.report.format import to_json, value_text
-from trueup.report.guard import guard_row
 
-guard_app = typer.Typer(no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule.")
+guard_app = typer.Typer(
+    cls=Group, no_args_is_help=True, help="Stop drift at its source: triggers generated from a rule."
+)
 app.add_typer(guard_app, name="guard")
 
 RuleName = Annotated[str, typer.Option("--rule", "-r", metavar="NAME", help="The rule to guard.")]
@@ -38,6 +37,8 @@ def plan(
 
     Example: trueup guard plan --rule stock --mode capture
     """
+    from trueup import guard
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         found = guard.plan(connection, cfg, rule, mode)
@@ -60,6 +61,8 @@ def install(
 
     Example: trueup guard install --rule stock --mode capture --yes
     """
+    from trueup import guard
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         done = guard.install(
@@ -85,6 +88,8 @@ def remove(
 
     Example: trueup guard remove --rule stock --yes
     """
+    from trueup import guard
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         done = guard.remove(connection, cfg, rule, yes=yes, confirm=common.confirmer(), triggered_by=triggered_by)
@@ -102,6 +107,9 @@ def status(
 
     Example: trueup guard status --format json
     """
+    from trueup import guard
+    from trueup.report.guard import guard_row
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         rows = [guard_row(g, guard.changed_since(connection, cfg, g)) for g in guard.status(connection)]
@@ -122,6 +130,8 @@ def violations(
 
     Example: trueup guard violations --rule stock --format json
     """
+    from trueup import guard
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         rows = guard.violations(connection, rule, limit)
@@ -130,6 +140,8 @@ def violations(
 
 def _listed(fmt: Output, name: str, rows: list[dict[str, Any]], empty: str, line: Callable[..., str]) -> None:
     """`{name: rows}` as JSON, or one line per row (`empty` when there are none)."""
+    from trueup.report.format import to_json
+
     if fmt is Output.json:
         typer.echo(to_json({name: rows}))
         return
@@ -149,6 +161,8 @@ def _guard_line(row: dict[str, Any]) -> str:
 
 
 def _violation_line(row: dict[str, Any]) -> str:
+    from trueup.report.format import value_text
+
     return (
         f"{row['at']} {row['rule']} key {row['key']}: recorded {value_text(row['recorded'])}, "
         f"expected {value_text(row['expected'])}; by {row['user']} "

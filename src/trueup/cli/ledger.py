@@ -10,24 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, Output, OutputFormatOption
-from trueup.config import DEFAULT_CONFIG, Config, load_config
 from trueup.errors import UsageError
-from trueup.ledger import ISSUE_REASONS, Ledger
-from trueup.ledger.records import Transaction
-from trueup.report import ledger as render
-from trueup.report import table as check_table
-from trueup.report.format import to_json
-from trueup.report.json import report_dict
+from trueup.paths import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from trueup.ledger import Ledger
+    from trueup.ledger.records import Transaction
+
+# trueup.ledger loads SQLAlchemy, so the help of `issue` and `commit` names the reasons from here;
+# tests/test_cli_startup.py holds them equal to trueup.ledger.ISSUE_REASONS.
+ISSUE_REASONS = ("sale", "usage", "scrap")
 
 ledger_app = typer.Typer(
-    help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
+    cls=Group, help="An append-only stock ledger: post movements, query balances, verify.", no_args_is_help=True
 )
 app.add_typer(ledger_app, name="ledger")
 
@@ -50,6 +52,9 @@ QtyArg = Annotated[str, typer.Argument(help="Quantity (a decimal number).")]
 
 @contextmanager
 def opened(config: Any, database: str | None) -> Iterator[Ledger]:
+    from trueup.config import Config, load_config
+    from trueup.ledger import Ledger
+
     cfg = load_config(config) if config is not None or DEFAULT_CONFIG.exists() else Config()
     ledger = Ledger(cfg.ledger_url(database))
     try:
@@ -78,6 +83,8 @@ def lots_arg(values: list[str] | None) -> list[str] | dict[str, str] | None:
 
 
 def show(fmt: Output, value: Any, as_dict: Callable[[Any], Any], draw: Callable[[Any, Any], None]) -> None:
+    from trueup.report.format import to_json
+
     if fmt is Output.json:
         common.stdout().file.write(to_json(as_dict(value)) + "\n")
     else:
@@ -85,6 +92,8 @@ def show(fmt: Output, value: Any, as_dict: Callable[[Any], Any], draw: Callable[
 
 
 def show_transaction(fmt: Output, transaction: Transaction) -> None:
+    from trueup.report import ledger as render
+
     show(fmt, transaction, render.transaction_dict, render.print_transaction)
 
 
@@ -264,6 +273,8 @@ def reserve(
 
     Example: trueup ledger reserve pipe-20mm shop 40 --hold-for order-881 --expires-at 2025-03-02T00:00
     """
+    from trueup.report import ledger as render
+
     with opened(config, database) as ledger:
         held = ledger.reserve(item, location, qty, hold_for=hold_for, expires_at=moment(expires_at, "--expires-at"))
     show(fmt, held, render.reservation_dict, render.print_reservation)
@@ -281,6 +292,8 @@ def release(
 
     Example: trueup ledger release 7
     """
+    from trueup.report import ledger as render
+
     with opened(config, database) as ledger:
         ledger.release(reservation_id)
         released = ledger.reservation(reservation_id)
@@ -322,6 +335,8 @@ def balance(
 
     Example: trueup ledger balance pipe-20mm shop --as-of 2025-03-01T00:00 --format json
     """
+    from trueup.report import ledger as render
+
     when = moment(as_of, "--as-of")
     with opened(config, database) as ledger:
         figure = ledger.balance(item, location, lot=lot, as_of=when)
@@ -342,6 +357,8 @@ def available(
 
     Example: trueup ledger available pipe-20mm shop
     """
+    from trueup.report import ledger as render
+
     with opened(config, database) as ledger:
         figure = ledger.available(item, location)
     row = render.available_dict(item, location, figure)
@@ -361,6 +378,8 @@ def history(
 
     Example: trueup ledger history ROLL-1
     """
+    from trueup.report import ledger as render
+
     with opened(config, database) as ledger:
         events = ledger.history(lot, item=item)
     show(fmt, events, lambda rows: [e._asdict() for e in rows], render.print_history)
@@ -378,6 +397,8 @@ def valuation(
 
     Example: trueup ledger valuation --format json
     """
+    from trueup.report import ledger as render
+
     with opened(config, database) as ledger:
         lots = ledger.valuation(item)
     show(fmt, lots, lambda rows: [v._asdict() for v in rows], render.print_valuation)
@@ -394,6 +415,9 @@ def verify(
 
     Example: trueup ledger verify --format json
     """
+    from trueup.report import table as check_table
+    from trueup.report.json import report_dict
+
     with opened(config, database) as ledger:
         report = ledger.verify()
     show(fmt, report, report_dict, check_table.print_check)

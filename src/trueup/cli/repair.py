@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,18 +24,11 @@ from trueup.cli.options import (
     WhereOption,
     YesOption,
 )
-from trueup.config import load_config
-from trueup.db import redact
 from trueup.errors import UsageError
-from trueup.reconcile.apply import apply as apply_repair
-from trueup.reconcile.apply import resume as resume_repair
-from trueup.reconcile.backup import DEFAULT_DIRECTORY
-from trueup.reconcile.guard import Limits, confirm_writes
-from trueup.reconcile.plan import load_plan, make_plan, plan_document, save_plan
-from trueup.reconcile.query import Scope
-from trueup.reconcile.undo import undo_run
-from trueup.report.format import to_json
-from trueup.report.repair import apply_document, print_apply, print_plan, print_undo, undo_document
+from trueup.paths import DEFAULT_BACKUP_DIRECTORY
+
+if TYPE_CHECKING:
+    from trueup.reconcile.query import Scope
 
 WorstOption = Annotated[
     int | None, typer.Option("--limit", "-n", min=1, metavar="N", help="Only the worst N drifted keys per rule.")
@@ -49,6 +42,8 @@ IncludeFlaggedOption = Annotated[
 
 
 def scope_of(keys: list[str] | None, where: str | None) -> Scope:
+    from trueup.reconcile.query import Scope
+
     return Scope(keys=tuple(tuple(k.split(",")) for k in keys or ()), where=where)
 
 
@@ -69,6 +64,12 @@ def plan(
 
     Example: trueup plan --rule storefront --key 1,10 --out plan.json
     """
+    from trueup.config import load_config
+    from trueup.db import redact
+    from trueup.reconcile.plan import make_plan, plan_document, save_plan
+    from trueup.report.format import to_json
+    from trueup.report.repair import print_plan
+
     cfg = load_config(config)
     with common.session(cfg, database) as connection:
         url = redact(connection.engine.url)
@@ -102,7 +103,7 @@ def apply(
     no_backup: Annotated[
         bool, typer.Option("--no-backup", help="Skip the file backup (row pre-images are always kept).")
     ] = False,
-    backup_dir: BackupDirOption = DEFAULT_DIRECTORY,
+    backup_dir: BackupDirOption = DEFAULT_BACKUP_DIRECTORY,
     max_changes: Annotated[
         int | None, typer.Option(metavar="N", min=0, help="Refuse plans writing more rows than this.")
     ] = None,
@@ -127,6 +128,14 @@ def apply(
 
     Example: trueup apply --rule diapers --max-changes 500
     """
+    from trueup.config import load_config
+    from trueup.reconcile.apply import apply as apply_repair
+    from trueup.reconcile.apply import resume as resume_repair
+    from trueup.reconcile.guard import Limits
+    from trueup.reconcile.plan import load_plan
+    from trueup.report.format import to_json
+    from trueup.report.repair import apply_document, print_apply
+
     cfg = load_config(config)
     saved = load_plan(plan_file) if plan_file else None
     if saved and (rule or key or where or limit or include_flagged):
@@ -202,6 +211,11 @@ def undo(
 
     Example: trueup undo 12
     """
+    from trueup.reconcile.guard import confirm_writes
+    from trueup.reconcile.undo import undo_run
+    from trueup.report.format import to_json
+    from trueup.report.repair import print_undo, undo_document
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         pattern = cfg.database.production_pattern

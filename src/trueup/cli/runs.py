@@ -7,13 +7,10 @@ from typing import Annotated
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption
-from trueup.reconcile import audit
-from trueup.report.format import to_json
-from trueup.report.repair import print_run, print_runs, run_document, runs_document
 
-runs_app = typer.Typer(no_args_is_help=False)
+runs_app = typer.Typer(cls=Group, no_args_is_help=False)
 app.add_typer(runs_app, name="runs")
 
 HowManyOption = Annotated[int, typer.Option("--limit", "-n", min=1, metavar="N", help="Show at most N.")]
@@ -34,6 +31,10 @@ def runs(
     """
     if context.invoked_subcommand is not None:
         return
+    from trueup.reconcile import audit
+    from trueup.report.format import to_json
+    from trueup.report.repair import print_runs, runs_document
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         found = audit.list_runs(connection, limit)
@@ -58,6 +59,10 @@ def show(
 
     Example: trueup runs show 12 --format json
     """
+    from trueup.reconcile import audit
+    from trueup.report.format import to_json
+    from trueup.report.repair import print_run, run_document
+
     cfg = common.load_config_for(config, database)
     with common.session(cfg, database) as connection:
         run = audit.get_run(connection, run_id)

@@ -11,13 +11,14 @@ from typing import Annotated
 import typer
 
 from trueup.cli import common
-from trueup.cli.app import app
+from trueup.cli.app import Group, app
 from trueup.cli.options import ConfigOption, DatabaseOption, Output, OutputFormatOption
 from trueup.cli.sync import duration
 from trueup.errors import UsageError
-from trueup.report.format import to_json
 
-token_app = typer.Typer(help="API tokens for `trueup serve`: create (shown once), list, revoke.", no_args_is_help=True)
+token_app = typer.Typer(
+    cls=Group, help="API tokens for `trueup serve`: create (shown once), list, revoke.", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 
 
@@ -110,6 +111,7 @@ def list_(config: ConfigOption = None, database: DatabaseOption = None, fmt: Out
 
     Example: trueup token list --format json
     """
+    from trueup.report.format import to_json
     from trueup.serve import tokens
 
     with common.session(common.load_config_for(config, database), database) as connection:

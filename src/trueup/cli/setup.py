@@ -6,22 +6,22 @@ import shutil
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.engine import Connection
 
 from trueup.cli import common
 from trueup.cli.app import app
 from trueup.cli.options import DatabaseOption, QuietOption
-from trueup.config import DEFAULT_CONFIG, load_config
-from trueup.db import connect, open_engine
-from trueup.demo import build_demo
 from trueup.errors import UsageError
-from trueup.presets import PRESETS, preset_config
-from trueup.reconcile.check import CheckRun
-from trueup.report import money_for, write_check
-from trueup.starter import starter, summary
+from trueup.paths import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+# The presets load SQLAlchemy, so `trueup init --help` offers their names from here;
+# tests/test_cli_startup.py holds them equal to trueup.presets.PRESETS.
+PRESET_NAMES = ("erpnext", "odoo", "saleor", "medusa", "spree")
 
 
 @app.command()
@@ -35,6 +35,11 @@ def demo(
 
     Example: trueup demo /tmp/shop && trueup check --config /tmp/shop/trueup.toml
     """
+    from trueup.config import load_config
+    from trueup.demo import build_demo
+    from trueup.reconcile.check import CheckRun
+    from trueup.report import money_for, write_check
+
     config_path = build_demo(directory, items=items)
     config = load_config(config_path)
     with common.session(config, None) as connection:
@@ -53,7 +58,7 @@ def _program() -> str:
     return str(ran) if ran.name == "trueup" and not shutil.which("trueup") else "trueup"
 
 
-PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)  # type: ignore[misc]
+PresetName = Enum("PresetName", {name: name for name in PRESET_NAMES}, type=str)  # type: ignore[misc]
 
 
 @app.command()
@@ -73,6 +78,8 @@ def init(
     if config.exists() and not force:
         raise UsageError(f"{config} already exists (use --force to overwrite it)")
     if database:
+        from trueup.db import connect, open_engine
+
         engine = open_engine(database)
         try:
             with connect(engine) as connection:
@@ -86,6 +93,9 @@ def init(
 
 
 def _config_text(preset: PresetName | None, url: str | None, connection: Connection | None) -> str:
+    from trueup.presets import preset_config
+    from trueup.starter import starter, summary
+
     if preset is None:
         made = starter(url, connection)
         if made.guess is not None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,19 +24,16 @@ from trueup.cli.options import (
     TriggeredByOption,
     YesOption,
 )
-from trueup.config import load_config, parse_duration
-from trueup.db import connect, open_engine
 from trueup.errors import UsageError
-from trueup.reconcile import history
-from trueup.reconcile.audit import now
-from trueup.reconcile.check import typed_key
-from trueup.reconcile.sync import SyncOptions, Watcher, run_round
-from trueup.report.format import to_json
-from trueup.report.sync import history_document, print_sightings, round_json, round_line
+
+if TYPE_CHECKING:
+    from trueup.reconcile.sync import Watcher
 
 
 def duration(text: str) -> timedelta:
     """`90s`, `5m`, `2h`, `7d` (or plain seconds)."""
+    from trueup.config import parse_duration
+
     try:
         return parse_duration(text)
     except ValueError as error:
@@ -109,6 +106,10 @@ def watch(
 
     Example: trueup watch --every 5m --apply --metrics-file /var/lib/node_exporter/trueup.prom
     """
+    from trueup.config import load_config
+    from trueup.db import open_engine
+    from trueup.reconcile.sync import SyncOptions, Watcher
+
     cfg = load_config(config)
     rules = cfg.select_rules(rule)  # unknown rule names fail now, not at the first round
     options = SyncOptions(
@@ -150,6 +151,8 @@ def watch(
 
 def _rounds(watcher: Watcher, stop: threading.Event, every: timedelta | None, fmt: RoundFormat, metrics: Any) -> bool:
     """Round after round (one if `every` is None) until stopped; whether the last left drift behind."""
+    from trueup.report.sync import round_json, round_line
+
     while True:
         results = watcher.round()
         for result in results:
@@ -218,6 +221,11 @@ def sync(
     """
     if not key:
         raise UsageError("name the items to sync with --key (trueup watch checks everything)")
+    from trueup.config import load_config
+    from trueup.db import open_engine
+    from trueup.reconcile.sync import SyncOptions, run_round
+    from trueup.report.sync import round_json, round_line
+
     cfg = load_config(config)
     options = SyncOptions(
         apply=apply,
@@ -253,6 +261,13 @@ def history_(
 
     Example: trueup history --rule storefront --key 1,10 --since 7d
     """
+    from trueup.db import connect, open_engine
+    from trueup.reconcile import history
+    from trueup.reconcile.audit import now
+    from trueup.reconcile.check import typed_key
+    from trueup.report.format import to_json
+    from trueup.report.sync import history_document, print_sightings
+
     cfg = common.load_config_for(config, database)
     engine = open_engine(cfg.database_url(database))
     try:

@@ -30,9 +30,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from trueup.config import Rule
-from trueup.db import dialect_for_name, join_name, quote_name, split_name
+from trueup.db import dialect_for_name, quote_name
 from trueup.guard.ddl import TOUCHED, Trigger
 from trueup.guard.violations import VIOLATIONS
+from trueup.names import join_name, split_name
 from trueup.reconcile.query import Scope, comparison
 
 SQLSTATE = "TU001"

@@ -54,8 +54,9 @@ import sqlalchemy as sa
 
 from trueup import fromclause
 from trueup.config import Rule, Source
-from trueup.db import dialect_for_name, join_name, quote_name, split_name
+from trueup.db import dialect_for_name, quote_name
 from trueup.errors import ConfigError, UsageError
+from trueup.names import join_name, split_name
 
 EVENTS = ("insert", "update", "delete")
 QUEUE = "trueup_dirty"

@@ -48,8 +48,9 @@ from sqlalchemy.exc import DBAPIError
 from trueup.config import Config, Rule
 from trueup.db import dialect_for, driver_message, redact
 from trueup.errors import DatabaseError, RefusedError, UsageError
+from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 from trueup.reconcile import audit, images
-from trueup.reconcile.backup import DEFAULT_DIRECTORY, Backup, backup_tables
+from trueup.reconcile.backup import Backup, backup_tables
 from trueup.reconcile.check import RuleScan, typed_scope
 from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import Flagged, as_decimal
@@ -151,7 +152,7 @@ def apply(
     limit: int | None = None,
     limits: Limits = NO_LIMITS,
     include_flagged: bool = False,
-    backup_dir: Path | None = DEFAULT_DIRECTORY,
+    backup_dir: Path | None = DEFAULT_BACKUP_DIRECTORY,
     yes: bool = False,
     confirm: Callable[[str], bool] | None = None,
     triggered_by: str = "cli",

@@ -34,8 +34,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import URL, Connection
 
-from trueup.db import dialect_for, redact, split_name, table_ref
+from trueup.db import dialect_for, redact, table_ref
 from trueup.errors import DatabaseError, UsageError
+from trueup.names import split_name
+from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 from trueup.reconcile import audit, images
 from trueup.reconcile.audit import now
 from trueup.reconcile.target import Target
@@ -44,7 +46,6 @@ from trueup.report.format import to_json
 log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
-DEFAULT_DIRECTORY = Path("trueup-backups")
 
 
 class TableCount(BaseModel):
@@ -83,7 +84,9 @@ class Verification(NamedTuple):
         return not self.problems
 
 
-def backup_tables(connection: Connection, url: URL, tables: list[str], directory: Path = DEFAULT_DIRECTORY) -> Backup:
+def backup_tables(
+    connection: Connection, url: URL, tables: list[str], directory: Path = DEFAULT_BACKUP_DIRECTORY
+) -> Backup:
     """Back up `tables` into `directory`; returns a Backup with a warning instead if no tool exists."""
     backend = url.get_backend_name()
     tables = list(dict.fromkeys(tables))
@@ -130,7 +133,7 @@ def _new_file(directory: Path, database: str, suffix: str) -> Path:
     return path
 
 
-def list_backups(directory: Path = DEFAULT_DIRECTORY) -> list[tuple[Path, Manifest]]:
+def list_backups(directory: Path = DEFAULT_BACKUP_DIRECTORY) -> list[tuple[Path, Manifest]]:
     found = []
     for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
         try:
@@ -166,7 +169,7 @@ def restore_backup(
     connection: Connection,
     url: URL,
     path: Path | None,
-    directory: Path = DEFAULT_DIRECTORY,
+    directory: Path = DEFAULT_BACKUP_DIRECTORY,
     *,
     triggered_by: str = "cli",
     undoes_run: int | None = None,

@@ -25,8 +25,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Recorded, Rule, Source
-from trueup.db import column_ref, dialect_for, driver_message, join_name, split_name, user_sql
+from trueup.db import column_ref, dialect_for, driver_message, user_sql
 from trueup.errors import ConfigError
+from trueup.names import join_name, split_name
 from trueup.reconcile import query
 
 _MAX_LISTED = 15

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup.config import Rule
-from trueup.db import coerce, split_name, table_ref
+from trueup.db import coerce, table_ref
+from trueup.names import split_name
 
 
 class Target(NamedTuple):

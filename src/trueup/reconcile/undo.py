@@ -37,9 +37,10 @@ from sqlalchemy.exc import DBAPIError
 
 from trueup.db import dialect_for, driver_message
 from trueup.errors import ConflictError, DatabaseError, RefusedError, UsageError
+from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 from trueup.reconcile import audit, images
 from trueup.reconcile.apply import Conflict
-from trueup.reconcile.backup import DEFAULT_DIRECTORY, restore_backup
+from trueup.reconcile.backup import restore_backup
 from trueup.reconcile.query import in_key_table
 from trueup.reconcile.target import Target
 from trueup.reconcile.worktable import FLAG, QUANTITY, WorkTable
@@ -347,7 +348,7 @@ def _undo_restore(connection: Connection, run_id: int, restores: list[audit.Chan
     backup = image.get("backup")
     created = tuple(c.table_name for c in restores if c.before is None)
     path = Path(backup) if backup else None
-    directory = Path(image.get("directory") or DEFAULT_DIRECTORY)
+    directory = Path(image.get("directory") or DEFAULT_BACKUP_DIRECTORY)
     url = connection.engine.url
     done = restore_backup(connection, url, path, directory, triggered_by=triggered_by, undoes_run=run_id, drop=created)
     with dialect_for(connection).write_transaction(connection) as tx:

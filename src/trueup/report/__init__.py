@@ -7,15 +7,13 @@ only the worst `limit` keys per rule.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-
-from trueup.config import Config
-from trueup.reconcile import history
-from trueup.reconcile.check import CheckReport, CheckRun
-from trueup.report import json, table
 from trueup.report.format import PLAIN, Money
+
+if TYPE_CHECKING:  # light at import: the command line imports `trueup.report.format` at start-up
+    from trueup.config import Config
+    from trueup.reconcile.check import CheckReport, CheckRun
 
 FORMATS = ("table", "json", "markdown", "html")
 DEFAULT_LIMIT = 20
@@ -35,12 +33,17 @@ def keep_for(fmt: str, limit: int | None) -> int | None:
 
 def write_check(run: CheckRun, fmt: str, out: TextIO, limit: int | None = None, money: Money = PLAIN) -> CheckReport:
     """Render `run` as `fmt`; `money` says how values are shown (JSON keeps them exact, unrounded)."""
+    from rich.console import Console
+
+    from trueup.report import json, table
+
     if fmt == "json":
         return json.write_check(run, out, limit)
     report = run.report()
     if fmt == "table":
         table.print_check(report, Console(file=out, soft_wrap=False), money)
     else:
+        from trueup.reconcile import history
         from trueup.report import html, markdown  # only loaded when asked for
 
         if fmt == "markdown":
