@@ -40,7 +40,7 @@ from trueup.ledger import Ledger
 from trueup.serve import tokens
 
 ADMIN_URL = os.environ.get("TRUEUP_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SCHEMA = "serve_bench"
+SCHEMA = "servebench_serve"
 CLIENTS = 16
 RULE = """
 [[rules]]

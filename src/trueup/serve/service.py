@@ -1,8 +1,17 @@
 """What every request shares: the config, one engine for the target database, the ledger, the sessions.
 
 One `Service` lives as long as the process. Its engine's pool is shared by
-every request thread, so a hook pays for a query, not a connection. The ledger
-is opened on first use (opening it creates or upgrades its tables).
+every request thread, so a hook pays for a query, not a connection; the pool
+holds a connection per request thread (and the ledger's pool as many), so 16
+clients never queue for one. The ledger is opened on first use (opening it
+creates or upgrades its tables).
+
+A bearer token, once verified against `trueup_tokens`, is remembered (by its
+hash) for `TOKEN_SECONDS`, so a busy client costs the database one token query
+a second instead of one per request. Revoking a token through the service
+(`DELETE /api/tokens/{name}`) forgets every remembered token at once; a revoke
+from elsewhere (`trueup token revoke`, another instance) takes effect within
+`TOKEN_SECONDS`. Dashboard sessions always ask the database.
 """
 
 from __future__ import annotations
@@ -20,11 +29,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from trueup.config import Config
 from trueup.db import connect, open_engine, redact
+from trueup.expiring import Expiring
 from trueup.ledger import Ledger
 from trueup.serve import tokens
 from trueup.serve.tokens import Token
 
 SESSION_HOURS = 12
+TOKEN_SECONDS = 1.0  # how long a verified bearer token is taken on trust
+REQUEST_THREADS = 40  # AnyIO's default thread limit: at most this many requests run at once
 
 
 @dataclass
@@ -41,6 +53,7 @@ class Service:
     _ledger: Ledger | None = field(default=None, init=False)
     _sessions: dict[str, Session] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _verified: Expiring[str, Token] = field(default_factory=lambda: Expiring(TOKEN_SECONDS), init=False)
 
     workspace: Path = field(init=False)  # uploads and cost outputs, removed when the service stops
 
@@ -50,7 +63,7 @@ class Service:
         return self.config.serve.backup_dir
 
     def __post_init__(self) -> None:
-        self.engine = open_engine(self.config.database_url(self.database))
+        self.engine = open_engine(self.config.database_url(self.database), pool_size=REQUEST_THREADS)
         self.workspace = Path(tempfile.mkdtemp(prefix="trueup-serve-"))
 
     @property
@@ -66,12 +79,29 @@ class Service:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
-                self._ledger = Ledger(self.config.ledger_url(self.database))
+                self._ledger = Ledger(self.config.ledger_url(self.database), pool_size=REQUEST_THREADS)
             return self._ledger
 
     def authenticate(self, secret: str) -> Token | None:
+        """The token `secret` is, asking the database."""
         with self.connection() as connection:
             return tokens.authenticate(connection, secret)
+
+    def remembered(self, secret: str) -> Token | None:
+        """The token `secret` is, if verified less than `TOKEN_SECONDS` ago (no database query)."""
+        return self._verified.get(tokens.digest(secret))
+
+    def verify(self, secret: str) -> Token | None:
+        """`authenticate`, remembering a valid token for `TOKEN_SECONDS` (a miss is never remembered)."""
+        generation = self._verified.generation()
+        token = self.authenticate(secret)
+        if token is not None:
+            self._verified.put(tokens.digest(secret), token, generation)
+        return token
+
+    def forget_tokens(self) -> None:
+        """After a revoke: every token is verified against the database again."""
+        self._verified.clear()
 
     def sign_in(self, secret: str) -> str:
         """A new session id for a valid token (the caller has checked it)."""
