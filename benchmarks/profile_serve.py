@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench_serve import RULE, build_shop, drop_schema, schema_url
 from sqlalchemy import event
 from starlette.testclient import TestClient
 
-from bench_serve import RULE, build_shop, drop_schema, schema_url
 from trueup.config import load_config
 from trueup.db import connect
 from trueup.serve import tokens
@@ -54,13 +54,14 @@ def _shape(statement: str) -> str:
     words = " ".join(statement.split())
     verb = words.split(" ", 1)[0].upper()
     table = re.search(r"\b(?:FROM|INTO|UPDATE|TABLE)\s+([\w.\"]+)", words, re.IGNORECASE)
-    return f"{verb} {table.group(1) if table else words[:60]}"
+    return f"{verb} {table.group(1)}" if table else re.sub(r"%\(\w+\)s", "?", words)[:60]
 
 
 def measure(http: TestClient, statements: Statements, requests: int, call) -> dict:  # type: ignore[no-untyped-def]
     call(http, -1)  # the first request pays for what is made once (tables, the ledger); not counted
     statements.take()
     latencies = []
+    cpu = time.process_time()
     for n in range(requests):
         started = time.perf_counter()
         call(http, n)
@@ -68,6 +69,7 @@ def measure(http: TestClient, statements: Statements, requests: int, call) -> di
     seen = statements.take()
     return {
         "per_request": round(sum(seen.values()) / requests, 2),
+        "cpu_ms": round((time.process_time() - cpu) * 1000 / requests, 2),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "by_shape": {shape: round(n / requests, 2) for shape, n in seen.most_common()},
     }
@@ -100,11 +102,15 @@ def main() -> None:
 
     try:
         with TestClient(create_app(service)) as http:
-            results = {name: measure(http, statements, args.requests, call) for name, call in (("hook", hook), ("issue", issue))}
+            calls = {"hook": hook, "issue": issue}
+            results = {name: measure(http, statements, args.requests, call) for name, call in calls.items()}
     finally:
         drop_schema(SCHEMA)
     for name, result in results.items():
-        print(f"{name}: {result['per_request']} statements per request, p50 {result['p50_ms']} ms (one client)")
+        print(
+            f"{name}: {result['per_request']} statements per request, p50 {result['p50_ms']} ms, "
+            f"{result['cpu_ms']} ms CPU (service and one client, in this process)"
+        )
         for shape, n in result["by_shape"].items():
             print(f"    {n:6.2f}  {shape}")
 
