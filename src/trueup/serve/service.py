@@ -1,10 +1,11 @@
 """What every request shares: the config, one engine for the target database, the ledger, the sessions.
 
 One `Service` lives as long as the process. Its engine's pool is shared by
-every request thread, so a hook pays for a query, not a connection; the pool
-holds a connection per request thread (and the ledger's pool as many), so 16
-clients never queue for one. The ledger is opened on first use (opening it
-creates or upgrades its tables).
+every request thread, so a hook pays for a query, not a connection. It keeps
+`POOL_SIZE` connections open (and opens up to 10 more while busy), as does the
+ledger's: 16 concurrent clients, one of them holding a round's lock on a second
+connection, never wait for one (SQLAlchemy's default keeps 5). The ledger is
+opened on first use (opening it creates or upgrades its tables).
 
 A bearer token, once verified against `trueup_tokens`, is remembered (by its
 hash) for `TOKEN_SECONDS`, so a busy client costs the database one token query
@@ -36,7 +37,7 @@ from trueup.serve.tokens import Token
 
 SESSION_HOURS = 12
 TOKEN_SECONDS = 1.0  # how long a verified bearer token is taken on trust
-REQUEST_THREADS = 40  # AnyIO's default thread limit: at most this many requests run at once
+POOL_SIZE = 20  # connections each engine keeps open for concurrent requests
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Service:
         return self.config.serve.backup_dir
 
     def __post_init__(self) -> None:
-        self.engine = open_engine(self.config.database_url(self.database), pool_size=REQUEST_THREADS)
+        self.engine = open_engine(self.config.database_url(self.database), pool_size=POOL_SIZE)
         self.workspace = Path(tempfile.mkdtemp(prefix="trueup-serve-"))
 
     @property
@@ -79,7 +80,7 @@ class Service:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
-                self._ledger = Ledger(self.config.ledger_url(self.database), pool_size=REQUEST_THREADS)
+                self._ledger = Ledger(self.config.ledger_url(self.database), pool_size=POOL_SIZE)
             return self._ledger
 
     def authenticate(self, secret: str) -> Token | None:
@@ -93,11 +94,7 @@ class Service:
 
     def verify(self, secret: str) -> Token | None:
         """`authenticate`, remembering a valid token for `TOKEN_SECONDS` (a miss is never remembered)."""
-        generation = self._verified.generation()
-        token = self.authenticate(secret)
-        if token is not None:
-            self._verified.put(tokens.digest(secret), token, generation)
-        return token
+        return self._verified.fetch(tokens.digest(secret), lambda: self.authenticate(secret))
 
     def forget_tokens(self) -> None:
         """After a revoke: every token is verified against the database again."""
