@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve bench-startup bench-guard bench-scale clean
+.PHONY: demo test bench bench-check bench-apply bench-sync bench-cost bench-cost-write bench-ledger bench-serve profile-serve bench-startup bench-guard bench-scale clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-ledger: $(STAMP)
 bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
+
+# Statements and CPU per sync hook and ledger posting, the application in-process (one client).
+profile-serve: $(STAMP)
+	$(BIN)/python benchmarks/profile_serve.py $(BENCH_ARGS)
 
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)

@@ -8,7 +8,10 @@ On PostgreSQL with `--items` items (default 100,000), `trueup serve` runs as its
    `--seconds`, beside 16 threads calling `Ledger.issue` in-process; conservation is checked
    after each (on hand = received − issued, no lost update).
 
-Reports p50/p99 latency, requests/s, errors, answers by status, and the service's peak RSS.
+Reports p50/p99/mean latency, requests/s, errors, answers by status (corrected/clean/queued/
+skipped), CPU per request in the service and in the clients, the load average, and the service's
+peak RSS. After the hooks it waits for the queue (`trueup_dirty`) to drain and checks that no key
+a hook named is left drifted (the shop's drifted keys are those divisible by 50).
 Usage:
 
     flock /tmp/trueup-bench.lock make bench-serve [BENCH_ARGS="--items 10000 --seconds 10"]
@@ -40,7 +43,7 @@ from trueup.ledger import Ledger
 from trueup.serve import tokens
 
 ADMIN_URL = os.environ.get("TRUEUP_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SCHEMA = "serve_bench"
+SCHEMA = "servebench_serve"
 CLIENTS = 16
 RULE = """
 [[rules]]
@@ -136,6 +139,18 @@ class Service:
                 return
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+    def measured(self, run) -> dict:  # type: ignore[no-untyped-def]
+        """`run()`'s result, with the service's CPU per request and the load average before and after."""
+        load, cpu = os.getloadavg()[0], self.cpu_seconds()
+        result = run()
+        result["service_cpu_ms_per_request"] = round((self.cpu_seconds() - cpu) * 1000 / max(result["requests"], 1), 2)
+        result["load_average"] = [round(load, 1), round(os.getloadavg()[0], 1)]
+        return result
+
     def stop(self) -> None:
         self.running = False
         self.process.terminate()
@@ -165,12 +180,14 @@ def hammer(seconds: float, request, session=lambda: httpx.Client(timeout=30)) ->
                 n += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return summary(latencies, outcomes, time.perf_counter() - began)
+    result = summary(latencies, outcomes, time.perf_counter() - began)
+    result["this_process_cpu_ms_per_request"] = round((time.process_time() - cpu) * 1000 / max(len(latencies), 1), 2)
+    return result
 
 
 def summary(latencies: list[float], outcomes: Counter[str], wall: float) -> dict:
@@ -180,8 +197,32 @@ def summary(latencies: list[float], outcomes: Counter[str], wall: float) -> dict
         "per_second": round(len(latencies) / wall, 1),
         "p50_ms": round(statistics.median(ordered) * 1000, 2),
         "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2),
         "errors": sum(n for k, n in outcomes.items() if k.startswith("error") or k.startswith("http")),
         "outcomes": dict(outcomes),
+    }
+
+
+def repaired(url: str, touched: set[int]) -> dict:
+    """Once the queue has drained: how many of the keys the hooks named drifted at the start, and are left."""
+    engine = sa.create_engine(url)
+    deadline = time.monotonic() + 120
+    with engine.connect() as connection:
+        queued = sa.text("SELECT count(*) FROM trueup_dirty WHERE rule = 'stock'")
+        while (left := connection.execute(queued).scalar_one()) and time.monotonic() < deadline:
+            connection.rollback()
+            time.sleep(0.2)
+        drifted = sa.text(
+            "SELECT i.id FROM items i LEFT JOIN (SELECT item_id, sum(qty) AS q FROM sales GROUP BY item_id) s "
+            "ON s.item_id = i.id WHERE i.remaining <> i.total - coalesce(s.q, 0)"
+        )
+        still = set(connection.execute(drifted).scalars()) & touched
+    engine.dispose()
+    return {
+        "keys_named": len(touched),
+        "drifted_at_start": sum(1 for key in touched if key % 50 == 0),
+        "still_queued": left,
+        "drifted_left": len(still),
     }
 
 
@@ -231,13 +272,18 @@ def main() -> None:
     results: dict = {"items": args.items, "seconds": args.seconds, "clients": CLIENTS}
     service = Service(config)
     try:
+        touched: list[int] = []
 
         def hook(http: httpx.Client, client: int, n: int) -> str:
-            body = {"rule": "stock", "keys": [[random.randint(1, args.items)]], "apply": True}
-            answer = http.post(service.base + "/api/sync", json=body, headers=auth)
+            key = random.randint(1, args.items)
+            touched.append(key)
+            answer = http.post(
+                service.base + "/api/sync", json={"rule": "stock", "keys": [[key]], "apply": True}, headers=auth
+            )
             return answer.json()["status"] if answer.status_code == 200 else f"http {answer.status_code}"
 
-        results["sync_hook_http"] = hammer(args.seconds, hook)
+        results["sync_hook_http"] = service.measured(lambda: hammer(args.seconds, hook))
+        results["sync_hook_http"]["afterwards"] = repaired(url, set(touched))
         results["sync_subprocess"] = sync_subprocesses(config, args.items, args.seconds)
 
         ledger = Ledger(url)
@@ -252,7 +298,7 @@ def main() -> None:
             answer = http.post(service.base + "/api/ledger/issue", json=body, headers=headers)
             return "posted" if answer.status_code == 200 else f"http {answer.status_code}"
 
-        results["ledger_http"] = hammer(args.seconds, issue)
+        results["ledger_http"] = service.measured(lambda: hammer(args.seconds, issue))
         issued_http = results["ledger_http"]["outcomes"].get("posted", 0)
         on_hand = sum(ledger.balance(f"sku-{c}", "shop") for c in range(4))
         results["ledger_http"]["conserved"] = on_hand == 4 * stock - issued_http

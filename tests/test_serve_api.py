@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from tests.databases import Database
 from tests.serve_helpers import Shop, batches_shop, client
 from trueup.cli import app
+from trueup.serve.service import TOKEN_SECONDS
 
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "cost"
@@ -72,6 +74,25 @@ def test_auth_401_without_a_token_and_403_below_the_scope(shop: Shop, method: st
 
 
 SCOPES_BELOW = {"read": None, "sync": "read", "write": "sync", "admin": "write"}
+
+
+def test_a_revoked_token_is_refused_at_once_through_the_api_and_within_a_second_from_elsewhere(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]  # the remembered tokens' clock, moved by hand
+    monkeypatch.setattr("trueup.expiring.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    with client(shop) as api:
+        used = api.get("/api/runs", headers=shop.auth("read"))  # verified, and remembered
+        revoked = api.delete("/api/tokens/read-token", headers=shop.auth("admin"))
+        after = api.get("/api/runs", headers=shop.auth("read"))
+        assert api.get("/api/runs", headers=shop.auth("sync")).status_code == 200
+        shop.db.execute("DELETE FROM trueup_tokens WHERE name = 'sync-token'")  # as `trueup token revoke` does
+        within = api.get("/api/runs", headers=shop.auth("sync"))
+        clock[0] += TOKEN_SECONDS
+        later = api.get("/api/runs", headers=shop.auth("sync"))
+    assert [used.status_code, revoked.status_code, after.status_code] == [200, 200, 401]
+    assert [within.status_code, later.status_code] == [200, 401]
+    assert later.json()["error"]["message"] == "the token is not valid (revoked, or never created here)"
 
 
 def test_check_is_the_cli_document(shop: Shop) -> None:

@@ -113,12 +113,14 @@ def _redact_text(text: str) -> str:
     return re.sub(rf"([?&][^=&]*(?:{_SECRET_PARAMETER.pattern})[^=&]*=)[^&]*", r"\1***", text, flags=re.I)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for `url`; a missing driver or bad URL becomes a `TrueupError`."""
+def open_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """An engine for `url`, keeping up to `pool_size` idle connections (SQLAlchemy's default: 5); a missing
+    driver or bad URL becomes a `TrueupError`."""
     parsed = parse_url(url)
     dialect = dialect_for_name(parsed.get_backend_name())
+    options = dialect.engine_options(parsed) | ({"pool_size": pool_size} if pool_size else {})
     try:
-        engine = sa.create_engine(parsed, **dialect.engine_options(parsed))
+        engine = sa.create_engine(parsed, **options)
     except NoSuchModuleError:
         raise ConfigError(f"unknown database kind in URL {redact(parsed)!r}") from None
     except ModuleNotFoundError as error:
@@ -530,8 +532,8 @@ class PostgreSQLDialect(Dialect):
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
-        for name, value in settings.items():  # for this transaction only
-            connection.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+        calls = [sa.func.set_config(name, value, sa.true()) for name, value in settings.items()]
+        connection.execute(sa.select(*calls))  # for this transaction only, in one round trip
 
     def analyze(self, connection: Connection, table: str, columns: Sequence[str] = ()) -> None:
         # PostgreSQL never analyzes temporary tables by itself; without statistics it

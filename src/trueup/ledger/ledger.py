@@ -68,8 +68,8 @@ def _database_errors(method: F) -> F:
 class Ledger:
     """An append-only stock ledger in the database at `url`, its schema created or upgraded on opening."""
 
-    def __init__(self, url: str):
-        engine = open_engine(url)
+    def __init__(self, url: str, *, pool_size: int | None = None):
+        engine = open_engine(url, pool_size=pool_size)  # pool_size: connections kept for concurrent callers
         self.dialect = dialect_for(engine)
         # Postings go through `engine` (BEGIN IMMEDIATE on SQLite, READ COMMITTED on servers); reads
         # through `reader`, so a long read such as verify() does not hold SQLite's write lock.

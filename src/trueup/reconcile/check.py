@@ -104,7 +104,10 @@ class RuleScan:
                 keep=self._keep,
             )
             comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            for values in dialect.stream(connection, comparison):
+            # Named keys give at most a row or so each: executed plainly, the statement's compiled form
+            # is reused from SQLAlchemy's cache (a hook's round), where streaming compiles it every time.
+            rows = connection.execute(comparison) if self._scope.keys else dialect.stream(connection, comparison)
+            for values in rows:
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
                     yield drift

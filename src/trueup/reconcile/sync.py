@@ -80,6 +80,7 @@ from sqlalchemy.engine import Connection, Engine
 from trueup.config import Config, Rule, Source
 from trueup.db import column_ref, connect, dialect_for, table_ref, user_sql
 from trueup.errors import RefusedError, UsageError
+from trueup.expiring import PerEngine
 from trueup.guard.runs import captures
 from trueup.reconcile import history, queue
 from trueup.reconcile.apply import RuleApplied, apply
@@ -89,7 +90,7 @@ from trueup.reconcile.drift import SAMPLE_SIZE, DriftRow, Finding, finding
 from trueup.reconcile.guard import Limits
 from trueup.reconcile.query import EVERYTHING, Scope, known_keys, recorded_count
 from trueup.reconcile.resolve import resolve_rule
-from trueup.reconcile.target import Target
+from trueup.reconcile.target import SCHEMA_SECONDS, Target
 from trueup.reconcile.worktable import WorkTable, drop_all
 
 log = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ def _holding(
     """Rounds under the rule's lock: the one asked for, then one per batch of keys queued during the last."""
     with connect(engine) as connection:
         _ensure_tables(connection)
-        rule = resolve_rule(connection, config.rule(rule_name))
+        rule = _resolved(connection, config.rule(rule_name))
         if full is None and keys is None:
             since_full = history.rounds_since_full(connection, rule_name)
             full = since_full is None or since_full + 1 >= options.full_every
@@ -247,6 +248,15 @@ def _holding(
 
 
 _READY: weakref.WeakSet[Engine] = weakref.WeakSet()  # engines whose database has sync's tables
+_RESOLVED: PerEngine[tuple[str, int], tuple[Rule, Rule]] = PerEngine(SCHEMA_SECONDS)
+
+
+def _resolved(connection: Connection, rule: Rule) -> Rule:
+    """`resolve_rule`, remembered per engine for `SCHEMA_SECONDS`: a hook neither reflects the tables
+    nor probes the rule's SQL again. A schema change is seen within that time (until then a query it
+    broke fails with the database's message); a config read again (another `Rule`) is resolved anew.
+    The entry holds `rule` itself, so its `id` is not reused while the entry lives."""
+    return _RESOLVED.fetch(connection.engine, (rule.name, id(rule)), lambda: (rule, resolve_rule(connection, rule)))[1]
 
 
 def _ensure_tables(connection: Connection) -> None:
@@ -273,7 +283,7 @@ def _enqueue(engine: Engine, config: Config, rule_name: str, keys: Sequence[Key]
     """Queue `keys` (typed and checked like a round's) for the round holding the lock; how many."""
     with connect(engine) as connection:
         _ensure_tables(connection)
-        rule = resolve_rule(connection, config.rule(rule_name))
+        rule = _resolved(connection, config.rule(rule_name))
         typed = _unique(typed_scope(connection, rule, Scope(keys=tuple(keys))).keys)
         with dialect_for(connection).write_transaction(connection):
             queue.enqueue(connection, rule.name, typed, queued_by)

@@ -10,7 +10,10 @@ from sqlalchemy.engine import Connection
 
 from trueup.config import Rule
 from trueup.db import coerce, table_ref
+from trueup.expiring import PerEngine
 from trueup.names import split_name
+
+SCHEMA_SECONDS = 60.0  # how long a process reuses what it read of the schema (key types, a resolved rule)
 
 
 class Target(NamedTuple):
@@ -35,7 +38,11 @@ class Target(NamedTuple):
         return table_ref(self.table, *[c["name"] for c in self._columns(connection)])
 
     def key_types(self, connection: Connection) -> list[type | None]:
-        """The Python type of each key column, to turn text keys (CLI, JSON) back into values."""
+        """The Python type of each key column, to turn text keys (CLI, JSON) back into values; read from
+        the schema once per `SCHEMA_SECONDS` and engine."""
+        return list(_KEY_TYPES.fetch(connection.engine, self, lambda: self._key_types(connection)))
+
+    def _key_types(self, connection: Connection) -> tuple[type | None, ...]:
         columns = {c["name"]: c["type"] for c in self._columns(connection)}
         types: list[type | None] = []
         for column in self.key:
@@ -43,7 +50,7 @@ class Target(NamedTuple):
                 types.append(columns[column].python_type)
             except (KeyError, NotImplementedError):
                 types.append(None)
-        return types
+        return tuple(types)
 
     def _columns(self, connection: Connection) -> list[dict[str, Any]]:
         *schema, name = split_name(self.table)
@@ -67,6 +74,9 @@ class Target(NamedTuple):
             return tuple(coerce(value, kind) for value, kind in zip(key, types, strict=True))
 
         return typed
+
+
+_KEY_TYPES: PerEngine[Target, tuple[type | None, ...]] = PerEngine(SCHEMA_SECONDS)
 
 
 def _bare(column: str) -> str:

@@ -464,8 +464,10 @@ def create_token(request: Request, body: TokenBody, token: Admin) -> Response:
 
 @router.delete("/tokens/{name}", summary="Revoke a token", response_model=Revoked, responses=failures(*TOKEN, 404))
 def revoke_token(request: Request, token: Admin, name: str) -> Response:
-    with service_of(request).connection() as connection:
+    service = service_of(request)
+    with service.connection() as connection:
         tokens.revoke(connection, name)
+    service.forget_tokens()
     return json_response(Revoked(revoked=name))
 
 

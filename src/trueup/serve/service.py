@@ -1,8 +1,18 @@
 """What every request shares: the config, one engine for the target database, the ledger, the sessions.
 
 One `Service` lives as long as the process. Its engine's pool is shared by
-every request thread, so a hook pays for a query, not a connection. The ledger
-is opened on first use (opening it creates or upgrades its tables).
+every request thread, so a hook pays for a query, not a connection. It keeps
+`POOL_SIZE` connections open (and opens up to 10 more while busy), as does the
+ledger's: 16 concurrent clients, one of them holding a round's lock on a second
+connection, never wait for one (SQLAlchemy's default keeps 5). The ledger is
+opened on first use (opening it creates or upgrades its tables).
+
+A bearer token, once verified against `trueup_tokens`, is remembered (by its
+hash) for `TOKEN_SECONDS`, so a busy client costs the database one token query
+a second instead of one per request. Revoking a token through the service
+(`DELETE /api/tokens/{name}`) forgets every remembered token at once; a revoke
+from elsewhere (`trueup token revoke`, another instance) takes effect within
+`TOKEN_SECONDS`. Dashboard sessions always ask the database.
 """
 
 from __future__ import annotations
@@ -20,11 +30,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from trueup.config import Config
 from trueup.db import connect, open_engine, redact
+from trueup.expiring import Expiring
 from trueup.ledger import Ledger
 from trueup.serve import tokens
 from trueup.serve.tokens import Token
 
 SESSION_HOURS = 12
+TOKEN_SECONDS = 1.0  # how long a verified bearer token is taken on trust
+POOL_SIZE = 20  # connections each engine keeps open for concurrent requests
 
 
 @dataclass
@@ -41,6 +54,7 @@ class Service:
     _ledger: Ledger | None = field(default=None, init=False)
     _sessions: dict[str, Session] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _verified: Expiring[str, Token] = field(default_factory=lambda: Expiring(TOKEN_SECONDS), init=False)
 
     workspace: Path = field(init=False)  # uploads and cost outputs, removed when the service stops
 
@@ -50,7 +64,7 @@ class Service:
         return self.config.serve.backup_dir
 
     def __post_init__(self) -> None:
-        self.engine = open_engine(self.config.database_url(self.database))
+        self.engine = open_engine(self.config.database_url(self.database), pool_size=POOL_SIZE)
         self.workspace = Path(tempfile.mkdtemp(prefix="trueup-serve-"))
 
     @property
@@ -66,12 +80,25 @@ class Service:
     def ledger(self) -> Ledger:
         with self._lock:
             if self._ledger is None:
-                self._ledger = Ledger(self.config.ledger_url(self.database))
+                self._ledger = Ledger(self.config.ledger_url(self.database), pool_size=POOL_SIZE)
             return self._ledger
 
     def authenticate(self, secret: str) -> Token | None:
+        """The token `secret` is, asking the database."""
         with self.connection() as connection:
             return tokens.authenticate(connection, secret)
+
+    def remembered(self, secret: str) -> Token | None:
+        """The token `secret` is, if verified less than `TOKEN_SECONDS` ago (no database query)."""
+        return self._verified.get(tokens.digest(secret))
+
+    def verify(self, secret: str) -> Token | None:
+        """`authenticate`, remembering a valid token for `TOKEN_SECONDS` (a miss is never remembered)."""
+        return self._verified.fetch(tokens.digest(secret), lambda: self.authenticate(secret))
+
+    def forget_tokens(self) -> None:
+        """After a revoke: every token is verified against the database again."""
+        self._verified.clear()
 
     def sign_in(self, secret: str) -> str:
         """A new session id for a valid token (the caller has checked it)."""

@@ -82,7 +82,7 @@ def create(connection: Connection, name: str, scope: str) -> str:
     with dialect_for(connection).write_transaction(connection) as tx:
         if tx.execute(sa.select(tokens.c.name).where(tokens.c.name == name)).first():
             raise UsageError(f"a token named {name!r} exists; revoke it first (trueup token revoke {name})")
-        tx.execute(tokens.insert().values(name=name, scope=scope, sha256=_digest(secret), created_at=now()))
+        tx.execute(tokens.insert().values(name=name, scope=scope, sha256=digest(secret), created_at=now()))
     return secret
 
 
@@ -105,11 +105,11 @@ def authenticate(connection: Connection, secret: str) -> Token | None:
     """The token whose hash matches `secret`, compared in constant time against every stored hash."""
     if not _exists(connection):
         return None
-    digest = _digest(secret)
+    presented = digest(secret)
     found = None
     rows = connection.execute(sa.select(tokens.c.name, tokens.c.scope, tokens.c.created_at, tokens.c.sha256))
     for name, scope, created_at, stored in rows:
-        if hmac.compare_digest(stored, digest):
+        if hmac.compare_digest(stored, presented):
             found = Token(name, scope, created_at)
     if connection.in_transaction():
         connection.rollback()
@@ -120,7 +120,8 @@ def any_exist(connection: Connection) -> bool:
     return bool(list_tokens(connection))
 
 
-def _digest(secret: str) -> str:
+def digest(secret: str) -> str:
+    """What `trueup_tokens` stores of a token: its SHA-256, in hex."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
