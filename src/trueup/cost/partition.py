@@ -38,7 +38,7 @@ import polars as pl
 from trueup.cost.compute import FINDING_ORDER, Input, as_table, column_maps, cost_tables, finding_order, options
 from trueup.cost.findings import SEVERITIES
 from trueup.cost.normalise import Context, context, sku_expr
-from trueup.cost.read import LINE, Table, scan_file
+from trueup.cost.read import LINE, Table, Unsplittable, scan_file
 from trueup.cost.result import CostResult, InputSummary, Summary
 from trueup.cost.write import Streams
 from trueup.errors import InputError, UsageError
@@ -50,6 +50,7 @@ FILE_FACTOR = 16  # its memory over the size of the files it reads (CSV lines of
 _KEY = "__sku"
 _PART = "__part"
 _NO_SKU = -1
+_MIN_BLOCK, _MAX_BLOCK = 10_000, 1 << 20  # rows of an input read at a time
 
 
 def parse_memory(text: str) -> int:
@@ -142,41 +143,64 @@ def _work(out: Path, work_dir: str | Path | None) -> Iterator[Path]:
 
 def _spill(sources: Mapping[str, Input], work: Path, sku_case: str, overrides: Any, budget: int) -> dict[str, Table]:
     """Each input spilled by partition under `work/<role>/`; return their row-less Tables."""
-    heads: dict[str, Table] = {}
-    frames: dict[str, pl.LazyFrame] = {}
-    for role, source in sources.items():
-        heads[role], frames[role] = _scan(source, role, work)
+    rows = block_rows(budget * BYTES_PER_LINE)
+    heads = {role: _scan(source, role, work / f"{role}-blocks", rows) for role, source in sources.items()}
     maps = column_maps(heads, overrides)
-    counts = []
-    for role, frame in frames.items():
-        key = sku_expr(pl.col(maps[role].columns["sku"]), sku_case).alias(_KEY)
-        frames[role] = frame.with_columns(key)
-        counts.append(frames[role].group_by(_KEY).agg(pl.len().alias("rows")))
+    keys = {role: sku_expr(pl.col(maps[role].columns["sku"]), sku_case).alias(_KEY) for role in heads}
+    counts = [
+        pl.scan_parquet(work / f"{role}-blocks" / "*.parquet").select(key).group_by(_KEY).agg(pl.len().alias("rows"))
+        for role, key in keys.items()
+    ]
     per_sku = pl.concat(counts).group_by(_KEY).agg(pl.col("rows").sum()).collect(engine="streaming")
     plan = _plan(per_sku, budget)
-    for role, frame in frames.items():
-        frame.join(plan.lazy(), on=_KEY, how="left").with_columns(pl.col(_PART).fill_null(_NO_SKU)).drop(
-            _KEY
-        ).sink_parquet(pl.PartitionBy(work / role, key=_PART, include_key=False), mkdir=True)
+    starts = plan.group_by(_PART, maintain_order=True).agg(pl.col(_KEY).first()).get_column(_KEY)
+    for role, key in keys.items():
+        _split(work / f"{role}-blocks", key, starts, work / role)
     return heads
 
 
-def _scan(source: Input, role: str, work: Path) -> tuple[Table, pl.LazyFrame]:
-    """The input's row-less Table and its rows, spilled once as Parquet when it streams from a file."""
-    if not isinstance(source, (str, Path)):
-        table = as_table(source, role)
-        return table._replace(frame=table.frame.clear()), table.frame.lazy()
-    head, frame, lines = scan_file(source)
-    spill = work / f"{role}.parquet"
-    try:
-        frame.sink_parquet(spill)
-        whole = lines is None or pl.scan_parquet(spill).select(pl.len()).collect().item() == lines
-    except pl.exceptions.PolarsError:
-        whole = False  # polars cannot read it: the careful CSV reader can
-    if not whole:  # quoted newlines or blank lines: line numbers need the careful reader
-        table = as_table(source, role)
-        return table._replace(frame=table.frame.clear()), table.frame.lazy()
-    return head, pl.scan_parquet(spill)
+def block_rows(memory: int) -> int:
+    """The rows of an input read at a time within `memory` bytes: a block is not the largest thing held."""
+    return min(max(memory // BYTES_PER_LINE, _MIN_BLOCK), _MAX_BLOCK)
+
+
+def _scan(source: Input, role: str, blocks: Path, rows: int) -> Table:
+    """The input's row-less Table; its rows spilled as Parquet blocks of about `rows` rows in `blocks`, in
+    input order, one block in memory at a time when it streams from a file."""
+    if isinstance(source, (str, Path)):
+        head, frames = scan_file(source, rows)
+        try:
+            _write_blocks(head, frames, blocks)
+            return head
+        except (Unsplittable, pl.exceptions.PolarsError):  # the careful CSV reader, or polars cannot read it
+            shutil.rmtree(blocks)
+    table = as_table(source, role)
+    _write_blocks(table, table.frame.iter_slices(rows), blocks)
+    return table._replace(frame=table.frame.clear())
+
+
+def _write_blocks(head: Table, frames: Iterator[pl.DataFrame], blocks: Path) -> None:
+    blocks.mkdir()
+    count = 0
+    for count, frame in enumerate(frames, 1):
+        frame.write_parquet(blocks / f"{count:08d}.parquet")
+    if not count:
+        head.frame.write_parquet(blocks / "00000000.parquet")
+
+
+def _split(blocks: Path, key: pl.Expr, starts: pl.Series, folder: Path) -> None:
+    """Each block's rows written into their partitions, `folder/__part=N/<block>.parquet`, one block at a time.
+
+    `starts` holds each partition's first SKU, in order: a row's partition is the last one starting at or
+    before its SKU."""
+    found = pl.lit(starts).search_sorted(key, side="right").cast(pl.Int64) - 1
+    part_of = pl.when(key.is_null()).then(_NO_SKU).otherwise(found).alias(_PART)
+    for path in sorted(blocks.glob("*.parquet")):
+        rows = pl.read_parquet(path).with_columns(part_of)
+        for (number,), part in rows.partition_by(_PART, as_dict=True, include_key=False).items():
+            (folder / f"{_PART}={number}").mkdir(parents=True, exist_ok=True)
+            part.write_parquet(folder / f"{_PART}={number}" / path.name)
+        path.unlink()
 
 
 def _plan(per_sku: pl.DataFrame, budget: int) -> pl.DataFrame:

@@ -45,9 +45,20 @@ from typing import Any, NamedTuple
 import polars as pl
 import pyarrow as pa
 
-from trueup.cost.compute import Input, as_table, column_maps, cost_tables, options
+from trueup.cost.compute import Input, column_maps, cost_tables, options
 from trueup.cost.normalise import Context, context, sku_expr
-from trueup.cost.partition import _KEY, _NO_SKU, _PART, BYTES_PER_LINE, _merge, _plan, _rowless, _scan, _work
+from trueup.cost.partition import (
+    _KEY,
+    _NO_SKU,
+    _PART,
+    BYTES_PER_LINE,
+    _merge,
+    _plan,
+    _rowless,
+    _scan,
+    _work,
+    block_rows,
+)
 from trueup.cost.read import LINE, PROBLEM, Table
 from trueup.cost.result import CostResult
 from trueup.cost.write import Streams, csv_parts, write_outputs
@@ -101,7 +112,9 @@ def cost_on_spark(
     run["sku_case"] = sku_case
     spark = session(master)
     with _work(Path(out), work_dir) as work:
-        frames = {role: _frame(spark, source, role, work) for role, source in zip(_ROLES, (sales, lots), strict=True)}
+        frames = {
+            role: _frame(spark, source, role, work, memory) for role, source in zip(_ROLES, (sales, lots), strict=True)
+        }
         heads = {role: head for role, (head, _) in frames.items()}
         maps = column_maps({role: head.table(None) for role, head in heads.items()}, overrides)
         keyed = {role: _keyed(frame, maps[role].columns["sku"], sku_case) for role, (_, frame) in frames.items()}
@@ -136,20 +149,14 @@ def session(master: str) -> Any:
         raise UsageError(f"--spark-master {master}: cannot start Spark: {first}") from None
 
 
-def _frame(spark: Any, source: Input, role: str, work: Path) -> tuple[_Head, Any]:
+def _frame(spark: Any, source: Input, role: str, work: Path, memory: int) -> tuple[_Head, Any]:
     """The input as a Spark DataFrame of text with LINE and PROBLEM, and its head."""
     if not isinstance(source, (str, Path)) or Path(source).is_file():
-        table, rows = _scan(source, role, work) if isinstance(source, (str, Path)) else _whole(source, role)
-        spill = work / f"{role}-spark.parquet"
-        rows.sink_parquet(spill)
+        blocks = work / f"{role}-spark"
+        table = _scan(source, role, blocks, block_rows(memory))
         head = _Head(table.name, dict(table.frame.schema), table.numbering, table.duplicates)
-        return head, spark.read.parquet(spill.resolve().as_uri())
+        return head, spark.read.parquet(blocks.resolve().as_uri())
     return _cluster(spark, str(source))
-
-
-def _whole(source: Input, role: str) -> tuple[Table, pl.LazyFrame]:
-    table = as_table(source, role)
-    return table, table.frame.lazy()
 
 
 def _cluster(spark: Any, name: str) -> tuple[_Head, Any]:
