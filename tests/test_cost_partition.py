@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
 import tempfile
@@ -215,3 +216,11 @@ def test_a_csv_whose_records_are_not_lines_is_unsplittable(tmp_path: Path, line:
     for rows in (1, 1000):  # the line cut by a block boundary, or inside one block
         with pytest.raises(Unsplittable):
             list(scan_file(path, rows=rows)[1])
+
+
+def test_progress_counts_the_partitions_on_stderr_only(tmp_path: Path) -> None:
+    args = ["cost", "--sales", str(EXAMPLES / "sales.csv"), "--lots", str(EXAMPLES / "lots.csv")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--memory", "1k", "--progress", "-f", "json"])
+    assert result.exit_code == 1, result.output
+    skus = json.loads(result.stdout)["summary"]["skus"]
+    assert f"partition costed {skus + 1}/{skus + 1}" in result.stderr  # one SKU each, and the rows without one

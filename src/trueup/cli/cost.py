@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
@@ -82,6 +83,9 @@ def cost(
     lots_table: Annotated[
         str | None, typer.Option(metavar="NAME", help="Table for the lots remaining (default trueup_lots_remaining).")
     ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="Show a bar of the partitions on stderr, even if not a terminal.")
+    ] = False,
     config: ConfigOption = None,
     database: DatabaseOption = None,
     quiet: QuietOption = False,
@@ -100,7 +104,9 @@ def cost(
 
     budget = machine_memory() if memory is None else parse_memory(memory)
     run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
-    with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
+    shown = progress or (not quiet and sys.stderr.isatty())
+    with ExitStack() as stack, common.Activity(shown, terminal=progress or None) as activity:
+        activity.phase("costing…")
         sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
         if engine is Engine.spark:
             if report or write:
@@ -112,7 +118,9 @@ def cost(
             result = compute(sold, bought, **run)
             write_outputs(result, out, report=report)
         else:
-            result = cost_to_directory(sold, bought, out, memory=budget, work_dir=work_dir, **run)
+            result = cost_to_directory(
+                sold, bought, out, memory=budget, work_dir=work_dir, progress=activity.counted, **run
+            )
     stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
     if fmt is SummaryFormat.json:
         document = result_dict(result, out) | ({"database": store_dict(stored)} if stored else {})

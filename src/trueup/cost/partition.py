@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +83,11 @@ def fits(sources: Mapping[str, Input], memory: int) -> bool:
 class _Part(NamedTuple):
     number: int
     tables: dict[str, Table]
+    index: int  # its place in the run, from 0
+    total: int  # the run's partitions
+
+
+Progress = Callable[[str, int, int], None]
 
 
 def cost_to_directory(
@@ -97,11 +102,12 @@ def cost_to_directory(
     columns: Any = None,
     date_format: str | None = None,
     sku_case: str = "upper",
+    progress: Progress | None = None,
 ) -> CostResult:
     """Cost in partitions of at most `memory` bytes and write the files `write_outputs` writes into `out`.
 
     The result has the summary and findings; its rows (`lines`, `pieces`, `remaining`, `held`) are empty:
-    they are in the files.
+    they are in the files. `progress(step, done, total)` hears of each partition looked at, then costed.
     """
     policy, overrides = options(method, policy, columns, sku_case)
     run = {"method": method, "policy": policy, "overrides": overrides, "date_format": date_format}
@@ -109,11 +115,19 @@ def cost_to_directory(
     with _work(Path(out), work_dir) as work:
         budget = max(memory // BYTES_PER_LINE, 1)
         heads = _spill({"sales": sales, "lots": lots}, work, sku_case, overrides, budget)
-        whole = _context(_parts(heads, work), run)
+        tell = progress or (lambda step, done, total: None)
+        whole = _context(_counted(_parts(heads, work), "partition looked at", tell), run)
         try:
-            return _cost(heads, work, Path(out), run, whole, stop=False)
+            return _cost(heads, work, Path(out), run, whole, stop=False, tell=tell)
         except _Stopped:
-            return _cost(heads, work, Path(out), run, whole, stop=True)
+            return _cost(heads, work, Path(out), run, whole, stop=True, tell=tell)
+
+
+def _counted(parts: Iterator[_Part], step: str, tell: Progress) -> Iterator[_Part]:
+    """The partitions, telling `tell` after each one."""
+    for part in parts:
+        yield part
+        tell(step, part.index + 1, part.total)
 
 
 class _Stopped(Exception):
@@ -218,13 +232,14 @@ def _plan(per_sku: pl.DataFrame, budget: int) -> pl.DataFrame:
 def _parts(heads: Mapping[str, Table], work: Path) -> Iterator[_Part]:
     """The partitions in order (rows without a SKU first), each input's rows in input order."""
     numbers = sorted({int(d.name.split("=", 1)[1]) for role in heads for d in (work / role).glob(f"{_PART}=*")})
-    for number in [_NO_SKU, *(n for n in numbers if n != _NO_SKU)]:
+    order = [_NO_SKU, *(n for n in numbers if n != _NO_SKU)]
+    for index, number in enumerate(order):
         tables = {}
         for role, head in heads.items():
             files = sorted((work / role / f"{_PART}={number}").glob("*.parquet"))
             rows = pl.read_parquet(files).sort(LINE) if files else head.frame
             tables[role] = head._replace(frame=rows.select(head.frame.columns))
-        yield _Part(number, tables)
+        yield _Part(number, tables, index, len(order))
 
 
 def _context(parts: Iterator[_Part], run: Mapping[str, Any]) -> Context:
@@ -240,7 +255,14 @@ def _context(parts: Iterator[_Part], run: Mapping[str, Any]) -> Context:
 
 
 def _cost(
-    heads: Mapping[str, Table], work: Path, out: Path, run: Mapping[str, Any], whole: Context, *, stop: bool
+    heads: Mapping[str, Table],
+    work: Path,
+    out: Path,
+    run: Mapping[str, Any],
+    whole: Context,
+    *,
+    stop: bool,
+    tell: Progress,
 ) -> CostResult:
     """Cost the partitions one at a time, appending to the output files; raise `_Stopped` on a critical
     finding unless `stop` says the run is stopped already."""
@@ -248,7 +270,7 @@ def _cost(
     held.mkdir()
     costed = []
     with Streams(out) as streams:
-        for part in _parts(heads, work):
+        for part in _counted(_parts(heads, work), "partition costed", tell):
             result = cost_tables(part.tables["sales"], part.tables["lots"], **run, context=whole, stop=stop)
             if result.summary.stopped and not stop:
                 raise _Stopped
