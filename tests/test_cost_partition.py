@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import trueup.cost
 from tests.cost_data import random_books
 from trueup.cli import app
+from trueup.cost.compute import Run
 from trueup.cost.partition import cost_to_directory
 from trueup.cost.read import Unsplittable, read_file, scan_file
 from trueup.cost.write import FILES
@@ -176,7 +177,7 @@ def test_property_partitioned_equals_in_memory(sales: list[tuple], lots: list[tu
         lots_csv = write_csv(root / "lots.csv", [dict(zip(LOTS, row, strict=True)) for row in lots], LOTS)
         whole = trueup.cost.compute(sales_csv, lots_csv, method=method)
         trueup.cost.write_outputs(whole, root / "whole")
-        parts = cost_to_directory(sales_csv, lots_csv, root / "parts", memory=1, method=method)
+        parts = cost_to_directory(sales_csv, lots_csv, root / "parts", memory=1, run=Run.of(method=method))
         same_outputs(root / "whole", root / "parts")
         assert parts.summary == whole.summary
         assert parts.findings == whole.findings

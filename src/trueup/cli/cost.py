@@ -97,13 +97,15 @@ def cost(
     if apply and not write:
         raise UsageError("--apply commits what --write stores; give both")
     from trueup.cost import compute, write_outputs
+    from trueup.cost.compute import Run
     from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
     from trueup.cost.write import result_dict
     from trueup.report.cost import print_store, print_summary, store_dict
     from trueup.report.format import to_json
 
     budget = machine_memory() if memory is None else parse_memory(memory)
-    run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
+    choices = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format}
+    run = Run.of(**choices, sku_case=sku_case)
     shown = progress or (not quiet and sys.stderr.isatty())
     with ExitStack() as stack, common.Activity(shown, terminal=progress or None) as activity:
         activity.phase("costing…")
@@ -113,13 +115,13 @@ def cost(
                 raise UsageError("--engine spark writes the files in --out; --report and --write need --engine local")
             from trueup.cost.spark import cost_on_spark  # loads PySpark only when asked for
 
-            result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, **run)
+            result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, run=run)
         elif report or write or fits({"sales": sold, "lots": bought}, budget):
-            result = compute(sold, bought, **run)
+            result = compute(sold, bought, **choices, sku_case=sku_case)
             write_outputs(result, out, report=report)
         else:
             result = cost_to_directory(
-                sold, bought, out, memory=budget, work_dir=work_dir, progress=activity.counted, **run
+                sold, bought, out, memory=budget, work_dir=work_dir, run=run, progress=activity.counted
             )
     stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
     if fmt is SummaryFormat.json:
