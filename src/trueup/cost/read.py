@@ -103,7 +103,7 @@ def scan_file(path: str | Path, rows: int = 1 << 18) -> tuple[Table, Iterator[pl
 
     A CSV file streams in blocks of whole lines, each parsed as `read_csv` parses the whole file; iterating
     raises `Unsplittable` at the first block whose records do not fill its lines (a record cut by a block
-    boundary leaves an unclosed quote there, which polars refuses). Parquet streams by row groups;
+    boundary leaves an unclosed quote there, which polars refuses). Parquet is read a slice at a time;
     spreadsheets are read whole.
     """
     path = Path(path)
@@ -113,13 +113,20 @@ def scan_file(path: str | Path, rows: int = 1 << 18) -> tuple[Table, Iterator[pl
         return table._replace(frame=table.frame.clear()), table.frame.iter_slices(rows)
     if suffix in _PARQUET:
         frame = _numbered_lazy(_as_text_lazy(pl.scan_parquet(path)), 1)
-        return Table(path.name, frame.head(0).collect(), "row"), iter(frame.collect_batches(chunk_size=rows, lazy=True))
+        return Table(path.name, frame.head(0).collect(), "row"), _parquet_blocks(frame, rows)
     with path.open("rb") as handle:
         head = handle.read(_HEAD)
     table = read_csv(path.name, head[: head.rfind(b"\n") + 1] or head)  # the checks, on whole lines
     header = head[: head.find(b"\n") + 1]
     blocks = _csv_blocks(path, table, header, _separator(head), rows * _BYTES_PER_ROW)
     return table._replace(frame=table.frame.clear()), blocks
+
+
+def _parquet_blocks(frame: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """Slices of `rows` rows, each read from the row groups it needs (polars' own streaming holds more)."""
+    total = frame.select(pl.len()).collect().item()
+    for offset in range(0, total, rows):
+        yield frame.slice(offset, rows).collect()
 
 
 def _csv_blocks(path: Path, table: Table, header: bytes, separator: str, size: int) -> Iterator[pl.DataFrame]:
