@@ -53,6 +53,7 @@ bench-guard: $(STAMP)
 
 # The scale runs: cost on Spark beside the local engine (issue 14; the other halves are not written yet).
 bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale_cost.py $(BENCH_SCALE_COST_ARGS)
 	$(BIN)/python benchmarks/bench_scale_spark.py $(BENCH_SPARK_ARGS)
 
 bench-startup: $(STAMP)

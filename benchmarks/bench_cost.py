@@ -40,15 +40,21 @@ import numpy as np
 import polars as pl
 
 SEED = 20260111
+LOT_COLUMNS = ("Lot", "SKU", "Received", "Quantity", "Unit Cost")
+SALE_COLUMNS = ("Order ID", "Item Code", "Sold At", "Qty")
 DATE_LAYOUTS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%b %d, %Y", "%Y%m%d", "%Y/%m/%d")
 
 
 # -- data ---------------------------------------------------------------------------------------
 
 
-def generate(directory: Path, lines: int, skus: int, *, messy: bool, seed: int = SEED) -> dict[str, int]:
-    """Write sales.csv and lots.csv: `lines` rows each; every sale finds stock on its day unless made bad."""
-    rng = np.random.default_rng(seed)
+def generate(directory: Path, lines: int, skus: int, *, messy: bool, seed: int = SEED, part: int = 0) -> dict[str, int]:
+    """Write sales.csv and lots.csv: `lines` rows each; every sale finds stock on its day unless made bad.
+
+    `part` > 0 appends one more part to the files: its SKUs and ids follow those of the `part` parts before
+    it (parts of equal `lines` and `skus`), so a large input is made a part at a time.
+    """
+    rng = np.random.default_rng(seed + part)
     lot_sku = np.sort(rng.integers(0, skus, lines))
     lot_qty = rng.integers(1, 101, lines)
     lot_day = rng.integers(0, 300, lines)
@@ -73,21 +79,22 @@ def generate(directory: Path, lines: int, skus: int, *, messy: bool, seed: int =
     sale_second = rng.integers(0, 86_400, sale_sku.size)
 
     start = datetime(2026, 1, 1)
-    lots = pl.DataFrame({"sku": lot_sku, "day": lot_day, "qty": lot_qty, "cost": lot_cost})
-    sales = pl.DataFrame({"sku": sale_sku, "day": sale_day, "second": sale_second, "qty": sale_qty})
+    lots = pl.DataFrame({"sku": lot_sku + part * skus, "day": lot_day, "qty": lot_qty, "cost": lot_cost})
+    sales = pl.DataFrame({"sku": sale_sku + part * skus, "day": sale_day, "second": sale_second, "qty": sale_qty})
+    first = part * lines + 1
     lots = lots.with_columns(
-        pl.format("L{}", pl.int_range(pl.len()) + 1).alias("Lot"),
+        pl.format("L{}", pl.int_range(pl.len()) + first).alias("Lot"),
         _sku_text(pl.col("sku"), messy, rng, lots.height).alias("SKU"),
         (pl.lit(start) + pl.duration(days=pl.col("day"))).alias("at"),
     )
     sales = sales.with_columns(
-        pl.format("S{}", pl.int_range(pl.len()) + 1).alias("Order ID"),
+        pl.format("S{}", pl.int_range(pl.len()) + first).alias("Order ID"),
         _sku_text(pl.col("sku"), messy, rng, sales.height).alias("Item Code"),
         (pl.lit(start) + pl.duration(days=pl.col("day"), seconds=pl.col("second") if messy else 0)).alias("at"),
     )
     bad = {}
     if messy:
-        lots, sales, bad = _make_messy(lots, sales, rng, skus)
+        lots, sales, bad = _make_messy(lots, sales, rng, skus, part * skus)
     else:
         lots = lots.with_columns(
             pl.col("at").dt.strftime("%Y-%m-%d").alias("Received"),
@@ -97,9 +104,10 @@ def generate(directory: Path, lines: int, skus: int, *, messy: bool, seed: int =
         sales = sales.with_columns(
             pl.col("at").dt.strftime("%Y-%m-%d").alias("Sold At"), pl.col("qty").cast(pl.String).alias("Qty")
         )
-    lots.select("Lot", "SKU", "Received", "Quantity", "Unit Cost").write_csv(directory / "lots.csv")
-    sales.select("Order ID", "Item Code", "Sold At", "Qty").write_csv(directory / "sales.csv")
-    return {**bad, "sale_lines": sales.height}
+    for name, frame, columns in (("lots.csv", lots, LOT_COLUMNS), ("sales.csv", sales, SALE_COLUMNS)):
+        with (directory / name).open("ab" if part else "wb") as handle:
+            frame.select(columns).write_csv(handle, include_header=not part)
+    return {**bad, "sale_lines": sales.height, "lot_lines": lots.height}
 
 
 def _sku_text(code: pl.Expr, messy: bool, rng: np.random.Generator, rows: int) -> pl.Expr:
@@ -127,9 +135,9 @@ def _dates(at: pl.Expr, style: pl.Series) -> pl.Expr:
     return expression
 
 
-def _make_messy(lots: pl.DataFrame, sales: pl.DataFrame, rng: np.random.Generator, skus: int):
-    """Mixed layouts everywhere, and three kinds of bad SKU (about 0.5% of SKUs in all)."""
-    bad_qty, bad_date, no_lots = (set(rng.choice(skus, 150, replace=False).tolist()) for _ in range(3))
+def _make_messy(lots: pl.DataFrame, sales: pl.DataFrame, rng: np.random.Generator, skus: int, first: int):
+    """Mixed layouts everywhere, and three kinds of bad SKU (about 0.5% of SKUs in all), SKUs from `first`."""
+    bad_qty, bad_date, no_lots = (set((rng.choice(skus, 150, replace=False) + first).tolist()) for _ in range(3))
     lots = _messy_lots(lots, rng, no_lots)
     first_sale = sales.with_row_index("i").group_by("sku").agg(pl.col("i").min())
     qty_rows = first_sale.filter(pl.col("sku").is_in(list(bad_qty)))["i"]

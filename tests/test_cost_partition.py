@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import random
 import tempfile
@@ -17,7 +18,9 @@ from typer.testing import CliRunner
 import trueup.cost
 from tests.cost_data import random_books
 from trueup.cli import app
+from trueup.cost.compute import Run
 from trueup.cost.partition import cost_to_directory
+from trueup.cost.read import Unsplittable, read_file, scan_file
 from trueup.cost.write import FILES
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "cost"
@@ -174,7 +177,7 @@ def test_property_partitioned_equals_in_memory(sales: list[tuple], lots: list[tu
         lots_csv = write_csv(root / "lots.csv", [dict(zip(LOTS, row, strict=True)) for row in lots], LOTS)
         whole = trueup.cost.compute(sales_csv, lots_csv, method=method)
         trueup.cost.write_outputs(whole, root / "whole")
-        parts = cost_to_directory(sales_csv, lots_csv, root / "parts", memory=1, method=method)
+        parts = cost_to_directory(sales_csv, lots_csv, root / "parts", memory=1, run=Run.of(method=method))
         same_outputs(root / "whole", root / "parts")
         assert parts.summary == whole.summary
         assert parts.findings == whole.findings
@@ -189,3 +192,36 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert code == 2, output
     assert "lots.csv" in output and "Traceback" not in output
     assert not out.exists()
+
+
+def test_a_csv_read_in_blocks_is_the_whole_read(tmp_path: Path) -> None:
+    sales, _ = messy_books(6)
+    path = write_csv(tmp_path / "sales.csv", sales, SALES)
+    head, blocks = scan_file(path, rows=1)  # blocks of 64 bytes: one or two lines each
+    frames = list(blocks)
+    assert len(frames) == 86  # 209 lines, two or three whole lines to a block of 64 bytes
+    assert head.frame.is_empty() and head.frame.columns == read_file(path).frame.columns
+    assert pl.concat(frames).equals(read_file(path).frame)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ['S-q,"ABC\n123",2026-01-05,2\n', "S-x,A,2026-01-05,2,extra\n", 'S-y,"A,2026-01-05,2\n'],
+    ids=["quoted newline", "a field too many", "unclosed quote"],
+)
+def test_a_csv_whose_records_are_not_lines_is_unsplittable(tmp_path: Path, line: str) -> None:
+    sales, _ = messy_books(6)
+    path = write_csv(tmp_path / "sales.csv", sales, SALES)
+    text = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([*text[:9], line, *text[9:]]))
+    for rows in (1, 1000):  # the line cut by a block boundary, or inside one block
+        with pytest.raises(Unsplittable):
+            list(scan_file(path, rows=rows)[1])
+
+
+def test_progress_counts_the_partitions_on_stderr_only(tmp_path: Path) -> None:
+    args = ["cost", "--sales", str(EXAMPLES / "sales.csv"), "--lots", str(EXAMPLES / "lots.csv")]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o"), "--memory", "1k", "--progress", "-f", "json"])
+    assert result.exit_code == 1, result.output
+    skus = json.loads(result.stdout)["summary"]["skus"]
+    assert f"partition costed {skus + 1}/{skus + 1}" in result.stderr  # one SKU each, and the rows without one

@@ -41,10 +41,10 @@ def stdout() -> Console:
     return Console(soft_wrap=False)
 
 
-def stderr() -> Console:
+def stderr(*, terminal: bool | None = None) -> Console:
     from rich.console import Console
 
-    return Console(stderr=True)
+    return Console(stderr=True, force_terminal=terminal)
 
 
 def handles_errors(function: F) -> F:
@@ -110,7 +110,7 @@ def interactive(quiet: bool) -> bool:
 class Activity:
     """A Rich progress display on stderr: a spinner, what is happening (rule or phase), elapsed time."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, *, terminal: bool | None = None):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self._progress = Progress(
@@ -118,7 +118,7 @@ class Activity:
             TextColumn("{task.description}", markup=False),
             BarColumn(),
             TimeElapsedColumn(),
-            console=stderr(),
+            console=stderr(terminal=terminal),
             transient=True,
             disable=not enabled,
         )
@@ -140,9 +140,13 @@ class Activity:
 
     def chunks(self, done: int, total: int) -> None:
         """A bar of a chunked apply's chunks, below the phase."""
+        self.counted("chunk", done, total)
+
+    def counted(self, what: str, done: int, total: int) -> None:
+        """A bar of `done` out of `total` steps (`what 3/10`), below the phase."""
         if self._bar is None:
-            self._bar = self._progress.add_task("chunks", total=total)
-        self._progress.update(self._bar, completed=done, description=f"chunk {done}/{total}")
+            self._bar = self._progress.add_task(what, total=total)
+        self._progress.update(self._bar, completed=done, total=total, description=f"{what} {done}/{total}")
 
     def phase(self, description: str) -> None:
         if self._task is not None:

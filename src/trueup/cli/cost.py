@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
@@ -82,6 +83,9 @@ def cost(
     lots_table: Annotated[
         str | None, typer.Option(metavar="NAME", help="Table for the lots remaining (default trueup_lots_remaining).")
     ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress", help="Show a bar of the partitions on stderr, even if not a terminal.")
+    ] = False,
     config: ConfigOption = None,
     database: DatabaseOption = None,
     quiet: QuietOption = False,
@@ -93,26 +97,32 @@ def cost(
     if apply and not write:
         raise UsageError("--apply commits what --write stores; give both")
     from trueup.cost import compute, write_outputs
+    from trueup.cost.compute import Run
     from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
     from trueup.cost.write import result_dict
     from trueup.report.cost import print_store, print_summary, store_dict
     from trueup.report.format import to_json
 
     budget = machine_memory() if memory is None else parse_memory(memory)
-    run = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format, "sku_case": sku_case}
-    with ExitStack() as stack, common.stderr().status("costing…") if common.interactive(quiet) else ExitStack():
+    choices = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format}
+    run = Run.of(**choices, sku_case=sku_case)
+    shown = progress or (not quiet and sys.stderr.isatty())
+    with ExitStack() as stack, common.Activity(shown, terminal=progress or None) as activity:
+        activity.phase("costing…")
         sold, bought = _inputs(stack, sales, lots, sales_sql, lots_sql, config, database)
         if engine is Engine.spark:
             if report or write:
                 raise UsageError("--engine spark writes the files in --out; --report and --write need --engine local")
             from trueup.cost.spark import cost_on_spark  # loads PySpark only when asked for
 
-            result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, **run)
+            result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, run=run)
         elif report or write or fits({"sales": sold, "lots": bought}, budget):
-            result = compute(sold, bought, **run)
+            result = compute(sold, bought, **choices, sku_case=sku_case)
             write_outputs(result, out, report=report)
         else:
-            result = cost_to_directory(sold, bought, out, memory=budget, work_dir=work_dir, **run)
+            result = cost_to_directory(
+                sold, bought, out, memory=budget, work_dir=work_dir, run=run, progress=activity.counted
+            )
     stored = _store(result, config, database, apply, cogs_table, lots_table) if write else None
     if fmt is SummaryFormat.json:
         document = result_dict(result, out) | ({"database": store_dict(stored)} if stored else {})

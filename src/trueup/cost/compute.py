@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -59,31 +59,37 @@ def compute(
     `{"sales": {"sku": "Item Code"}}`); `policy` overrides severities
     (`["date_mismatch=medium"]`).
     """
-    policy, overrides = options(method, policy, columns, sku_case)
-    return cost_tables(
-        as_table(sales, "sales"),
-        as_table(lots, "lots"),
-        method=method,
-        policy=policy,
-        overrides=overrides,
-        date_format=date_format,
-        sku_case=sku_case,
-    )
+    run = Run.of(method=method, policy=policy, columns=columns, date_format=date_format, sku_case=sku_case)
+    return cost_tables(as_table(sales, "sales"), as_table(lots, "lots"), run)
 
 
-def options(
-    method: str,
-    policy: Policy | Iterable[str] | Mapping[str, str] | None,
-    columns: Iterable[str] | Mapping[str, Mapping[str, str]] | None,
-    sku_case: str,
-) -> tuple[Policy, Mapping[str, Mapping[str, str]]]:
-    """The run's options checked: the policy and the column overrides, parsed."""
-    if method not in METHODS:
-        raise UsageError(f"unknown costing method {method!r} (use {', '.join(METHODS)})")
-    if sku_case not in SKU_CASES:
-        raise UsageError(f"unknown SKU case {sku_case!r} (use {', '.join(SKU_CASES)})")
-    policy = policy if isinstance(policy, Policy) else Policy.parse(policy)
-    return policy, columns if isinstance(columns, Mapping) else parse_overrides(columns or ())
+class Run(NamedTuple):
+    """How to cost, the same for every engine (in memory, by partitions, on Spark): `Run.of` checks it."""
+
+    method: str
+    policy: Policy
+    overrides: Mapping[str, Mapping[str, str]]  # field -> column, per input
+    date_format: str | None
+    sku_case: str
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        method: str = "fifo",
+        policy: Policy | Iterable[str] | Mapping[str, str] | None = None,
+        columns: Iterable[str] | Mapping[str, Mapping[str, str]] | None = None,
+        date_format: str | None = None,
+        sku_case: str = "upper",
+    ) -> Run:
+        """The options checked: the method and SKU case known, the policy and the column overrides parsed."""
+        if method not in METHODS:
+            raise UsageError(f"unknown costing method {method!r} (use {', '.join(METHODS)})")
+        if sku_case not in SKU_CASES:
+            raise UsageError(f"unknown SKU case {sku_case!r} (use {', '.join(SKU_CASES)})")
+        policy = policy if isinstance(policy, Policy) else Policy.parse(policy)
+        overrides = columns if isinstance(columns, Mapping) else parse_overrides(columns or ())
+        return cls(method, policy, overrides, date_format, sku_case)
 
 
 def column_maps(tables: Mapping[str, Table], overrides: Mapping[str, Mapping[str, str]]) -> dict[str, ColumnMap]:
@@ -91,21 +97,15 @@ def column_maps(tables: Mapping[str, Table], overrides: Mapping[str, Mapping[str
 
 
 def cost_tables(
-    sales: Table,
-    lots: Table,
-    *,
-    method: str,
-    policy: Policy,
-    overrides: Mapping[str, Mapping[str, str]],
-    date_format: str | None,
-    sku_case: str,
-    context: Context | None = None,
-    stop: bool = False,
+    sales: Table, lots: Table, run: Run, *, context: Context | None = None, stop: bool = False
 ) -> CostResult:
     """`compute` on two Tables. For one partition of the SKUs, `context` is the whole inputs' (scales,
     currencies) and `stop` says a critical finding elsewhere stopped the run."""
-    maps = column_maps({"sales": sales, "lots": lots}, overrides)
-    sold, bought, findings = normalise(sales, lots, maps, sku_case=sku_case, date_format=date_format, context=context)
+    method, policy = run.method, run.policy
+    maps = column_maps({"sales": sales, "lots": lots}, run.overrides)
+    sold, bought, findings = normalise(
+        sales, lots, maps, sku_case=run.sku_case, date_format=run.date_format, context=context
+    )
     scales = sold.scales
     findings += checks.duplicates(sold) + checks.duplicates(bought) + checks.cost_anomalies(bought, scales.unit_cost)
     findings = [policy.rate(f) for f in findings]

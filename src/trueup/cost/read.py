@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,6 +40,7 @@ _CSV = {".csv", ".txt", ".tsv"}
 _EXCEL = {".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"}
 _PARQUET = {".parquet", ".pq"}
 _HEAD = 1 << 16  # the bytes a scanned CSV's checks read
+_BYTES_PER_ROW = 64  # a CSV block's bytes per row it should hold (export lines are 40 to 60 bytes)
 _MOSTLY_BINARY = 0.1  # more odd characters than this share: random or compressed bytes (Latin-1 text has few)
 
 
@@ -90,27 +92,70 @@ def read_file(path: str | Path) -> Table:
         raise InputError(f"{path}: cannot read it as {_kind(suffix)}: {first}") from None
 
 
-def scan_file(path: str | Path) -> tuple[Table, pl.LazyFrame, int | None]:
-    """An export read lazily: its Table without rows (name, headers, numbering), its rows as text, and the
-    number of lines the rows must fill (None: any), which the caller checks once it has counted them.
+class Unsplittable(Exception):
+    """A CSV export whose records do not each fill one line (quoted newlines, a field too many, an unclosed
+    quote): only `read_file` reads it, whole."""
 
-    Only a CSV (one record per line) or Parquet file streams; others, and a CSV the check finds
-    with quoted newlines, are read whole by `read_file`.
+
+def scan_file(path: str | Path, rows: int = 1 << 18) -> tuple[Table, Iterator[pl.DataFrame]]:
+    """An export read a block at a time: its Table without rows (name, headers, numbering) and its rows as
+    text in blocks of about `rows` rows, in input order.
+
+    A CSV file streams in blocks of whole lines, each parsed as `read_csv` parses the whole file; iterating
+    raises `Unsplittable` at the first block whose records do not fill its lines (a record cut by a block
+    boundary leaves an unclosed quote there, which polars refuses). Parquet is read a slice at a time;
+    spreadsheets are read whole.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file() or suffix in _EXCEL or (suffix in _PARQUET and not _parquet_ok(path)):
         table = read_file(path)
-        return table._replace(frame=table.frame.clear()), table.frame.lazy(), None
+        return table._replace(frame=table.frame.clear()), table.frame.iter_slices(rows)
     if suffix in _PARQUET:
         frame = _numbered_lazy(_as_text_lazy(pl.scan_parquet(path)), 1)
-        return Table(path.name, frame.head(0).collect(), "row"), frame, None
+        return Table(path.name, frame.head(0).collect(), "row"), _parquet_blocks(frame, rows)
     with path.open("rb") as handle:
         head = handle.read(_HEAD)
     table = read_csv(path.name, head[: head.rfind(b"\n") + 1] or head)  # the checks, on whole lines
-    separator = _separator(head)
-    frame = pl.scan_csv(path, infer_schema=False, separator=separator, encoding="utf8-lossy")
-    return table._replace(frame=table.frame.clear()), _numbered_lazy(frame, 2), _lines(path) - 1
+    header = head[: head.find(b"\n") + 1]
+    blocks = _csv_blocks(path, table, header, _separator(head), rows * _BYTES_PER_ROW)
+    return table._replace(frame=table.frame.clear()), blocks
+
+
+def _parquet_blocks(frame: pl.LazyFrame, rows: int) -> Iterator[pl.DataFrame]:
+    """Slices of `rows` rows, each read from the row groups it needs (polars' own streaming holds more)."""
+    total = frame.select(pl.len()).collect().item()
+    for offset in range(0, total, rows):
+        yield frame.slice(offset, rows).collect()
+
+
+def _csv_blocks(path: Path, table: Table, header: bytes, separator: str, size: int) -> Iterator[pl.DataFrame]:
+    if not header:
+        raise Unsplittable  # one line, longer than the checks read
+    first = 2
+    with path.open("rb") as handle:
+        handle.seek(len(header))
+        pending = b""
+        while data := handle.read(size):
+            data = pending + data
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                yield _csv_block(table, header + data[:cut], separator, first)
+                first += data.count(b"\n", 0, cut)
+            pending = data[cut:]
+    if pending:
+        yield _csv_block(table, header + pending, separator, first)
+
+
+def _csv_block(table: Table, data: bytes, separator: str, first: int) -> pl.DataFrame:
+    """One block (the header line, then whole lines) as `read_csv` reads it, numbered from line `first`."""
+    try:
+        frame = pl.read_csv(data, infer_schema=False, separator=separator, encoding="utf8-lossy")
+    except pl.exceptions.ComputeError:
+        raise Unsplittable from None
+    if data.count(b"\n") + (0 if data.endswith(b"\n") else 1) != frame.height + 1:
+        raise Unsplittable
+    return _numbered(table.name, frame, first).frame.select(table.frame.columns)
 
 
 def _parquet_ok(path: Path) -> bool:
@@ -119,15 +164,6 @@ def _parquet_ok(path: Path) -> bool:
     except (pl.exceptions.PolarsError, OSError):
         return False
     return True
-
-
-def _lines(path: Path) -> int:
-    count = last = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            count += chunk.count(b"\n")
-            last = chunk[-1]
-    return count + (0 if last == ord("\n") else 1)
 
 
 def _numbered_lazy(frame: pl.LazyFrame, first: int) -> pl.LazyFrame:

@@ -45,9 +45,20 @@ from typing import Any, NamedTuple
 import polars as pl
 import pyarrow as pa
 
-from trueup.cost.compute import Input, as_table, column_maps, cost_tables, options
+from trueup.cost.compute import Input, Run, column_maps, cost_tables
 from trueup.cost.normalise import Context, context, sku_expr
-from trueup.cost.partition import _KEY, _NO_SKU, _PART, BYTES_PER_LINE, _merge, _plan, _rowless, _scan, _work
+from trueup.cost.partition import (
+    BYTES_PER_LINE,
+    KEY,
+    NO_SKU,
+    PART,
+    block_rows,
+    merge_results,
+    plan_parts,
+    rowless,
+    spill_input,
+    working,
+)
 from trueup.cost.read import LINE, PROBLEM, Table
 from trueup.cost.result import CostResult
 from trueup.cost.write import Streams, csv_parts, write_outputs
@@ -85,26 +96,22 @@ def cost_on_spark(
     master: str = DEFAULT_MASTER,
     memory: int,
     work_dir: str | Path | None = None,
-    method: str = "fifo",
-    policy: Any = None,
-    columns: Any = None,
-    date_format: str | None = None,
-    sku_case: str = "upper",
+    run: Run | None = None,
 ) -> CostResult:
     """Cost on the Spark cluster at `master` and write the files `write_outputs` writes into `out`.
 
     Like `trueup.cost.partition.cost_to_directory`, the result has the summary and findings, and its rows are
     in the files.
     """
-    policy, overrides = options(method, policy, columns, sku_case)
-    run = {"method": method, "policy": policy, "overrides": overrides, "date_format": date_format}
-    run["sku_case"] = sku_case
+    run = run or Run.of()
     spark = session(master)
-    with _work(Path(out), work_dir) as work:
-        frames = {role: _frame(spark, source, role, work) for role, source in zip(_ROLES, (sales, lots), strict=True)}
+    with working(Path(out), work_dir) as work:
+        frames = {
+            role: _frame(spark, source, role, work, memory) for role, source in zip(_ROLES, (sales, lots), strict=True)
+        }
         heads = {role: head for role, (head, _) in frames.items()}
-        maps = column_maps({role: head.table(None) for role, head in heads.items()}, overrides)
-        keyed = {role: _keyed(frame, maps[role].columns["sku"], sku_case) for role, (_, frame) in frames.items()}
+        maps = column_maps({role: head.table(None) for role, head in heads.items()}, run.overrides)
+        keyed = {role: _keyed(frame, maps[role].columns["sku"], run.sku_case) for role, (_, frame) in frames.items()}
         parted = _parted(spark, keyed, memory)
         try:
             return _cost(spark, parted, heads, Path(out), run)
@@ -136,20 +143,14 @@ def session(master: str) -> Any:
         raise UsageError(f"--spark-master {master}: cannot start Spark: {first}") from None
 
 
-def _frame(spark: Any, source: Input, role: str, work: Path) -> tuple[_Head, Any]:
+def _frame(spark: Any, source: Input, role: str, work: Path, memory: int) -> tuple[_Head, Any]:
     """The input as a Spark DataFrame of text with LINE and PROBLEM, and its head."""
     if not isinstance(source, (str, Path)) or Path(source).is_file():
-        table, rows = _scan(source, role, work) if isinstance(source, (str, Path)) else _whole(source, role)
-        spill = work / f"{role}-spark.parquet"
-        rows.sink_parquet(spill)
+        blocks = work / f"{role}-spark"
+        table = spill_input(source, role, blocks, block_rows(memory))
         head = _Head(table.name, dict(table.frame.schema), table.numbering, table.duplicates)
-        return head, spark.read.parquet(spill.resolve().as_uri())
+        return head, spark.read.parquet(blocks.resolve().as_uri())
     return _cluster(spark, str(source))
-
-
-def _whole(source: Input, role: str) -> tuple[Table, pl.LazyFrame]:
-    table = as_table(source, role)
-    return table, table.frame.lazy()
 
 
 def _cluster(spark: Any, name: str) -> tuple[_Head, Any]:
@@ -177,56 +178,54 @@ def _cluster(spark: Any, name: str) -> tuple[_Head, Any]:
 
 
 def _keyed(frame: Any, sku_column: str, sku_case: str) -> Any:
-    """The rows with their SKU (as the local engine reads it) in `_KEY`, computed in the workers."""
+    """The rows with their SKU (as the local engine reads it) in `KEY`, computed in the workers."""
     from pyspark.sql import types as T
 
     def add_key(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             rows = pl.from_arrow(batch)
-            key = rows.select(sku_expr(pl.col(sku_column).cast(pl.String), sku_case).alias(_KEY)).to_arrow()
+            key = rows.select(sku_expr(pl.col(sku_column).cast(pl.String), sku_case).alias(KEY)).to_arrow()
             yield pa.RecordBatch.from_arrays(
-                [*batch.columns, key.column(0).combine_chunks()], [*batch.schema.names, _KEY]
+                [*batch.columns, key.column(0).combine_chunks()], [*batch.schema.names, KEY]
             )
 
-    schema = T.StructType([*frame.schema.fields, T.StructField(_KEY, T.StringType())])
+    schema = T.StructType([*frame.schema.fields, T.StructField(KEY, T.StringType())])
     return frame.mapInArrow(add_key, schema)
 
 
 def _parted(spark: Any, keyed: Mapping[str, Any], memory: int) -> dict[str, Any]:
-    """Each input's rows with their group (`_PART`, -1 without a SKU), kept by Spark for the two passes."""
+    """Each input's rows with their group (`PART`, -1 without a SKU), kept by Spark for the two passes."""
     from pyspark.sql import functions as F
 
     counts = None
     for frame in keyed.values():
-        count = frame.groupBy(_KEY).agg(F.count(F.lit(1)).alias("rows"))
+        count = frame.groupBy(KEY).agg(F.count(F.lit(1)).alias("rows"))
         counts = count if counts is None else counts.unionByName(count)
-    per_sku = pl.from_arrow(counts.groupBy(_KEY).agg(F.sum("rows").alias("rows")).toArrow())  # type: ignore[union-attr]
+    per_sku = pl.from_arrow(counts.groupBy(KEY).agg(F.sum("rows").alias("rows")).toArrow())  # type: ignore[union-attr]
     total = int(per_sku["rows"].sum() or 0)
     workers = spark.sparkContext.defaultParallelism
     budget = max(1, min(memory // BYTES_PER_LINE, math.ceil(total / (4 * workers))))
-    plan = _plan(per_sku.with_columns(pl.col("rows").cast(pl.Int64)), budget)  # type: ignore[union-attr]
-    groups = plan[_PART].n_unique() + 1
+    plan = plan_parts(per_sku.with_columns(pl.col("rows").cast(pl.Int64)), budget)  # type: ignore[union-attr]
+    groups = plan[PART].n_unique() + 1
     spark.conf.set("spark.sql.shuffle.partitions", str(max(1, min(groups, 4 * workers))))
     log.info("costing %d SKUs in %d groups of at most %d lines", plan.height, groups, budget)
     plans = F.broadcast(spark.createDataFrame(plan.to_arrow()))
     return {
-        role: frame.join(plans, on=_KEY, how="left").fillna({_PART: _NO_SKU}).drop(_KEY).persist()
+        role: frame.join(plans, on=KEY, how="left").fillna({PART: NO_SKU}).drop(KEY).persist()
         for role, frame in keyed.items()
     }
 
 
-def _cost(
-    spark: Any, parted: Mapping[str, Any], heads: Mapping[str, _Head], out: Path, run: Mapping[str, Any]
-) -> CostResult:
+def _cost(spark: Any, parted: Mapping[str, Any], heads: Mapping[str, _Head], out: Path, run: Run) -> CostResult:
     from pyspark.sql import types as T
 
-    grouped = parted["sales"].groupBy(_PART).cogroup(parted["lots"].groupBy(_PART))
+    grouped = parted["sales"].groupBy(PART).cogroup(parted["lots"].groupBy(PART))
     contexts = grouped.applyInArrow(
         _context_of(heads, run),
         T.StructType([T.StructField("part", T.LongType()), T.StructField("ctx", T.BinaryType())]),
     ).collect()
     if not contexts:  # both inputs are empty: nothing to group
-        result = cost_tables(heads["sales"].table(None), heads["lots"].table(None), **run)
+        result = cost_tables(heads["sales"].table(None), heads["lots"].table(None), run)
         write_outputs(result, out)
         return result
     whole = _merged(pickle.loads(row["ctx"]) for row in contexts)
@@ -250,11 +249,11 @@ def _merged(contexts: Iterator[Context]) -> Context:
     return whole
 
 
-def _context_of(heads: Mapping[str, _Head], run: Mapping[str, Any]) -> Any:
+def _context_of(heads: Mapping[str, _Head], run: Run) -> Any:
     def found(key: tuple, sales: pa.Table, lots: pa.Table) -> pa.Table:
         tables = {"sales": heads["sales"].table(sales), "lots": heads["lots"].table(lots)}
-        maps = column_maps(tables, run["overrides"])
-        ctx = context(tables["sales"], tables["lots"], maps, sku_case=run["sku_case"], date_format=run["date_format"])
+        maps = column_maps(tables, run.overrides)
+        ctx = context(tables["sales"], tables["lots"], maps, sku_case=run.sku_case, date_format=run.date_format)
         return pa.table({"part": [key[0].as_py()], "ctx": [pickle.dumps(ctx)]})
 
     return found
@@ -263,12 +262,12 @@ def _context_of(heads: Mapping[str, _Head], run: Mapping[str, Any]) -> Any:
 _COSTED = ("part", "stopped", "cogs", "lots", "held", "result")
 
 
-def _costed(grouped: Any, heads: Mapping[str, _Head], run: Mapping[str, Any], whole: Context, *, stop: bool) -> Any:
+def _costed(grouped: Any, heads: Mapping[str, _Head], run: Run, whole: Context, *, stop: bool) -> Any:
     """Every group costed in the workers: its CSV (with header lines), rows not costed and rowless result."""
     from pyspark.sql import types as T
 
     def costed(key: tuple, sales: pa.Table, lots: pa.Table) -> pa.Table:
-        result = cost_tables(heads["sales"].table(sales), heads["lots"].table(lots), **run, context=whole, stop=stop)
+        result = cost_tables(heads["sales"].table(sales), heads["lots"].table(lots), run, context=whole, stop=stop)
         cogs, remaining = csv_parts(result)
         held = io.BytesIO()
         result.held.with_columns(
@@ -276,7 +275,7 @@ def _costed(grouped: Any, heads: Mapping[str, _Head], run: Mapping[str, Any], wh
             pl.col("source").str.extract(r"(\d+)$").cast(pl.Int64).alias("__number"),
         ).write_ipc(held)
         values = [key[0].as_py(), result.summary.stopped, cogs, remaining, held.getvalue()]
-        return pa.table(dict(zip(_COSTED, [[v] for v in [*values, pickle.dumps(_rowless(result))]], strict=True)))
+        return pa.table(dict(zip(_COSTED, [[v] for v in [*values, pickle.dumps(rowless(result))]], strict=True)))
 
     types = (T.LongType(), T.BooleanType(), *[T.BinaryType()] * 4)
     schema = T.StructType([T.StructField(n, t) for n, t in zip(_COSTED, types, strict=True)])
@@ -285,7 +284,7 @@ def _costed(grouped: Any, heads: Mapping[str, _Head], run: Mapping[str, Any], wh
 
 def _write(costed: Any, meta: list[Any], out: Path) -> CostResult:
     """The groups' files streamed into `out` in group order, then the merged findings and summary."""
-    merged = _merge([pickle.loads(row["result"]) for row in meta])
+    merged = merge_results([pickle.loads(row["result"]) for row in meta])
     held = pl.concat([pl.read_ipc(io.BytesIO(row["held"])) for row in meta], how="vertical_relaxed")
     with Streams(out) as streams:
         for row in costed.select("part", "cogs", "lots").orderBy("part").toLocalIterator():
