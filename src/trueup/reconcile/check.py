@@ -32,7 +32,7 @@ from trueup.reconcile import query
 from trueup.reconcile.checks import CheckResult, run_check
 from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
-from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.resolve import recorded_key_is_unique, resolve_rule
 from trueup.reconcile.target import Target
 
 
@@ -103,7 +103,8 @@ class RuleScan:
                 insert_missing=rule.recorded.insert_missing,
                 keep=self._keep,
             )
-            comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
+            joined = dialect.joins_comparison and recorded_key_is_unique(connection, rule)
+            comparison = query.comparison(rule, connection.dialect, dialect, self._scope, joined=joined)
             for values in dialect.stream(connection, comparison):
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:
