@@ -84,6 +84,9 @@ def main() -> None:
             flush=True,
         )
         print_resumed(killed_and_resumed("resume", n, size, configs["resume"]))
+    with psycopg.connect(SERVER, autocommit=True) as db:  # the copies are rebuilt by every run: none is kept
+        for schema in configs:
+            db.execute(f"DROP SCHEMA applybench_{schema} CASCADE")
 
 
 def schema_url(schema: str) -> str:
