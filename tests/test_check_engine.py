@@ -320,11 +320,34 @@ TWO_SOURCES = {
         {"table": "outs", "key": ["item_id"], "quantity": "qty", "sign": -1},
     ],
 }
+# key, recorded, rec_rows, rec_nulls, unit_value, grp, expected, records, future, null_qty, within
+TWO_SOURCES_ROWS = [
+    (None, 0, 0, 0, None, None, -7, 1, 0, 0, 0),
+    (9, 0, 0, 0, None, None, 4, 1, 0, 0, 0),
+    (2, 5, 1, 0, None, None, 7, 3, 1, 0, 0),
+    (3, 0, 1, 0, None, None, -1, 2, 0, 1, 0),
+    (4, 0, 1, 1, None, None, 0, 0, 0, 0, 0),  # a NULL recorded figure
+]
+# Only an opening figure (5 a row), read from the recorded rows themselves: no source to join.
+OPENING_ONLY = {
+    "name": "par",
+    "recorded": {"table": "stock", "key": ["id"], "quantity": "remaining"},
+    "expected": [{"table": "stock", "key": ["id"], "quantity": 5}],
+}
+OPENING_ONLY_ROWS = [
+    (1, 10, 1, 0, None, None, 5, 1, 0, 0, 0),  # 5 against 10: -5
+    (3, 0, 1, 0, None, None, 5, 1, 0, 0, 0),  # +5; item 2 holds 5: not reported
+    (4, 0, 1, 1, None, None, 5, 1, 0, 0, 0),  # +5, a NULL recorded figure
+]
 
 
 @pytest.mark.parametrize("joined", [False, True], ids=["grouped", "joined"])
-def test_both_comparison_shapes_give_the_same_rows(db: Database, joined: bool) -> None:
-    """Two sources besides a keyed recorded table, with every finding planted; hand-computed rows."""
+@pytest.mark.parametrize(
+    ("rule", "truth"), [(TWO_SOURCES, TWO_SOURCES_ROWS), (OPENING_ONLY, OPENING_ONLY_ROWS)], ids=["two", "opening"]
+)
+def test_both_comparison_shapes_give_the_same_rows(db: Database, joined: bool, rule: dict, truth: list) -> None:
+    """A keyed recorded table beside two sources with every finding planted, or beside only its opening
+    figure; hand-computed rows, the same from both shapes."""
     if joined and not dialect_for(db.engine).joins_comparison:
         pytest.skip(f"{db.kind} folds the comparison by GROUP BY only")
     two = sa.MetaData()
@@ -354,15 +377,8 @@ def test_both_comparison_shapes_give_the_same_rows(db: Database, joined: bool) -
         ],
     )
     with connect(db.engine) as connection:
-        rule = resolve_rule(connection, config(db.url, TWO_SOURCES).rules[0])
-        assert resolve.recorded_key_is_unique(connection, rule)
-        compared = query.comparison(rule, connection.dialect, dialect_for(connection), joined=joined)
+        resolved = resolve_rule(connection, config(db.url, rule).rules[0])
+        assert resolve.recorded_key_is_unique(connection, resolved)
+        compared = query.comparison(resolved, connection.dialect, dialect_for(connection), joined=joined)
         rows = [tuple(row) for row in connection.execute(compared)]
-    # key, recorded, rec_rows, rec_nulls, unit_value, grp, expected, records, future, null_qty, within
-    assert rows == [
-        (None, 0, 0, 0, None, None, -7, 1, 0, 0, 0),
-        (9, 0, 0, 0, None, None, 4, 1, 0, 0, 0),
-        (2, 5, 1, 0, None, None, 7, 3, 1, 0, 0),
-        (3, 0, 1, 0, None, None, -1, 2, 0, 1, 0),
-        (4, 0, 1, 1, None, None, 0, 0, 0, 0, 0),  # a NULL recorded figure
-    ]
+    assert rows == truth

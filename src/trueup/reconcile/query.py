@@ -162,8 +162,9 @@ def _joined(rule: Rule, recorded: sa.Select, sources: list[sa.Select]) -> _Folde
     not a second aggregation over every key. Exact only when each key is at most one recorded row."""
     names = key_names(rule)
     r = recorded.subquery("r")
-    if not sources:
+    if not sources:  # every source is an opening figure on the recorded rows
         figures = {name: r.c[name] for name in FIGURES if name != "within"}
+        figures["recorded"] = sa.func.coalesce(r.c.recorded, 0)
         return _Folded(sa.select().select_from(r), [r.c[n] for n in names], figures, grouped=False)
     s = (sources[0] if len(sources) == 1 else _summed(rule, sources)).subquery("s")
     on = sa.and_(*[r.c[n] == s.c[n] for n in names])
