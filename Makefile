@@ -51,10 +51,11 @@ profile-serve: $(STAMP)
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
 
-# The scale runs: cost on Spark beside the local engine (issue 14; the other halves are not written yet).
+# The scale runs (issue 14): cost on Spark beside the local engine; chunked apply beside one transaction, and resume.
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale_cost.py $(BENCH_SCALE_COST_ARGS)
 	$(BIN)/python benchmarks/bench_scale_spark.py $(BENCH_SPARK_ARGS)
+	$(BIN)/python benchmarks/bench_scale_apply.py $(BENCH_APPLY_ARGS)
 
 bench-startup: $(STAMP)
 	$(BIN)/python benchmarks/bench_startup.py $(BENCH_ARGS)

@@ -19,7 +19,7 @@ from trueup.config import parse_config
 from trueup.db import connect, dialect_for
 from trueup.errors import ConfigError
 from trueup.examples import usage_logs
-from trueup.reconcile import query
+from trueup.reconcile import query, resolve
 from trueup.reconcile.check import CheckRun, RuleScan
 from trueup.reconcile.resolve import resolve_rule
 
@@ -266,3 +266,119 @@ def test_postgresql_time_column_must_be_a_time(pg: Database) -> None:
     }
     with connect(pg.engine) as connection, pytest.raises(ConfigError, match=r"rule 'texts': expected\[0\]"):
         CheckRun(connection, config(pg.url, rule))
+
+
+def test_recorded_key_is_unique_only_when_each_key_is_one_row(db: Database) -> None:
+    """The joined comparison needs each key to be at most one recorded row, never NULL."""
+    keyed = sa.MetaData()
+    sa.Table("by_pk", keyed, sa.Column("id", sa.Integer, primary_key=True), sa.Column("q", sa.Integer))
+    sa.Table(
+        "by_unique",
+        keyed,
+        sa.Column("a", sa.Integer, nullable=False),
+        sa.Column("b", sa.Integer, nullable=False),
+        sa.Column("q", sa.Integer),
+        sa.UniqueConstraint("a", "b"),
+    )
+    sa.Table("by_index", keyed, sa.Column("a", sa.Integer, nullable=False), sa.Index("ix_a", "a", unique=True))
+    sa.Table("nullable", keyed, sa.Column("a", sa.Integer), sa.UniqueConstraint("a"))
+    sa.Table("plain", keyed, sa.Column("a", sa.Integer, nullable=False))
+    db.create(keyed)
+    cases = {
+        ("by_pk", ("id",)): True,
+        ("by_unique", ("a", "b")): True,
+        ("by_unique", ("b", "a")): True,  # the key's order does not matter
+        ("by_unique", ("a",)): False,  # one column of the unique pair repeats
+        ("by_index", ("a",)): True,
+        ("nullable", ("a",)): False,  # unique, but NULLs may repeat
+        ("plain", ("a",)): False,
+    }
+    with connect(db.engine) as connection:
+        seen = {
+            (table, key): resolve.recorded_key_is_unique(connection, _keyed_rule(table, key)) for table, key in cases
+        }
+    assert seen == cases
+
+
+def test_postgresql_partial_unique_index_is_not_a_unique_key(pg: Database) -> None:
+    pg.execute("CREATE TABLE stock (id integer NOT NULL, live boolean NOT NULL, qty integer)")
+    pg.execute("CREATE UNIQUE INDEX stock_live ON stock (id) WHERE live")
+    with connect(pg.engine) as connection:
+        assert not resolve.recorded_key_is_unique(connection, _keyed_rule("stock", ("id",)))
+
+
+def _keyed_rule(table: str, key: tuple[str, ...]):
+    recorded = {"table": table, "key": list(key), "quantity": "q"}
+    return config("sqlite://", {"name": "r", "recorded": recorded, "expected": [recorded]}).rules[0]
+
+
+TWO_SOURCES = {
+    "name": "stock",
+    "recorded": {"table": "stock", "key": ["id"], "quantity": "remaining"},
+    "expected": [
+        {"table": "ins", "key": ["item_id"], "quantity": "qty", "time": "at"},
+        {"table": "outs", "key": ["item_id"], "quantity": "qty", "sign": -1},
+    ],
+}
+# key, recorded, rec_rows, rec_nulls, unit_value, grp, expected, records, future, null_qty, within
+TWO_SOURCES_ROWS = [
+    (None, 0, 0, 0, None, None, -7, 1, 0, 0, 0),
+    (9, 0, 0, 0, None, None, 4, 1, 0, 0, 0),
+    (2, 5, 1, 0, None, None, 7, 3, 1, 0, 0),
+    (3, 0, 1, 0, None, None, -1, 2, 0, 1, 0),
+    (4, 0, 1, 1, None, None, 0, 0, 0, 0, 0),  # a NULL recorded figure
+]
+# Only an opening figure (5 a row), read from the recorded rows themselves: no source to join.
+OPENING_ONLY = {
+    "name": "par",
+    "recorded": {"table": "stock", "key": ["id"], "quantity": "remaining"},
+    "expected": [{"table": "stock", "key": ["id"], "quantity": 5}],
+}
+OPENING_ONLY_ROWS = [
+    (1, 10, 1, 0, None, None, 5, 1, 0, 0, 0),  # 5 against 10: -5
+    (3, 0, 1, 0, None, None, 5, 1, 0, 0, 0),  # +5; item 2 holds 5: not reported
+    (4, 0, 1, 1, None, None, 5, 1, 0, 0, 0),  # +5, a NULL recorded figure
+]
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["grouped", "joined"])
+@pytest.mark.parametrize(
+    ("rule", "truth"), [(TWO_SOURCES, TWO_SOURCES_ROWS), (OPENING_ONLY, OPENING_ONLY_ROWS)], ids=["two", "opening"]
+)
+def test_both_comparison_shapes_give_the_same_rows(db: Database, joined: bool, rule: dict, truth: list) -> None:
+    """A keyed recorded table beside two sources with every finding planted, or beside only its opening
+    figure; hand-computed rows, the same from both shapes."""
+    if joined and not dialect_for(db.engine).joins_comparison:
+        pytest.skip(f"{db.kind} folds the comparison by GROUP BY only")
+    two = sa.MetaData()
+    sa.Table("stock", two, sa.Column("id", sa.Integer, primary_key=True), sa.Column("remaining", sa.Integer))
+    sa.Table("ins", two, sa.Column("item_id", sa.Integer), sa.Column("qty", sa.Integer), sa.Column("at", sa.DateTime))
+    sa.Table("outs", two, sa.Column("item_id", sa.Integer), sa.Column("qty", sa.Integer))
+    db.create(two)
+    past, future = datetime.now() - timedelta(days=1), datetime.now() + timedelta(days=30)
+    db.insert(two.tables["stock"], [{"id": 1, "remaining": 10}, {"id": 2, "remaining": 5}, {"id": 3, "remaining": 0}])
+    db.insert(two.tables["stock"], [{"id": 4, "remaining": None}])
+    db.insert(
+        two.tables["ins"],
+        [
+            {"item_id": 1, "qty": 10, "at": past},  # 10 = 10: fine, not reported
+            {"item_id": 2, "qty": 8, "at": past},
+            {"item_id": 2, "qty": 2, "at": future},  # 8 + 2 - 3 = 7 against 5: +2, one future-dated
+            {"item_id": 9, "qty": 4, "at": past},  # an orphan: no stock row 9
+        ],
+    )
+    db.insert(
+        two.tables["outs"],
+        [
+            {"item_id": 2, "qty": 3},
+            {"item_id": 3, "qty": 1},  # 0 - 1 = -1 against 0: negative expected
+            {"item_id": 3, "qty": None},  # a NULL quantity counts 0
+            {"item_id": None, "qty": 7},  # a NULL key
+        ],
+    )
+    with connect(db.engine) as connection:
+        resolved = resolve_rule(connection, config(db.url, rule).rules[0])
+        assert resolve.recorded_key_is_unique(connection, resolved)
+        compared = query.comparison(resolved, connection.dialect, dialect_for(connection), joined=joined)
+        rows = [tuple(row) for row in connection.execute(compared)]
+    assert rows == truth

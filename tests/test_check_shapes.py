@@ -1,4 +1,8 @@
-"""The four incident shapes, on small datasets whose drift was worked out by hand, on every database."""
+"""The four incident shapes, on small datasets whose drift was worked out by hand, on every database.
+
+On PostgreSQL every case runs twice, with both shapes of the comparison query (`query.comparison`):
+the portable UNION ALL + GROUP BY, and the FULL JOIN it uses where the recorded key is unique.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,24 @@ import trueup
 from tests import shapes
 from tests.databases import Database
 from tests.shapes import plain
+from trueup.reconcile import check
 from trueup.reconcile.drift import RuleResult
+
+
+@pytest.fixture(autouse=True, params=["grouped", "joined"])
+def comparison_shape(request: pytest.FixtureRequest, db: Database, monkeypatch: pytest.MonkeyPatch):
+    """Force the grouped shape, or let a unique recorded key take the joined one (PostgreSQL only)."""
+    if request.param == "joined" and db.kind != "postgresql":
+        pytest.skip("only PostgreSQL folds the comparison by FULL JOIN")
+    joined, unique = [], check.recorded_key_is_unique
+
+    def chosen(connection, rule) -> bool:
+        joined.append(request.param == "joined" and unique(connection, rule))
+        return joined[-1]
+
+    monkeypatch.setattr(check, "recorded_key_is_unique", chosen)
+    yield
+    assert any(joined) == (request.param == "joined"), "the shape under test was not the one used"
 
 
 def drift_by_key(result: RuleResult) -> dict:

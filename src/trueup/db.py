@@ -240,6 +240,7 @@ class Dialect:
     update_returning: bool = True  # UPDATE … RETURNING exists (not on MySQL/MariaDB)
     upsert_counts_rows: bool = True  # an upsert's rowcount is the rows written (MySQL counts an update twice)
     transactional_ddl: bool = True  # CREATE/DROP TABLE roll back with the transaction (MySQL commits around them)
+    joins_comparison: bool = False  # check folds a unique-keyed rule by FULL JOIN, measured faster (query.comparison)
     retryable_codes: tuple[str, ...] = ()
 
     def engine_options(self, url: URL) -> dict[str, Any]:
@@ -522,6 +523,7 @@ class SQLiteDialect(Dialect):
 @dataclass(frozen=True)
 class PostgreSQLDialect(Dialect):
     name: str = "postgresql"
+    joins_comparison: bool = True
     retryable_codes: tuple[str, ...] = ("40001", "40P01")  # serialization failure, deadlock
 
     def result_type(self, type_code: Any) -> tuple[str, bool] | None:

@@ -32,7 +32,7 @@ from trueup.reconcile import query
 from trueup.reconcile.checks import CheckResult, run_check
 from trueup.reconcile.diagnose import mostly_drifted, mostly_drifted_finding
 from trueup.reconcile.drift import DriftRow, RuleResult, Tally, to_comparison_row
-from trueup.reconcile.resolve import resolve_rule
+from trueup.reconcile.resolve import recorded_key_is_unique, resolve_rule
 from trueup.reconcile.target import Target
 
 
@@ -103,10 +103,12 @@ class RuleScan:
                 insert_missing=rule.recorded.insert_missing,
                 keep=self._keep,
             )
-            comparison = query.comparison(rule, connection.dialect, dialect, self._scope)
-            # Named keys give at most a row or so each: executed plainly, the statement's compiled form
-            # is reused from SQLAlchemy's cache (a hook's round), where streaming compiles it every time.
-            rows = connection.execute(comparison) if self._scope.keys else dialect.stream(connection, comparison)
+            # A hook's named keys give a row or so each: the portable shape, executed plainly so its compiled
+            # form is reused from SQLAlchemy's cache (streaming compiles it every time), with no catalog read.
+            named = bool(self._scope.keys)
+            joined = not named and dialect.joins_comparison and recorded_key_is_unique(connection, rule)
+            comparison = query.comparison(rule, connection.dialect, dialect, self._scope, joined=joined)
+            rows = connection.execute(comparison) if named else dialect.stream(connection, comparison)
             for values in rows:
                 drift = tally.add(to_comparison_row(values, width))
                 if drift is not None:

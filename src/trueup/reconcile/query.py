@@ -14,10 +14,15 @@ The query is built in three layers, all inside the database:
    which saves a scan of the table, a sum per key and a union row per key;
 
 2. `UNION ALL` of the branches, then `GROUP BY k0..kn` to fold each key's
-   recorded row and source aggregates into one row (a FULL OUTER JOIN would
-   do the same, but MySQL has none, and this folds any number of sources);
+   recorded row and source aggregates into one row (portable: MySQL has no
+   FULL JOIN, and it folds any number of rows a key). Where the database has
+   FULL JOIN and each key is at most one recorded row (a primary key, or a
+   unique key on NOT NULL columns), the recorded rows are instead `FULL JOIN`ed
+   to the sources' sums (several sources summed per key first): a hash join
+   instead of a second aggregation over every key, measured faster on
+   PostgreSQL (BENCHMARKS.md, Check). Both give the same rows;
 
-3. `HAVING` keeps only the keys worth reporting: drift, and the integrity
+3. `HAVING` (`WHERE` after the join) keeps only the keys worth reporting: drift, and the integrity
    findings (a key no recorded row has, duplicated or NULL keys, NULL or
    negative figures, future-dated or NULL-quantity records), ordered worst
    first (`ABS(expected - recorded) DESC`). A rule's `tolerance` is applied
@@ -43,7 +48,7 @@ import functools
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
@@ -90,48 +95,95 @@ def key_names(rule: Rule) -> list[str]:
     return [f"k{i}" for i in range(len(rule.recorded.key))]
 
 
-def comparison(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope = EVERYTHING) -> sa.Select:
-    """The per-key comparison for `rule`, only interesting keys, worst first."""
+class _Folded(NamedTuple):
+    """Each key's figures in one row, before the filter: the FROM (and GROUP BY) and the expressions."""
+
+    query: sa.Select
+    keys: list[sa.ColumnElement[Any]]
+    figures: dict[str, sa.ColumnElement[Any]]  # FIGURES but `within`, by name
+    grouped: bool  # the figures are aggregates: filter with HAVING, not WHERE
+
+
+def comparison(
+    rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope = EVERYTHING, *, joined: bool = False
+) -> sa.Select:
+    """The per-key comparison for `rule`, only interesting keys, worst first.
+
+    `joined` folds by a FULL JOIN of the recorded rows with the sources instead of UNION ALL and
+    GROUP BY: only for a recorded key that is unique and never NULL (see `resolve.recorded_key_is_unique`)
+    and a database with FULL JOIN; the rows are the same.
+    """
     prep = sa_dialect.identifier_preparer
     opening = [s for s in rule.expected if reads_recorded_rows(rule, s, scope)]
-    branches = [recorded_branch(rule, prep, dialect, scope, opening)]
-    branches += [source_branch(rule, s, prep, dialect, scope) for s in rule.expected if s not in opening]
-    union = sa.union_all(*branches).subquery("u")
-
-    keys = [union.c[name] for name in key_names(rule)]
-    recorded = sa.func.coalesce(sa.func.sum(union.c.recorded), 0)
-    expected = sa.func.sum(union.c.expected)
-    rec_rows = sa.func.sum(union.c.rec_rows)
-    delta = expected - recorded
-    within = _flag(sa.and_(delta != 0, dialect.within(expected, recorded, rule.tolerance))) if rule.tolerance else _ZERO
+    recorded = recorded_branch(rule, prep, dialect, scope, opening)
+    sources = [source_branch(rule, s, prep, dialect, scope) for s in rule.expected if s not in opening]
+    folded = _joined(rule, recorded, sources) if joined else _grouped(rule, [recorded, *sources])
+    figures, keys = folded.figures, folded.keys
+    expected, recorded_figure = figures["expected"], figures["recorded"]
+    delta = expected - recorded_figure
+    within = (
+        _flag(sa.and_(delta != 0, dialect.within(expected, recorded_figure, rule.tolerance)))
+        if rule.tolerance
+        else _ZERO
+    )
     interesting = sa.or_(
         delta != 0,
-        rec_rows != 1,
-        sa.func.sum(union.c.rec_nulls) > 0,
-        sa.func.sum(union.c.future) > 0,
-        sa.func.sum(union.c.null_qty) > 0,
+        figures["rec_rows"] != 1,
+        figures["rec_nulls"] > 0,
+        figures["future"] > 0,
+        figures["null_qty"] > 0,
         expected < 0,
-        recorded < 0,
+        recorded_figure < 0,
         *[k.is_(None) for k in keys],
     )
-    return (
-        sa.select(
-            *keys,
-            recorded.label("recorded"),
-            rec_rows.label("rec_rows"),
-            sa.func.sum(union.c.rec_nulls).label("rec_nulls"),
-            sa.func.max(union.c.unit_value).label("unit_value"),
-            sa.func.max(union.c.grp).label("grp"),
-            expected.label("expected"),
-            sa.func.sum(union.c.records).label("records"),
-            sa.func.sum(union.c.future).label("future"),
-            sa.func.sum(union.c.null_qty).label("null_qty"),
-            within.label("within"),
-        )
-        .group_by(*keys)
-        .having(interesting)
-        .order_by(sa.func.abs(delta).desc(), *keys)
-    )
+    columns = [k.label(name) for k, name in zip(keys, key_names(rule), strict=True)]
+    columns += [figures[name].label(name) for name in FIGURES if name != "within"]
+    columns.append(within.label("within"))
+    query = folded.query.add_columns(*columns)
+    query = query.having(interesting) if folded.grouped else query.where(interesting)
+    return query.order_by(sa.func.abs(delta).desc(), *keys)
+
+
+def _grouped(rule: Rule, branches: list[sa.Select]) -> _Folded:
+    """UNION ALL of the branches, GROUP BY the key: portable (MySQL has no FULL JOIN), any number of rows a key."""
+    union = sa.union_all(*branches).subquery("u")
+    keys = [union.c[name] for name in key_names(rule)]
+    figures = {name: sa.func.sum(union.c[name]) for name in FIGURES if name != "within"}
+    figures |= {
+        "recorded": sa.func.coalesce(sa.func.sum(union.c.recorded), 0),
+        "unit_value": sa.func.max(union.c.unit_value),
+        "grp": sa.func.max(union.c.grp),
+    }
+    return _Folded(sa.select().select_from(union).group_by(*keys), keys, figures, grouped=True)
+
+
+def _joined(rule: Rule, recorded: sa.Select, sources: list[sa.Select]) -> _Folded:
+    """The recorded rows FULL JOIN the sources' sums (folded first when there are several): a hash join,
+    not a second aggregation over every key. Exact only when each key is at most one recorded row."""
+    names = key_names(rule)
+    r = recorded.subquery("r")
+    if not sources:  # every source is an opening figure on the recorded rows
+        figures = {name: r.c[name] for name in FIGURES if name != "within"}
+        figures["recorded"] = sa.func.coalesce(r.c.recorded, 0)
+        return _Folded(sa.select().select_from(r), [r.c[n] for n in names], figures, grouped=False)
+    s = (sources[0] if len(sources) == 1 else _summed(rule, sources)).subquery("s")
+    on = sa.and_(*[r.c[n] == s.c[n] for n in names])
+    keys = [sa.func.coalesce(r.c[n], s.c[n]) for n in names]
+    figures = {name: sa.func.coalesce(r.c[name], 0) for name in ("recorded", "rec_rows", "rec_nulls")}
+    figures |= {"unit_value": r.c.unit_value, "grp": r.c.grp}
+    figures |= {
+        name: sa.func.coalesce(r.c[name], 0) + sa.func.coalesce(s.c[name], 0)
+        for name in ("expected", "records", "future", "null_qty")
+    }
+    return _Folded(sa.select().select_from(r.outerjoin(s, on, full=True)), keys, figures, grouped=False)
+
+
+def _summed(rule: Rule, sources: list[sa.Select]) -> sa.Select:
+    """Several sources' branches folded into one row a key: their expected figure and counts summed."""
+    union = sa.union_all(*sources).subquery("su")
+    keys = [union.c[name] for name in key_names(rule)]
+    sums = [sa.func.sum(union.c[name]).label(name) for name in ("expected", "records", "future", "null_qty")]
+    return sa.select(*keys, *sums).group_by(*keys)
 
 
 def known_keys(rule: Rule, sa_dialect: sa.Dialect, dialect: Dialect, scope: Scope) -> sa.Select:

@@ -50,6 +50,30 @@ def resolve_rule(connection: Connection, rule: Rule, label: str = "config") -> R
     return resolved
 
 
+def recorded_key_is_unique(connection: Connection, rule: Rule) -> bool:
+    """True when each key is at most one recorded row: no key column is nullable, and the primary
+    key or a unique constraint or (non-partial) unique index lies within the key columns."""
+    inspector = sa.inspect(connection)
+    *qualifier, table = split_name(rule.recorded.table)
+    schema = qualifier[0] if qualifier else None
+    key = {split_name(column)[-1] for column in rule.recorded.key}
+    try:
+        if any(c["nullable"] for c in inspector.get_columns(table, schema=schema) if c["name"] in key):
+            return False
+        unique = [inspector.get_pk_constraint(table, schema=schema)["constrained_columns"]]
+        unique += [u["column_names"] for u in inspector.get_unique_constraints(table, schema=schema)]
+        indexes = inspector.get_indexes(table, schema=schema)
+    except (DBAPIError, NotImplementedError):  # a view, or a database that cannot say
+        return False
+    unique += [i["column_names"] for i in indexes if i["unique"] and not _partial(i)]
+    return any(columns and None not in columns and set(columns) <= key for columns in unique)
+
+
+def _partial(index: dict[str, Any]) -> bool:
+    options = index.get("dialect_options", {})
+    return any(name.endswith("_where") and value is not None for name, value in options.items())
+
+
 def _resolve_recorded(inspector: Any, recorded: Recorded, where: str) -> Recorded:
     table, columns = _table(inspector, recorded.table, f"{where}.table")
     fields: dict[str, Any] = {
