@@ -42,8 +42,10 @@ bench-serve: $(STAMP)
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_serve.py $(BENCH_ARGS)
 
+# The guard's write cost per mode, then a capture round beside the time-column round and a full check.
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_guard_round.py $(BENCH_ROUND_ARGS)
 
 # The scale runs: cost on Spark beside the local engine (issue 14; the other halves are not written yet).
 bench-scale: $(STAMP)
