@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import resource
 import statistics
 import sys
 import time
@@ -207,7 +208,9 @@ def _report(scale: bench_check.Scale, sales: int, m: Measured, load: list[float]
     Console().print(table)
     when = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     loads = "–".join(f"{x:.1f}" for x in load)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     console.print(f"{when}, {platform.node()}, {os.cpu_count()} cores; load average {loads} (start–end)")
+    console.print(f"peak RSS of this process (rounds and check): {peak:.0f} MiB")
 
 
 if __name__ == "__main__":
