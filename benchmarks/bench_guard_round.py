@@ -59,7 +59,10 @@ console = Console(stderr=True)
 app = typer.Typer(add_completion=False)
 TIMED, CAPTURED = "diapers", "diapers_captured"
 BUGGY_EVERY = 10  # every tenth sale forgets to deduct
-TRUEUP_TABLES = (*bench_sync.SYNC_TABLES, "trueup_open_drift", "trueup_dirty", "trueup_changes", "trueup_runs")
+TRUEUP_TABLES = (
+    *bench_sync.SYNC_TABLES,
+    *("trueup_open_drift", "trueup_dirty", "trueup_changes", "trueup_chunks", "trueup_chunked_runs", "trueup_runs"),
+)
 GOAL = 200
 SALE = sa.text(
     "INSERT INTO usage_logs (inventory_item_id, usage_type, quantity_used, is_deleted, logged_at) "
