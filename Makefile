@@ -48,8 +48,10 @@ bench-serve: $(STAMP)
 profile-serve: $(STAMP)
 	$(BIN)/python benchmarks/profile_serve.py $(BENCH_ARGS)
 
+# The guard's write cost per mode, then a capture round beside the time-column round and a full check.
 bench-guard: $(STAMP)
 	$(BIN)/python benchmarks/bench_guard_writes.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_guard_round.py $(BENCH_ROUND_ARGS)
 
 # The scale runs (issue 14): cost on Spark beside the local engine; chunked apply beside one transaction, and resume.
 bench-scale: $(STAMP)
