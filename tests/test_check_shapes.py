@@ -6,32 +6,44 @@ the portable UNION ALL + GROUP BY, and the FULL JOIN it uses where the recorded 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 
 import trueup
 from tests import shapes
-from tests.databases import Database
+from tests.databases import Database, make_database
 from tests.shapes import plain
 from trueup.reconcile import check
 from trueup.reconcile.drift import RuleResult
 
+SHAPED = [("sqlite", "grouped"), ("postgresql", "grouped"), ("postgresql", "joined"), ("mariadb", "grouped")]
 
-@pytest.fixture(autouse=True, params=["grouped", "joined"])
+
+@pytest.fixture(params=SHAPED, ids=["-".join(case) for case in SHAPED])
+def db(request: pytest.FixtureRequest, tmp_path) -> Iterator[Database]:
+    """Every database with the portable shape, and PostgreSQL again with the FULL JOIN shape."""
+    database, drop = make_database(request.param[0], tmp_path)
+    try:
+        yield database
+    finally:
+        drop()
+
+
+@pytest.fixture(autouse=True)
 def comparison_shape(request: pytest.FixtureRequest, db: Database, monkeypatch: pytest.MonkeyPatch):
     """Force the grouped shape, or let a unique recorded key take the joined one (PostgreSQL only)."""
-    if request.param == "joined" and db.kind != "postgresql":
-        pytest.skip("only PostgreSQL folds the comparison by FULL JOIN")
+    shape = request.node.callspec.params["db"][1]
     joined, unique = [], check.recorded_key_is_unique
 
     def chosen(connection, rule) -> bool:
-        joined.append(request.param == "joined" and unique(connection, rule))
+        joined.append(shape == "joined" and unique(connection, rule))
         return joined[-1]
 
     monkeypatch.setattr(check, "recorded_key_is_unique", chosen)
     yield
-    assert any(joined) == (request.param == "joined"), "the shape under test was not the one used"
+    assert any(joined) == (shape == "joined"), "the shape under test was not the one used"
 
 
 def drift_by_key(result: RuleResult) -> dict:
