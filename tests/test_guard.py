@@ -270,3 +270,28 @@ def test_an_application_role_that_may_not_write_the_queue_still_commits(tmp_path
         if db.scalar("SELECT 1 FROM pg_roles WHERE rolname = :r", {"r": role}):
             db.execute(f'DROP OWNED BY "{role}"; DROP ROLE "{role}"')
         drop()
+
+
+DOLLAR = """
+[[rules]]
+name = "dollar"
+[rules.recorded]
+table = "items"
+key = ["id"]
+quantity = "remaining"
+[[rules.expected]]
+table = "moves"
+key = ["item_id"]
+quantity = "qty"
+where = "status <> '$trueup$; DROP TABLE items; --'"
+"""
+
+
+def test_sql_holding_the_function_quote_is_refused_before_any_ddl(pg: Database, tmp_path: Path) -> None:
+    """The PostgreSQL functions are quoted `$trueup$ … $trueup$`: a fragment holding it would end the body."""
+    path = shop(pg, tmp_path, DOLLAR)
+    before = catalog(pg)
+    code, out = cli(path, "guard", "install", "--rule", "dollar", "--mode", "enforce", "--yes")
+    assert code == 2, out
+    assert "rule 'dollar': its SQL contains `$trueup$`" in out
+    assert catalog(pg) == before and pg.scalar("SELECT COUNT(*) FROM items") == 9

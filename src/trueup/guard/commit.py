@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql
 
 from trueup.config import Rule
 from trueup.db import dialect_for_name, quote_name
-from trueup.guard.ddl import TOUCHED, Trigger
+from trueup.guard.ddl import TOUCHED, Trigger, plpgsql_body
 from trueup.guard.violations import VIOLATIONS
 from trueup.names import join_name, split_name
 from trueup.reconcile.query import Scope, comparison
@@ -66,11 +66,15 @@ def commit_trigger(rule: Rule, name: str, schema: str, mode: str) -> Trigger:
     create = (
         f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
         f"SECURITY DEFINER SET search_path = pg_catalog, {quote_name(prep, schema)}, pg_temp "
-        f"AS $trueup$ DECLARE {declare} trueup_recorded numeric; trueup_expected numeric; BEGIN "
-        f'DELETE FROM {on} WHERE "txid" = NEW."txid" AND "rule" = NEW."rule" AND "key" = NEW."key"; '
-        f"SELECT q.recorded, q.expected INTO trueup_recorded, trueup_expected FROM ({_one_key(rule, variables)}) q "
-        f"WHERE {_violates(rule)}; "
-        f"IF FOUND THEN {_verdict(mode, rule_literal, schema)} END IF; RETURN NULL; END $trueup$",
+        "AS "
+        + plpgsql_body(
+            rule.name,
+            f"DECLARE {declare} trueup_recorded numeric; trueup_expected numeric; BEGIN "
+            f'DELETE FROM {on} WHERE "txid" = NEW."txid" AND "rule" = NEW."rule" AND "key" = NEW."key"; '
+            f"SELECT q.recorded, q.expected INTO trueup_recorded, trueup_expected "
+            f"FROM ({_one_key(rule, variables)}) q WHERE {_violates(rule)}; "
+            f"IF FOUND THEN {_verdict(mode, rule_literal, schema)} END IF; RETURN NULL; END",
+        ),
         f"CREATE CONSTRAINT TRIGGER {quote_name(prep, name)} AFTER INSERT ON {on} "
         f'DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW."rule" = {rule_literal}) '
         f"EXECUTE FUNCTION {function}()",

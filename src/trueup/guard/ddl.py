@@ -348,11 +348,19 @@ class _PostgreSQL(_Renderer):
         create = (
             f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql "
             f"SECURITY DEFINER SET search_path = {self.search_path(table, schema)} "
-            f"AS $trueup$ BEGIN {body} RETURN NULL; END $trueup$",
+            f"AS {plpgsql_body(rule, f'BEGIN {body} RETURN NULL; END')}",
             f"CREATE TRIGGER {self.q(name)} AFTER {event.upper()} ON {on} FOR EACH ROW EXECUTE FUNCTION {function}()",
         )
         drop = (f"DROP TRIGGER IF EXISTS {self.q(name)} ON {on}", f"DROP FUNCTION IF EXISTS {function}()")
         return Trigger(name, table.table, event, create, drop)
+
+
+def plpgsql_body(rule: str, body: str) -> str:
+    """`body` as a function body in `$trueup$` quotes; a rule whose SQL holds that marker would end the
+    body early and run the rest as statements of its own, so it is refused."""
+    if "$trueup$" in body.lower():
+        raise ConfigError(f"rule {rule!r}: its SQL contains `$trueup$`, which the guard's functions are quoted with")
+    return f"$trueup${body}$trueup$"
 
 
 def _rows(values: str, tail: str) -> str:
