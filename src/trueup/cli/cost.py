@@ -96,16 +96,15 @@ def cost(
     """
     if apply and not write:
         raise UsageError("--apply commits what --write stores; give both")
-    from trueup.cost import compute, write_outputs
-    from trueup.cost.compute import Run
+    from trueup.cost import write_outputs
+    from trueup.cost.compute import Run, as_table, cost_tables
     from trueup.cost.partition import cost_to_directory, fits, machine_memory, parse_memory
     from trueup.cost.write import result_dict
     from trueup.report.cost import print_store, print_summary, store_dict
     from trueup.report.format import to_json
 
     budget = machine_memory() if memory is None else parse_memory(memory)
-    choices = {"method": method.value, "policy": policy, "columns": map_, "date_format": date_format}
-    run = Run.of(**choices, sku_case=sku_case)
+    run = Run.of(method=method.value, policy=policy, columns=map_, date_format=date_format, sku_case=sku_case)
     shown = progress or (not quiet and sys.stderr.isatty())
     with ExitStack() as stack, common.Activity(shown, terminal=progress or None) as activity:
         activity.phase("costing…")
@@ -117,7 +116,7 @@ def cost(
 
             result = cost_on_spark(sold, bought, out, master=spark_master, memory=budget, work_dir=work_dir, run=run)
         elif report or write or fits({"sales": sold, "lots": bought}, budget):
-            result = compute(sold, bought, **choices, sku_case=sku_case)
+            result = cost_tables(as_table(sold, "sales"), as_table(bought, "lots"), run)
             write_outputs(result, out, report=report)
         else:
             result = cost_to_directory(
