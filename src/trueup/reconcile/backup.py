@@ -211,8 +211,7 @@ def restore_backup(
 
 def _refuse_audit_tables(file: Path | None, tables: list[str]) -> None:
     """Restoring trueup's own audit would erase the runs recorded since the backup, this restore's among them."""
-    audit_names = {table.name for table in (audit.runs, audit.changes, audit.chunked_runs, audit.chunks)}
-    replaced = [table for table in tables if split_name(table)[-1] in audit_names]
+    replaced = [table for table in tables if split_name(table)[-1] in audit.metadata.tables]
     if replaced:
         raise UsageError(
             f"{file}: refusing to restore trueup's audit table(s) {', '.join(replaced)}: "
