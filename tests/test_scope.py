@@ -164,6 +164,30 @@ def test_apply_never_inserts_a_key_the_table_already_holds(db: Database, tmp_pat
     assert dump(db, "stock") == before
 
 
+def test_apply_never_updates_a_key_whose_table_holds_a_row_outside_the_where(db: Database, tmp_path: Path) -> None:
+    """Item 5 drifts (+1); a second row for item 5 lies outside the recorded `where` (qty 0). An UPDATE by
+    key would rewrite both rows, so the key is refused and listed, and nothing is written (it used to fail
+    the whole apply with "expected to update 1 rows but updated 2")."""
+    load_stock(db)
+    db.execute("INSERT INTO stock VALUES (5, 0)")
+    config = stock_config(db, tmp_path, 'where = "qty > 0"')
+    before = dump(db, "stock")
+
+    applied = run("apply", "-c", str(config), "--no-backup", "-f", "json")
+    assert applied.exit_code == 1, applied.output
+    document = json.loads(applied.stdout)
+    assert document["changed"] == 0
+    assert document["conflicts"] == [
+        {
+            "rule": "stock",
+            "key": [5],
+            "reason": "not updated: stock also holds a row with this key outside the rule's where, "
+            "which a write by key would change too; add the column that tells them apart to the key",
+        }
+    ]
+    assert dump(db, "stock") == before
+
+
 def test_undo_leaves_alone_an_inserted_key_that_now_has_two_rows(db: Database, tmp_path: Path) -> None:
     """Item 21 has moves but no row: the run inserts it; someone then adds another row for 21."""
     load_stock(db)

@@ -296,6 +296,21 @@ def test_ledger_idempotency_over_http(shop: Shop) -> None:
     assert positions == [{"location": "shop", "on_hand": 7, "reserved": 2, "available": 5}]
 
 
+@pytest.mark.parametrize("at", [0.25, 1733000000, True])
+def test_a_posting_time_given_as_a_number_is_400_and_posts_nothing(shop: Shop, at: object) -> None:
+    """pydantic alone reads a number as seconds after 1970; the schema says text (ISO 8601)."""
+    with client(shop) as api:
+        body = {"item": "pipe", "location": "shop", "counted": "2", "at": at}
+        answer = api.post("/api/ledger/adjust", json=body, headers=shop.auth("sync"))
+        fine = api.post("/api/ledger/adjust", json={**body, "at": "2026-12-01T09:30:00Z"}, headers=shop.auth("sync"))
+        balance = api.get("/api/ledger/balance?item=pipe&location=shop", headers=shop.auth("read"))
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == "at"
+    assert "ISO 8601" in answer.json()["error"]["message"]
+    assert fine.status_code == 200, fine.text
+    assert balance.json()["balance"] == 2  # the one adjustment given as text
+
+
 def test_cost_upload_reads_the_quarantine_and_offers_the_files(shop: Shop) -> None:
     with client(shop) as api:
         files = {

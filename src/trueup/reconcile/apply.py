@@ -46,7 +46,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError
 
 from trueup.config import Config, Rule
-from trueup.db import dialect_for, driver_message, redact
+from trueup.db import dialect_for, driver_message, redact, user_condition
 from trueup.errors import DatabaseError, RefusedError, UsageError
 from trueup.paths import DEFAULT_BACKUP_DIRECTORY
 from trueup.reconcile import audit, images
@@ -367,11 +367,9 @@ def _write_rule(tx: Connection, job: _Job, now: WorkTable, run_id: int, outcome:
     left_out = outcome.left_out
     if not job.include_flagged:
         left_out += _leave_out_flagged(tx, now)  # a key recomputed under lock may have turned negative
+    conflicts += _refuse_hidden(tx, job.rule, job.target, now)
     updated = _update(tx, job.rule, job.target, now)
-    inserted = 0
-    if job.rule.recorded.insert_missing:
-        conflicts += _refuse_present(tx, job.rule, job.target, now)
-        inserted = _insert_missing(tx, job.rule, job.target, now, run_id)
+    inserted = _insert_missing(tx, job.rule, job.target, now, run_id) if job.rule.recorded.insert_missing else 0
     _record_updates(tx, job.rule, job.target, now, run_id)
     return outcome._replace(updated=updated, inserted=inserted, conflicts=conflicts, left_out=left_out)
 
@@ -560,17 +558,32 @@ def _update(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> int:
     return updated
 
 
-def _refuse_present(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> tuple[Conflict, ...]:
-    """Keys to insert that the table holds already (a row the rule's `where` hides): never a second row."""
+def _refuse_hidden(tx: Connection, rule: Rule, target: Target, now: WorkTable) -> tuple[Conflict, ...]:
+    """Keys whose table holds a row the rule's `where` hides. A write goes by key, so it would reach that
+    row too: an UPDATE would rewrite it, an INSERT would add a second row. They are refused and listed."""
     n = now.table.c
     table = target.clause()
-    present = sa.select(sa.literal(1)).select_from(table).where(*now.joins([table.c[k] for k in target.key])).exists()
-    keys = [tuple(row) for row in tx.execute(sa.select(*now.keys).where(n.missing == 1, present))]
-    if not keys:
+    same_key = now.joins([table.c[k] for k in target.key])
+    hidden = []
+    if rule.recorded.insert_missing:  # no row within the where: any row of the key is outside it
+        hidden.append(sa.and_(n.missing == 1, sa.select(sa.literal(1)).select_from(table).where(*same_key).exists()))
+    if rule.recorded.where:
+        outside = sa.not_(sa.func.coalesce(user_condition(rule.recorded.where), sa.false()))
+        row = sa.select(sa.literal(1)).select_from(table).where(*same_key, outside)
+        hidden.append(sa.and_(n.missing == 0, row.exists()))
+    if not hidden:
         return ()
-    tx.execute(sa.delete(now.table).where(n.missing == 1, present))
-    reason = f"not inserted: {target.table} already holds a row with this key (outside the rule's where)"
-    return tuple(Conflict(rule.name, key, reason) for key in keys)
+    refused = sa.or_(*hidden)
+    found = [tuple(row) for row in tx.execute(sa.select(*now.keys, n.missing).where(refused))]
+    if not found:
+        return ()
+    tx.execute(sa.delete(now.table).where(refused))
+    reasons = {
+        0: f"not updated: {target.table} also holds a row with this key outside the rule's where, "
+        "which a write by key would change too; add the column that tells them apart to the key",
+        1: f"not inserted: {target.table} already holds a row with this key (outside the rule's where)",
+    }
+    return tuple(Conflict(rule.name, row[:-1], reasons[int(row[-1])]) for row in found)
 
 
 def _insert_missing(tx: Connection, rule: Rule, target: Target, now: WorkTable, run_id: int) -> int:

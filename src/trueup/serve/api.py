@@ -9,12 +9,13 @@ the sync hook `sync`; apply `write`; undo and tokens `admin`.
 from __future__ import annotations
 
 import io
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path as PathType
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from trueup import __version__
 from trueup.config import Config, Rule, parse_duration
@@ -74,6 +75,16 @@ Syncer = Annotated[Token, Depends(bearer("sync"))]
 Writer = Annotated[Token, Depends(bearer("write"))]
 Admin = Annotated[Token, Depends(bearer("admin"))]
 KeyValue = StrictInt | StrictStr  # JSON's true is not the key 1
+
+
+def _text_only(value: Any) -> Any:
+    """JSON's number is not a time: pydantic would read 0.25 as a quarter second after 1970."""
+    if not isinstance(value, str):
+        raise ValueError("a date and time as text (ISO 8601), e.g. 2026-12-01T09:30:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_text_only)]
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="An id (64-bit, as databases store them).")]
 MAX_KEYS = 10_000
 

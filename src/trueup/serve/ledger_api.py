@@ -34,7 +34,7 @@ from trueup.report.ledger import (
     ReservationEntry,
     TransactionDocument,
 )
-from trueup.serve.api import Body, Reader, RowId, Syncer, json_response, known_query
+from trueup.serve.api import Body, Reader, RowId, Syncer, Timestamp, json_response, known_query
 from trueup.serve.auth import bearer, service_of
 from trueup.serve.errors import BODY, TOKEN, failures
 from trueup.serve.tokens import Token
@@ -57,7 +57,7 @@ class Receive(Body):
     qty: Quantity
     unit_cost: Quantity
     lot: str | None = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Transfer(Body):
@@ -66,7 +66,7 @@ class Transfer(Body):
     to_location: str
     qty: Quantity
     lots: Lots = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Issue(Body):
@@ -75,7 +75,7 @@ class Issue(Body):
     qty: Quantity
     reason: str = "sale"
     lots: Lots = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Adjust(Body):
@@ -83,7 +83,7 @@ class Adjust(Body):
     location: str
     counted: Quantity
     unit_cost: Quantity | None = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Split(Body):
@@ -91,7 +91,7 @@ class Split(Body):
     pieces: list[Quantity]
     location: str | None = None
     item: str | None = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Merge(Body):
@@ -100,12 +100,12 @@ class Merge(Body):
     bundles: StrictInt
     location: str | None = None
     item: str | None = None
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Revert(Body):
     force: StrictBool = False
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 class Reserve(Body):
@@ -113,12 +113,12 @@ class Reserve(Body):
     location: str
     qty: Quantity
     hold_for: str
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
 
 
 class Commit(Body):
     reason: str = "sale"
-    at: datetime | None = None
+    at: Timestamp | None = None
 
 
 def ledger(request: Request) -> Ledger:
