@@ -230,6 +230,7 @@ def user_condition(text: str) -> sa.ColumnElement[bool]:
 # -- dialects ----------------------------------------------------------------------------------
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming
+IN_CHUNK = 500  # values per IN list where each value is a bind parameter
 
 
 @dataclass(frozen=True)
@@ -268,6 +269,10 @@ class Dialect:
     def not_future(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """`column` is not after the database's now, in a form an index on it can serve."""
         return column <= sa.func.current_timestamp()
+
+    def binds_arrays(self, sa_dialect: sa.Dialect) -> bool:
+        """The driver binds a Python list as one array parameter that the database compares with `= ANY`."""
+        return False
 
     def result_type(self, type_code: Any) -> tuple[str, bool] | None:
         """A result column's type from the driver's cursor description: (its name, whether it is a date
@@ -532,6 +537,11 @@ class PostgreSQLDialect(Dialect):
         info = types.get(type_code) if isinstance(type_code, int) else None
         return None if info is None else (info.name, info.name in ("timestamp", "timestamptz", "date"))
 
+    def binds_arrays(self, sa_dialect: sa.Dialect) -> bool:
+        # psycopg 3 sends a list as an array of its values' type (uuid[], bigint[]), or, for text, of
+        # unknown type that the comparison types like the column: an index on the column serves it.
+        return sa_dialect.driver == "psycopg"
+
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
         calls = [sa.func.set_config(name, value, sa.true()) for name, value in settings.items()]
@@ -753,6 +763,26 @@ _DIALECTS: dict[str, Dialect] = {
     "mysql": MySQLDialect(),
     "mariadb": MySQLDialect(name="mariadb"),
 }
+
+
+def is_in(sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """`column` is one of `values` (plain values): `= ANY` of one array parameter where the driver binds
+    arrays, so the statement is the same text for any number of values (SQLAlchemy and psycopg reuse
+    what they made of it; rendering and parsing 1,000 placeholders cost more than running the query),
+    else `IN` with a parameter a value."""
+    if dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
+        return column == sa.any_(sa.bindparam(None, list(values)))
+    return column.in_(values)
+
+
+def in_chunks(
+    sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any], size: int = IN_CHUNK
+) -> list[sa.ColumnElement[bool]]:
+    """`is_in` conditions covering `values`: one where the driver binds arrays, else one per `size` values
+    (databases limit bind parameters per statement)."""
+    if dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
+        size = max(len(values), 1)
+    return [is_in(sa_dialect, column, values[start : start + size]) for start in range(0, len(values), size)]
 
 
 def dialect_for_name(backend: str) -> Dialect:

@@ -242,7 +242,7 @@ def _holding(
             queued = _pending(connection, rule.name, taken)
             if not queued and (results or keys == []):  # nothing (more) queued: no round of the queue
                 return results
-            taken.update(q.id for q in queued)
+            taken.update(row_id for q in queued for row_id in q.ids)
             results.append(_round(connection, config, rule, options, bool(full), keys, queued))
             full, keys = False, []
 
@@ -299,7 +299,7 @@ class _Found(NamedTuple):
     recurring: tuple[Recurrence, ...]
     findings: tuple[Finding, ...]
     marks: dict[int, str]  # the watermarks it reached (none for a round of keys)
-    queued: list[tuple[int, Key | None]]  # the queue rows it took, typed (None: a key that does not fit)
+    queued: list[tuple[list[int], Key | None]]  # the queue rows it took by key, typed (None: does not fit)
     covered: list[Key] | None  # the keys it looked at; None: every open key among them
     typed: Callable[[Sequence[Any]], Key]
 
@@ -315,7 +315,7 @@ def _round(
 ) -> RoundResult:
     started, clock = now(), time.perf_counter()
     typed = Target.of(rule).key_coercer(connection)
-    waiting = [(q.id, _fitting(rule.name, typed, q.key)) for q in queued]
+    waiting = [(q.ids, _fitting(rule.name, typed, q.key)) for q in queued]
     extra = [key for _, key in waiting if key is not None]
     work: WorkTable | None = None
     round_marks: dict[int, str] = {}  # a round of named keys leaves the watermarks alone
@@ -491,7 +491,8 @@ def _remember(connection: Connection, found: _Found, entry: history.Round, still
     history.settle_open(connection, entry, round_id, still_open, found.covered)
     if found.queued:
         left = {_fitting(entry.rule, found.typed, list(d.key)) for d in still_open}
-        queue.remove(connection, [row_id for row_id, key in found.queued if key is None or key not in left])
+        settled = [row_id for ids, key in found.queued if key is None or key not in left for row_id in ids]
+        queue.remove(connection, settled)
     if found.marks:
         history.save_watermarks(connection, entry.rule, found.marks)
     return round_id
