@@ -230,7 +230,7 @@ def user_condition(text: str) -> sa.ColumnElement[bool]:
 # -- dialects ----------------------------------------------------------------------------------
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming
-IN_CHUNK = 500  # values per IN list where each value is a bind parameter
+CHUNK = 500  # values per IN list, or rows per executemany, where each value is a bind parameter
 
 
 @dataclass(frozen=True)
@@ -293,6 +293,11 @@ class Dialect:
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         pass
+
+    def insert_rows(self, connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `rows` (dicts with the same keys, columns of `table`), a batch of them per executemany."""
+        for start in range(0, len(rows), CHUNK):
+            connection.execute(table.insert(), rows[start : start + CHUNK])
 
     def within(
         self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
@@ -547,6 +552,19 @@ class PostgreSQLDialect(Dialect):
         calls = [sa.func.set_config(name, value, sa.true()) for name, value in settings.items()]
         connection.execute(sa.select(*calls))  # for this transaction only, in one round trip
 
+    def insert_rows(self, connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        # One INSERT … SELECT unnest(array), … (an array a column): psycopg's executemany would have
+        # the server run the INSERT once a row.
+        if not rows or not self.binds_arrays(connection.dialect):
+            super().insert_rows(connection, table, rows)
+            return
+        columns = [table.c[name] for name in rows[0]]
+        arrays = [
+            sa.func.unnest(sa.bindparam(None, [row[c.name] for row in rows], type_=postgresql.ARRAY(c.type)))
+            for c in columns
+        ]
+        connection.execute(table.insert().from_select([c.name for c in columns], sa.select(*arrays)))
+
     def analyze(self, connection: Connection, table: str, columns: Sequence[str] = ()) -> None:
         # PostgreSQL never analyzes temporary tables by itself; without statistics it
         # plans the joins against a 100,000-key work table as if it held a few rows.
@@ -776,12 +794,12 @@ def is_in(sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequenc
 
 
 def in_chunks(
-    sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any], size: int = IN_CHUNK
+    sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any]
 ) -> list[sa.ColumnElement[bool]]:
-    """`is_in` conditions covering `values`: one where the driver binds arrays, else one per `size` values
+    """`is_in` conditions covering `values`: one where the driver binds arrays, else one per `CHUNK` values
     (databases limit bind parameters per statement)."""
-    if dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
-        size = max(len(values), 1)
+    arrays = dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect)
+    size = max(len(values), 1) if arrays else CHUNK
     return [is_in(sa_dialect, column, values[start : start + size]) for start in range(0, len(values), size)]
 
 

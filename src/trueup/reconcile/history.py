@@ -92,7 +92,6 @@ watermarks = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
-CHUNK = 500
 ANALYZE_AFTER = 10_000  # rows recorded by one round
 
 
@@ -168,8 +167,7 @@ def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRo
         for d in drifted
         for key in (key_text(d.key),)
     ]
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(drift_history.insert(), rows[start : start + CHUNK])
+    dialect_for(connection).insert_rows(connection, drift_history, rows)
     if len(rows) >= ANALYZE_AFTER:
         # A first full round may record 100,000 keys into an empty table; until the server's
         # autovacuum notices, the next rounds' lookups by key would scan all of them.
@@ -204,8 +202,7 @@ def settle_open(
     for chosen in in_chunks(connection.dialect, o.key, looked_at):
         connection.execute(open_drift.delete().where(o.rule == entry.rule, chosen))
     rows = [{"rule": entry.rule, "key": k, "round_id": round_id, "observed_at": entry.started_at} for k in reopened]
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(open_drift.insert(), rows[start : start + CHUNK])
+    dialect_for(connection).insert_rows(connection, open_drift, rows)
 
 
 def rounds_since_full(connection: Connection, rule: str) -> int | None:

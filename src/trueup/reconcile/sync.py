@@ -334,8 +334,8 @@ def _round(
             if not marks and not full and not timed and captures(connection, rule.name):
                 kind = "incremental"  # no time column, but capture triggers queue every touched key
                 reopened = [_fitting(rule.name, typed, key) for key in history.open_keys(connection, rule.name)]
-                covered = _unique([*extra, *[key for key in reopened if key is not None]])
-                scope, work = _key_scope(connection, rule, covered)
+                # every open key among them: settled like a timed round's, by rule, not key by key
+                scope, work = _key_scope(connection, rule, _unique([*extra, *[k for k in reopened if k is not None]]))
             elif not marks:
                 kind, scope = "full", EVERYTHING
             else:
