@@ -787,8 +787,9 @@ def is_in(sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequenc
     """`column` is one of `values` (plain values): `= ANY` of one array parameter where the driver binds
     arrays, so the statement is the same text for any number of values (SQLAlchemy and psycopg reuse
     what they made of it; rendering and parsing 1,000 placeholders cost more than running the query),
-    else `IN` with a parameter a value."""
-    if dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
+    else `IN` with a parameter a value (as for values of mixed types, which an array cannot hold)."""
+    alike = len({type(value) for value in values if value is not None}) <= 1
+    if alike and dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
         return column == sa.any_(sa.bindparam(None, list(values)))
     return column.in_(values)
 
