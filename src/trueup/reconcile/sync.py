@@ -99,6 +99,7 @@ RECORDED = -1  # the watermark slot of the recorded table's own `time`
 BEGINNING = ""  # the watermark of a source that was empty: every record is new
 APPLY_BY_KEY = 10_000  # up to this many drifted keys, a repair is narrowed to exactly those keys
 INLINE_KEYS = 1_000  # a round of more named and queued keys than this reads them from a work table
+INLINE_ARRAY = 10_000  # ... or than this, where they are bound as one array (a one-column key, psycopg)
 HINTED = 20  # recurring keys that get hints per round
 MAX_CHANGES = 1_000  # rows a round that repairs on its own may write, unless the config says otherwise
 MAX_PERCENT = Decimal(5)  # ... and at most this % of the rule's items
@@ -524,8 +525,12 @@ def _unique(keys: Sequence[Key]) -> list[Key]:
 
 
 def _key_scope(connection: Connection, rule: Rule, keys: list[Key]) -> tuple[Scope, WorkTable | None]:
-    """The scope of a round of keys: bound in the query, or (many, or none) in a work table."""
-    if 0 < len(keys) <= INLINE_KEYS:
+    """The scope of a round of keys: bound in the query, or (many, or none) in a work table.
+
+    A work table costs two commits of catalog rows (its CREATE and DROP), more than the scan of
+    a few thousand keys, so keys bound as one array (`db.is_in`) stay in the query for longer."""
+    arrays = len(rule.recorded.key) == 1 and dialect_for(connection).binds_arrays(connection.dialect)
+    if 0 < len(keys) <= (INLINE_ARRAY if arrays else INLINE_KEYS):
         return Scope(keys=tuple(keys)), None
     work = WorkTable(connection, "trueup_touched", Target.of(rule), {})
     with dialect_for(connection).write_transaction(connection):
