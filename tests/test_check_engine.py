@@ -159,6 +159,25 @@ def test_scope_keys_are_bound_on_every_database(db: Database) -> None:
         assert scan.result().items == 3
 
 
+@pytest.mark.parametrize(
+    ("url", "keys", "shape"),
+    [
+        ("postgresql+psycopg://h/d", [(1,), (2,), (3,)], "= ANY (%(param_1)s)"),  # one array, any count
+        ("postgresql+psycopg://h/d", [(1,), ("2",)], "IN (__[POSTCOMPILE_"),  # mixed types: no array holds them
+        ("postgresql+psycopg2://h/d", [(1,), (2,)], "IN (__[POSTCOMPILE_"),  # psycopg2 binds a list as ARRAY[...]
+        ("mysql+pymysql://h/d", [(1,), (2,)], "IN (__[POSTCOMPILE_"),
+        ("sqlite://", [(1,), (2,)], "IN (__[POSTCOMPILE_"),
+    ],
+)
+def test_scope_keys_reach_postgresql_as_one_array(url: str, keys: list, shape: str) -> None:
+    sa_dialect = sa.engine.make_url(url).get_dialect()()  # compiled only: no driver, no server
+    resolved = config(url).rules[0]
+    count = str(query.recorded_count(resolved, sa_dialect, query.Scope(keys=keys)).compile(dialect=sa_dialect))
+    assert shape in count, count
+    one = str(query.recorded_count(resolved, sa_dialect, query.Scope(keys=[(7,)])).compile(dialect=sa_dialect))
+    assert "IN (__[POSTCOMPILE_" in one  # a single key as before: the guard's triggers bind PL/pgSQL variables
+
+
 def test_streaming_leaves_the_connection_as_it_was(db: Database) -> None:
     fill(db)
     cfg = parse_config(

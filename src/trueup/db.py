@@ -230,6 +230,7 @@ def user_condition(text: str) -> sa.ColumnElement[bool]:
 # -- dialects ----------------------------------------------------------------------------------
 
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming
+CHUNK = 500  # values per IN list, or rows per executemany, where each value is a bind parameter
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,10 @@ class Dialect:
         """`column` is not after the database's now, in a form an index on it can serve."""
         return column <= sa.func.current_timestamp()
 
+    def binds_arrays(self, sa_dialect: sa.Dialect) -> bool:
+        """The driver binds a Python list as one array parameter that the database compares with `= ANY`."""
+        return False
+
     def result_type(self, type_code: Any) -> tuple[str, bool] | None:
         """A result column's type from the driver's cursor description: (its name, whether it is a date
         or a time), or None when the driver does not say (SQLite: result columns carry no type)."""
@@ -288,6 +293,11 @@ class Dialect:
 
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         pass
+
+    def insert_rows(self, connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert `rows` (dicts with the same keys, columns of `table`), a batch of them per executemany."""
+        for start in range(0, len(rows), CHUNK):
+            connection.execute(table.insert(), rows[start : start + CHUNK])
 
     def within(
         self, first: sa.ColumnElement[Any], second: sa.ColumnElement[Any], tolerance: Decimal
@@ -532,10 +542,28 @@ class PostgreSQLDialect(Dialect):
         info = types.get(type_code) if isinstance(type_code, int) else None
         return None if info is None else (info.name, info.name in ("timestamp", "timestamptz", "date"))
 
+    def binds_arrays(self, sa_dialect: sa.Dialect) -> bool:
+        # psycopg 3 sends a list as an array of its values' type (uuid[], bigint[]), or, for text, of
+        # unknown type that the comparison types like the column: an index on the column serves it.
+        return sa_dialect.driver == "psycopg"
+
     def set_lock_timeout(self, connection: Connection, seconds: float) -> None:
         settings = {"lock_timeout": f"{int(seconds * 1000)}", "work_mem": WORK_MEM}
         calls = [sa.func.set_config(name, value, sa.true()) for name, value in settings.items()]
         connection.execute(sa.select(*calls))  # for this transaction only, in one round trip
+
+    def insert_rows(self, connection: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        # One INSERT … SELECT unnest(array), … (an array a column): psycopg's executemany would have
+        # the server run the INSERT once a row.
+        if not rows or not self.binds_arrays(connection.dialect):
+            super().insert_rows(connection, table, rows)
+            return
+        columns = [table.c[name] for name in rows[0]]
+        arrays = [
+            sa.func.unnest(sa.bindparam(None, [row[c.name] for row in rows], type_=postgresql.ARRAY(c.type)))
+            for c in columns
+        ]
+        connection.execute(table.insert().from_select([c.name for c in columns], sa.select(*arrays)))
 
     def analyze(self, connection: Connection, table: str, columns: Sequence[str] = ()) -> None:
         # PostgreSQL never analyzes temporary tables by itself; without statistics it
@@ -753,6 +781,27 @@ _DIALECTS: dict[str, Dialect] = {
     "mysql": MySQLDialect(),
     "mariadb": MySQLDialect(name="mariadb"),
 }
+
+
+def is_in(sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any]) -> sa.ColumnElement[bool]:
+    """`column` is one of `values` (plain values): `= ANY` of one array parameter where the driver binds
+    arrays, so the statement is the same text for any number of values (SQLAlchemy and psycopg reuse
+    what they made of it; rendering and parsing 1,000 placeholders cost more than running the query),
+    else `IN` with a parameter a value (as for values of mixed types, which an array cannot hold)."""
+    alike = len({type(value) for value in values if value is not None}) <= 1
+    if alike and dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
+        return column == sa.any_(sa.bindparam(None, list(values)))
+    return column.in_(values)
+
+
+def in_chunks(
+    sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> list[sa.ColumnElement[bool]]:
+    """`is_in` conditions covering `values`: one where the driver binds arrays, else one per `CHUNK` values
+    (databases limit bind parameters per statement)."""
+    arrays = dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect)
+    size = max(len(values), 1) if arrays else CHUNK
+    return [is_in(sa_dialect, column, values[start : start + size]) for start in range(0, len(values), size)]
 
 
 def dialect_for_name(backend: str) -> Dialect:

@@ -464,7 +464,7 @@ def _settle_moved(tx: Connection, job: _Job, now: WorkTable) -> tuple[Conflict, 
     if not keys:
         return ()
     columns = [c.name for c in now.table.c]
-    tx.execute(sa.delete(now.table).where(key_in(now.keys, keys)))
+    tx.execute(sa.delete(now.table).where(key_in(now.keys, keys, tx.dialect)))
     if job.saved is not None:
         return tuple(Conflict(job.rule.name, key, "changed while the plan was being applied") for key in keys)
     log.info("rule %s: %d row(s) changed while applying; recomputed under lock", job.rule.name, len(keys))

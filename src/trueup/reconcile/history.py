@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.db import add_missing_columns, create_missing, dialect_for
+from trueup.db import add_missing_columns, create_missing, dialect_for, in_chunks
 from trueup.reconcile.audit import now
 from trueup.reconcile.drift import DriftRow
 from trueup.report.format import to_json
@@ -92,7 +92,6 @@ watermarks = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
-CHUNK = 500
 ANALYZE_AFTER = 10_000  # rows recorded by one round
 
 
@@ -139,14 +138,11 @@ def last_repairs(
 ) -> dict[str, tuple[datetime, int]]:
     """For each key (JSON) repaired by a round since `since`: when, and by which run."""
     found: dict[str, tuple[datetime, int]] = {}
-    pending = list(keys)
     h = drift_history.c
-    for start in range(0, len(pending), CHUNK):
+    for chosen in in_chunks(connection.dialect, h.key, list(keys)):
         query = (
             sa.select(h.key, sa.func.max(h.observed_at), sa.func.max(h.run_id))
-            .where(
-                h.rule == rule, h.run_id.is_not(None), h.observed_at >= since, h.key.in_(pending[start : start + CHUNK])
-            )
+            .where(h.rule == rule, h.run_id.is_not(None), h.observed_at >= since, chosen)
             .group_by(h.key)
         )
         found |= {key: (at, run_id) for key, at, run_id in connection.execute(query)}
@@ -171,8 +167,7 @@ def record_round(connection: Connection, entry: Round, drifted: Iterable[DriftRo
         for d in drifted
         for key in (key_text(d.key),)
     ]
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(drift_history.insert(), rows[start : start + CHUNK])
+    dialect_for(connection).insert_rows(connection, drift_history, rows)
     if len(rows) >= ANALYZE_AFTER:
         # A first full round may record 100,000 keys into an empty table; until the server's
         # autovacuum notices, the next rounds' lookups by key would scan all of them.
@@ -204,12 +199,10 @@ def settle_open(
         looked_at = []
     else:
         looked_at = sorted({key_text(k) for k in covered} | set(reopened))
-    for start in range(0, len(looked_at), CHUNK):
-        chunk = looked_at[start : start + CHUNK]
-        connection.execute(open_drift.delete().where(o.rule == entry.rule, o.key.in_(chunk)))
+    for chosen in in_chunks(connection.dialect, o.key, looked_at):
+        connection.execute(open_drift.delete().where(o.rule == entry.rule, chosen))
     rows = [{"rule": entry.rule, "key": k, "round_id": round_id, "observed_at": entry.started_at} for k in reopened]
-    for start in range(0, len(rows), CHUNK):
-        connection.execute(open_drift.insert(), rows[start : start + CHUNK])
+    dialect_for(connection).insert_rows(connection, open_drift, rows)
 
 
 def rounds_since_full(connection: Connection, rule: str) -> int | None:

@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 
 from trueup.config import Rule, Source
-from trueup.db import Dialect, column_ref, table_ref, user_condition, user_sql
+from trueup.db import Dialect, column_ref, is_in, table_ref, user_condition, user_sql
 
 # Output columns besides the keys k0..kn, in order.
 FIGURES = (
@@ -306,7 +306,7 @@ def _recorded_filters(rule: Rule, prep: Any, scope: Scope) -> list[sa.ColumnElem
     if scope.where:
         filters.append(user_condition(scope.where))
     if scope.keys:
-        filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys))
+        filters.append(key_in([column_ref(prep, k) for k in rule.recorded.key], scope.keys, prep.dialect))
     if scope.key_table is not None:
         filters.append(in_key_table([column_ref(prep, k) for k in rule.recorded.key], scope.key_table))
     return filters
@@ -317,7 +317,7 @@ def _source_scope(
 ) -> list[sa.ColumnElement[bool]]:
     filters: list[sa.ColumnElement[bool]] = []
     if scope.keys:
-        filters.append(key_in(keys, scope.keys))
+        filters.append(key_in(keys, scope.keys, prep.dialect))
     if scope.key_table is not None:
         filters.append(in_key_table(keys, scope.key_table))
     if scope.where:
@@ -331,14 +331,19 @@ def _source_scope(
     return filters
 
 
-def key_in(columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]]) -> sa.ColumnElement[bool]:
-    """`columns` (one key) equals one of `keys`: `col IN (…)`, a row-value IN for composite keys, or
-    for a single composite key `a = … AND b = …` (its values may be expressions: the guard's PL/pgSQL
-    variables, which a row-value IN list cannot hold)."""
+def key_in(
+    columns: list[sa.ColumnElement[Any]], keys: Sequence[tuple[Any, ...]], sa_dialect: sa.Dialect
+) -> sa.ColumnElement[bool]:
+    """`columns` (one key) equals one of `keys`: `col IN (…)` (several keys: `db.is_in`, one array on
+    PostgreSQL), a row-value IN for composite keys, or for a single composite key `a = … AND b = …`
+    (a single key's values may be expressions: the guard's PL/pgSQL variables, which neither an array
+    nor a row-value IN list can hold)."""
     if len(keys) == 1 and len(columns) > 1:
         return sa.and_(*(c == v for c, v in zip(columns, keys[0], strict=True)))
+    if len(keys) == 1:
+        return columns[0].in_([keys[0][0]])
     if len(columns) == 1:
-        return columns[0].in_([k[0] for k in keys])
+        return is_in(sa_dialect, columns[0], [k[0] for k in keys])
     return sa.tuple_(*columns).in_([tuple(k) for k in keys])
 
 

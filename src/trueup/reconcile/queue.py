@@ -40,13 +40,12 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.db import create_missing
+from trueup.db import create_missing, in_chunks
 from trueup.reconcile.audit import now
 from trueup.reconcile.history import key_text
 
 log = logging.getLogger(__name__)
 metadata = sa.MetaData()
-CHUNK = 500
 
 dirty = sa.Table(
     "trueup_dirty",
@@ -60,8 +59,10 @@ dirty = sa.Table(
 
 
 class Queued(NamedTuple):
-    id: int
-    key: list[Any] | None  # None: the row's key is not a JSON array (it is dropped, with a warning)
+    """A key queued once or more: the rows that queued it, oldest first."""
+
+    ids: list[int]
+    key: list[Any] | None  # None: the rows' key is not a JSON array (it is dropped, with a warning)
 
 
 def ensure_table(connection: Connection) -> None:
@@ -77,16 +78,23 @@ def enqueue(connection: Connection, rule: str, keys: Iterable[Sequence[Any]], qu
 
 
 def pending(connection: Connection, rule: str, taken: Collection[int] = ()) -> list[Queued]:
-    """The rows queued for `rule`, oldest first, leaving out the ids in `taken`."""
+    """The keys queued for `rule` by rows not in `taken`, in the order they were first queued.
+
+    A key is decoded once however many rows queued it (a sale's INSERT and UPDATE each queue its item).
+    """
     d = dirty.c
     rows = connection.execute(sa.select(d.id, d.key).where(d.rule == rule).order_by(d.id)).all()
-    return [Queued(row_id, _decoded(row_id, text)) for row_id, text in rows if row_id not in taken]
+    by_text: dict[str, list[int]] = {}
+    for row_id, text in rows:
+        if row_id not in taken:
+            by_text.setdefault(text, []).append(row_id)
+    return [Queued(ids, _decoded(ids[0], text)) for text, ids in by_text.items()]
 
 
 def remove(connection: Connection, ids: Sequence[int]) -> None:
     """Delete queue rows by id (inside the transaction of the round that took them)."""
-    for start in range(0, len(ids), CHUNK):
-        connection.execute(dirty.delete().where(dirty.c.id.in_(ids[start : start + CHUNK])))
+    for chosen in in_chunks(connection.dialect, dirty.c.id, ids):
+        connection.execute(dirty.delete().where(chosen))
 
 
 def _decoded(row_id: int, text: str) -> list[Any] | None:

@@ -99,6 +99,7 @@ RECORDED = -1  # the watermark slot of the recorded table's own `time`
 BEGINNING = ""  # the watermark of a source that was empty: every record is new
 APPLY_BY_KEY = 10_000  # up to this many drifted keys, a repair is narrowed to exactly those keys
 INLINE_KEYS = 1_000  # a round of more named and queued keys than this reads them from a work table
+INLINE_ARRAY = 10_000  # ... or than this, where they are bound as one array (a one-column key, psycopg)
 HINTED = 20  # recurring keys that get hints per round
 MAX_CHANGES = 1_000  # rows a round that repairs on its own may write, unless the config says otherwise
 MAX_PERCENT = Decimal(5)  # ... and at most this % of the rule's items
@@ -242,7 +243,7 @@ def _holding(
             queued = _pending(connection, rule.name, taken)
             if not queued and (results or keys == []):  # nothing (more) queued: no round of the queue
                 return results
-            taken.update(q.id for q in queued)
+            taken.update(row_id for q in queued for row_id in q.ids)
             results.append(_round(connection, config, rule, options, bool(full), keys, queued))
             full, keys = False, []
 
@@ -299,7 +300,7 @@ class _Found(NamedTuple):
     recurring: tuple[Recurrence, ...]
     findings: tuple[Finding, ...]
     marks: dict[int, str]  # the watermarks it reached (none for a round of keys)
-    queued: list[tuple[int, Key | None]]  # the queue rows it took, typed (None: a key that does not fit)
+    queued: list[tuple[list[int], Key | None]]  # the queue rows it took by key, typed (None: does not fit)
     covered: list[Key] | None  # the keys it looked at; None: every open key among them
     typed: Callable[[Sequence[Any]], Key]
 
@@ -315,7 +316,7 @@ def _round(
 ) -> RoundResult:
     started, clock = now(), time.perf_counter()
     typed = Target.of(rule).key_coercer(connection)
-    waiting = [(q.id, _fitting(rule.name, typed, q.key)) for q in queued]
+    waiting = [(q.ids, _fitting(rule.name, typed, q.key)) for q in queued]
     extra = [key for _, key in waiting if key is not None]
     work: WorkTable | None = None
     round_marks: dict[int, str] = {}  # a round of named keys leaves the watermarks alone
@@ -334,8 +335,8 @@ def _round(
             if not marks and not full and not timed and captures(connection, rule.name):
                 kind = "incremental"  # no time column, but capture triggers queue every touched key
                 reopened = [_fitting(rule.name, typed, key) for key in history.open_keys(connection, rule.name)]
-                covered = _unique([*extra, *[key for key in reopened if key is not None]])
-                scope, work = _key_scope(connection, rule, covered)
+                # every open key among them: settled like a timed round's, by rule, not key by key
+                scope, work = _key_scope(connection, rule, _unique([*extra, *[k for k in reopened if k is not None]]))
             elif not marks:
                 kind, scope = "full", EVERYTHING
             else:
@@ -491,7 +492,8 @@ def _remember(connection: Connection, found: _Found, entry: history.Round, still
     history.settle_open(connection, entry, round_id, still_open, found.covered)
     if found.queued:
         left = {_fitting(entry.rule, found.typed, list(d.key)) for d in still_open}
-        queue.remove(connection, [row_id for row_id, key in found.queued if key is None or key not in left])
+        settled = [row_id for ids, key in found.queued if key is None or key not in left for row_id in ids]
+        queue.remove(connection, settled)
     if found.marks:
         history.save_watermarks(connection, entry.rule, found.marks)
     return round_id
@@ -523,8 +525,12 @@ def _unique(keys: Sequence[Key]) -> list[Key]:
 
 
 def _key_scope(connection: Connection, rule: Rule, keys: list[Key]) -> tuple[Scope, WorkTable | None]:
-    """The scope of a round of keys: bound in the query, or (many, or none) in a work table."""
-    if 0 < len(keys) <= INLINE_KEYS:
+    """The scope of a round of keys: bound in the query, or (many, or none) in a work table.
+
+    A work table costs two commits of catalog rows (its CREATE and DROP), more than the scan of
+    a few thousand keys, so keys bound as one array (`db.is_in`) stay in the query for longer."""
+    arrays = len(rule.recorded.key) == 1 and dialect_for(connection).binds_arrays(connection.dialect)
+    if 0 < len(keys) <= (INLINE_ARRAY if arrays else INLINE_KEYS):
         return Scope(keys=tuple(keys)), None
     work = WorkTable(connection, "trueup_touched", Target.of(rule), {})
     with dialect_for(connection).write_transaction(connection):
