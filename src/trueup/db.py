@@ -229,6 +229,9 @@ def user_condition(text: str) -> sa.ColumnElement[bool]:
 
 # -- dialects ----------------------------------------------------------------------------------
 
+# trueup's own row ids: 64-bit (a capture guard queues a row for every guarded write, and a hook writes a
+# round for every sale: 2^31 is months, not years), SQLite's INTEGER PRIMARY KEY (its rowid) there.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 STREAM_BATCH = 2000  # rows fetched per round trip when streaming
 CHUNK = 500  # values per IN list, or rows per executemany, where each value is a bind parameter
 

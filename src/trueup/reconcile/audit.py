@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from trueup import __version__
-from trueup.db import create_missing
+from trueup.db import ROW_ID, create_missing
 from trueup.errors import NotFoundError
 
 metadata = sa.MetaData()
@@ -37,7 +37,7 @@ metadata = sa.MetaData()
 runs = sa.Table(
     "trueup_runs",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("kind", sa.String(16), nullable=False),  # apply | undo
     sa.Column("rule", sa.Text, nullable=False),  # the rule names, comma-separated
     sa.Column("started_at", sa.DateTime, nullable=False),
@@ -53,16 +53,16 @@ runs = sa.Table(
     sa.Column("conflicts", sa.Integer, nullable=False, default=0),
     sa.Column("status", sa.String(16), nullable=False),  # applied | verified | residual | undone
     sa.Column("residual", sa.Text),  # Σ |drift| left on the applied keys after commit
-    sa.Column("undoes_run", sa.Integer),
-    sa.Column("undone_by", sa.Integer),
+    sa.Column("undoes_run", ROW_ID),
+    sa.Column("undone_by", ROW_ID),
     sa.Column("tool_version", sa.String(32)),
 )
 
 changes = sa.Table(
     "trueup_changes",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.Integer, nullable=False, index=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("run_id", ROW_ID, nullable=False, index=True),
     sa.Column("rule", sa.String(128), nullable=False),
     sa.Column("table_name", sa.String(255), nullable=False),
     sa.Column("key_columns", sa.Text, nullable=False),  # JSON list of column names
@@ -79,7 +79,7 @@ changes = sa.Table(
 chunked_runs = sa.Table(
     "trueup_chunked_runs",
     metadata,
-    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", ROW_ID, primary_key=True, autoincrement=False),
     sa.Column("chunk_size", sa.Integer, nullable=False),
     sa.Column("options", sa.Text, nullable=False),  # JSON: the scope's keys and where, include_flagged
 )
@@ -87,7 +87,7 @@ chunked_runs = sa.Table(
 chunks = sa.Table(
     "trueup_chunks",
     metadata,
-    sa.Column("run_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("run_id", ROW_ID, primary_key=True, autoincrement=False),
     sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("rule", sa.String(128), nullable=False),
     sa.Column("first_key", sa.Text, nullable=False),  # JSON list of values; the chunk is first..last, inclusive

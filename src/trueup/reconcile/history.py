@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from trueup.db import add_missing_columns, create_missing, dialect_for, in_chunks
+from trueup.db import ROW_ID, add_missing_columns, create_missing, dialect_for, in_chunks
 from trueup.reconcile.audit import now
 from trueup.reconcile.drift import DriftRow
 from trueup.report.format import to_json
@@ -43,7 +43,7 @@ metadata = sa.MetaData()
 rounds = sa.Table(
     "trueup_rounds",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
     sa.Column("rule", sa.String(128), nullable=False, index=True),
     sa.Column("kind", sa.String(16), nullable=False),  # full | incremental | keys
     sa.Column("status", sa.String(16), nullable=False),
@@ -54,22 +54,22 @@ rounds = sa.Table(
     sa.Column("drifted", sa.Integer, nullable=False),
     sa.Column("corrected", sa.Integer, nullable=False),
     sa.Column("recurring", sa.Integer, nullable=False),
-    sa.Column("run_id", sa.Integer),
+    sa.Column("run_id", ROW_ID),
     sa.Column("message", sa.Text),  # why a round did not repair what it found (added after 0.1: nullable)
 )
 
 drift_history = sa.Table(
     "trueup_drift_history",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("round_id", sa.Integer, nullable=False, index=True),
+    sa.Column("id", ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("round_id", ROW_ID, nullable=False, index=True),
     sa.Column("rule", sa.String(128), nullable=False),
     sa.Column("key", sa.String(512), nullable=False),  # JSON list of values
     sa.Column("observed_at", sa.DateTime, nullable=False),
     sa.Column("recorded", sa.Text),
     sa.Column("expected", sa.Text),
     sa.Column("delta", sa.Text),
-    sa.Column("run_id", sa.Integer),  # the apply run that corrected it, when the round repaired
+    sa.Column("run_id", ROW_ID),  # the apply run that corrected it, when the round repaired
     sa.Column("recurring", sa.Boolean, nullable=False, default=False),
     sa.Index("ix_trueup_drift_history_rule_key", "rule", "key"),
 )
@@ -79,7 +79,7 @@ open_drift = sa.Table(
     metadata,
     sa.Column("rule", sa.String(128), primary_key=True),
     sa.Column("key", sa.String(512), primary_key=True),  # JSON list of values, as in trueup_drift_history
-    sa.Column("round_id", sa.Integer, nullable=False),  # the latest round that found it drifted
+    sa.Column("round_id", ROW_ID, nullable=False),  # the latest round that found it drifted
     sa.Column("observed_at", sa.DateTime, nullable=False),
 )
 
