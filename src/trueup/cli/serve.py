@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 from datetime import timedelta
@@ -63,6 +64,7 @@ def serve(
         _refuse_open_bind(connection, host)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     application = create_app(service, watch=every, watch_apply=apply or settings.watch_apply)
+    gc.freeze()  # the app, config and modules live all along: full collections under load skip them
     uvicorn.run(application, host=host, port=port or settings.port, proxy_headers=True, server_header=False)
 
 
