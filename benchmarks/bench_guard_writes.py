@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import psycopg
 import sqlalchemy as sa
+from stock_rule import stock_rule  # benchmarks/, beside this script
 
 from trueup import guard
 from trueup.config import Config, parse_config
@@ -61,23 +62,7 @@ STOCK = {
         "CREATE INDEX sales_item ON sales (item_id)",
         "INSERT INTO items SELECT g, 1000000, 1000000 FROM generate_series(1, :n) g",
     ],
-    "config": """
-[[rules]]
-name = "stock"
-[rules.recorded]
-table = "items"
-key = ["id"]
-quantity = "remaining"
-[[rules.expected]]
-table = "items"
-key = ["id"]
-quantity = "total"
-[[rules.expected]]
-table = "sales"
-key = ["item_id"]
-quantity = "qty"
-sign = -1
-""",
+    "config": stock_rule("sales"),
     "sale": [
         "INSERT INTO sales (item_id, qty) VALUES (%(key)s, %(qty)s)",
         "UPDATE items SET remaining = remaining - %(qty)s WHERE id = %(key)s",

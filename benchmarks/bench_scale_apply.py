@@ -37,26 +37,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from stock_rule import stock_rule  # benchmarks/, beside this script
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 TRUEUP = [sys.executable, "-m", "trueup.cli"]
-RULE = """
-[[rules]]
-name = "stock"
-[rules.recorded]
-table = "items"
-key = ["id"]
-quantity = "remaining"
-[[rules.expected]]
-table = "items"
-key = ["id"]
-quantity = "total"
-[[rules.expected]]
-table = "moves"
-key = ["item_id"]
-quantity = "qty"
-sign = -1
-"""
+RULE = stock_rule("moves")
 DRIFTED = """
 SELECT COUNT(*) FROM items i LEFT JOIN (SELECT item_id, SUM(qty) AS used FROM moves GROUP BY item_id) m
     ON m.item_id = i.id

@@ -37,6 +37,7 @@ from pathlib import Path
 import httpx
 import psutil
 import sqlalchemy as sa
+from stock_rule import stock_rule  # benchmarks/, beside this script
 
 from trueup.db import connect, open_engine
 from trueup.ledger import Ledger
@@ -45,23 +46,7 @@ from trueup.serve import tokens
 ADMIN_URL = os.environ.get("TRUEUP_BENCH_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SCHEMA = "servebench_serve"
 CLIENTS = 16
-RULE = """
-[[rules]]
-name = "stock"
-[rules.recorded]
-table = "items"
-key = ["id"]
-quantity = "remaining"
-[[rules.expected]]
-table = "items"
-key = ["id"]
-quantity = "total"
-[[rules.expected]]
-table = "sales"
-key = ["item_id"]
-quantity = "qty"
-sign = -1
-"""
+RULE = stock_rule("sales")
 
 
 def schema_url(schema: str) -> str:
