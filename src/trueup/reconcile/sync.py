@@ -101,6 +101,7 @@ APPLY_BY_KEY = 10_000  # up to this many drifted keys, a repair is narrowed to e
 INLINE_KEYS = 1_000  # a round of more named and queued keys than this reads them from a work table
 INLINE_ARRAY = 10_000  # ... or than this, where they are bound as one array (a one-column key, psycopg)
 HINTED = 20  # recurring keys that get hints per round
+ROUND_KEYS = "trueup_round_keys"  # a round's temporary key table; `trueup_touched` would hide the guard's
 MAX_CHANGES = 1_000  # rows a round that repairs on its own may write, unless the config says otherwise
 MAX_PERCENT = Decimal(5)  # ... and at most this % of the rule's items
 BUSY = "another round of this rule is running"
@@ -532,7 +533,7 @@ def _key_scope(connection: Connection, rule: Rule, keys: list[Key]) -> tuple[Sco
     arrays = len(rule.recorded.key) == 1 and dialect_for(connection).binds_arrays(connection.dialect)
     if 0 < len(keys) <= (INLINE_ARRAY if arrays else INLINE_KEYS):
         return Scope(keys=tuple(keys)), None
-    work = WorkTable(connection, "trueup_touched", Target.of(rule), {})
+    work = WorkTable(connection, ROUND_KEYS, Target.of(rule), {})
     with dialect_for(connection).write_transaction(connection):
         work.create().fill(_key_rows(keys))
     return Scope(key_table=work.table), work
@@ -619,7 +620,7 @@ def _touched_keys(
 ) -> WorkTable:
     """A temporary table of every key with a record past its source's watermark (minus the overlap),
     and the `extra` keys (open drift, the queue)."""
-    touched = WorkTable(connection, "trueup_touched", Target.of(rule), {})
+    touched = WorkTable(connection, ROUND_KEYS, Target.of(rule), {})
     with dialect_for(connection).write_transaction(connection):
         touched.create()
         for source in timed:
