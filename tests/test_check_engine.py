@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from tests.databases import Database
 from trueup.config import parse_config
-from trueup.db import connect, dialect_for
+from trueup.db import CHUNK, connect, dialect_for, in_chunks
 from trueup.errors import ConfigError
 from trueup.examples import usage_logs
 from trueup.reconcile import query, resolve
@@ -176,6 +176,20 @@ def test_scope_keys_reach_postgresql_as_one_array(url: str, keys: list, shape: s
     assert shape in count, count
     one = str(query.recorded_count(resolved, sa_dialect, query.Scope(keys=[(7,)])).compile(dialect=sa_dialect))
     assert "IN (__[POSTCOMPILE_" in one  # a single key as before: the guard's triggers bind PL/pgSQL variables
+
+
+@pytest.mark.parametrize(
+    ("values", "sizes"),
+    [
+        (list(range(1200)), [1200]),  # one array, however many values
+        ([*range(600), *map(str, range(600))], [CHUNK, CHUNK, 200]),  # mixed types: IN lists under the bind limit
+    ],
+)
+def test_in_chunks_splits_what_no_array_can_hold(values: list, sizes: list[int]) -> None:
+    sa_dialect = sa.engine.make_url("postgresql+psycopg://h/d").get_dialect()()
+    chunks = in_chunks(sa_dialect, sa.column("k"), values)
+    bound = [list(c.compile(dialect=sa_dialect).params.values()) for c in chunks]
+    assert [len(b[0]) for b in bound] == sizes and all(len(b) == 1 for b in bound)
 
 
 def test_streaming_leaves_the_connection_as_it_was(db: Database) -> None:

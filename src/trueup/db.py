@@ -791,8 +791,7 @@ def is_in(sa_dialect: sa.Dialect, column: sa.ColumnElement[Any], values: Sequenc
     arrays, so the statement is the same text for any number of values (SQLAlchemy and psycopg reuse
     what they made of it; rendering and parsing 1,000 placeholders cost more than running the query),
     else `IN` with a parameter a value (as for values of mixed types, which an array cannot hold)."""
-    alike = len({type(value) for value in values if value is not None}) <= 1
-    if alike and dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect):
+    if _as_array(sa_dialect, values):
         return column == sa.any_(sa.bindparam(None, list(values)))
     return column.in_(values)
 
@@ -802,9 +801,14 @@ def in_chunks(
 ) -> list[sa.ColumnElement[bool]]:
     """`is_in` conditions covering `values`: one where the driver binds arrays, else one per `CHUNK` values
     (databases limit bind parameters per statement)."""
-    arrays = dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect)
-    size = max(len(values), 1) if arrays else CHUNK
+    size = max(len(values), 1) if _as_array(sa_dialect, values) else CHUNK
     return [is_in(sa_dialect, column, values[start : start + size]) for start in range(0, len(values), size)]
+
+
+def _as_array(sa_dialect: sa.Dialect, values: Sequence[Any]) -> bool:
+    """`values` go as one array parameter: the driver binds arrays, and they are of one type."""
+    alike = len({type(value) for value in values if value is not None}) <= 1
+    return alike and dialect_for_name(sa_dialect.name).binds_arrays(sa_dialect)
 
 
 def dialect_for_name(backend: str) -> Dialect:
