@@ -78,6 +78,19 @@ def test_capture_queues_the_keys_of_both_tables_and_the_round_finds_exactly_the_
     assert found == {(1, 10): (10, 5), (2, 10): (2, 7), (2, 11): (0, 11), (1, 11): (3, 0)}
 
 
+def test_a_lookup_ending_in_a_comment_still_queues_both_images(db: Database, tmp_path: Path) -> None:
+    """The lookup's SQL is the user's: a trailing `-- comment` must not swallow the rest of a trigger body."""
+    commented = storefront.CONFIG.replace(
+        'where = "r.id = row.request_id"', 'where = "r.id = row.request_id -- the line item\'s request"'
+    ).replace('from = "inventory_transferrequest r"', 'from = "inventory_transferrequest r -- its request"')
+    assert commented.count("-- ") >= 2
+    path = true_storefront(db, tmp_path, commented)
+    code, out = cli(path, "guard", "install", "--rule", "storefront", "--mode", "capture", "--yes")
+    assert code == 0, out
+    db.execute(f"UPDATE {LINE_ITEMS} SET request_id = 3 WHERE id = 2")  # moved: storefront 1 -> 2, product 10
+    assert queued(db) == [[1, 10], [2, 10]]
+
+
 def test_install_then_remove_leaves_the_catalog_as_it_was(db: Database, tmp_path: Path) -> None:
     path = true_storefront(db, tmp_path)
     before = catalog(db)
@@ -240,8 +253,8 @@ def test_a_lookup_is_run_for_each_row_image_in_the_trigger_body() -> None:
     [update] = [t for t in triggers(rule, "mysql", None) if (t.table, t.event) == (LINE_ITEMS, "update")]
     image = (
         "INSERT INTO trueup_dirty (rule, `key`, queued_at, queued_by) SELECT 'storefront', "
-        "CAST(json_array((r.storefront_id), ({row}.product_id)) AS CHAR), UTC_TIMESTAMP(), 'guard:capture' "
-        "FROM inventory_transferrequest r WHERE (r.id = {row}.request_id);"
+        "CAST(json_array((r.storefront_id\n), ({row}.product_id\n)) AS CHAR), UTC_TIMESTAMP(), 'guard:capture' "
+        "FROM inventory_transferrequest r\n WHERE (r.id = {row}.request_id\n);"
     )
     assert update.create == (
         f"CREATE TRIGGER {update.name} AFTER UPDATE ON {LINE_ITEMS} FOR EACH ROW BEGIN "

@@ -169,12 +169,21 @@ def probe(table: Watched, preparer: Any) -> str:
     """A query that runs `table`'s lookup once, reading no row (LIMIT 0): the database checks its SQL at
     plan time, not the trigger when the application writes. The changed row is the table itself."""
     assert table.lookup is not None
-    lookup, row = table.lookup, "trueup_row"
-    keys = ", ".join(f"({fromclause.image(k, row)})" for k in lookup.key)
+    row = "trueup_row"
+    keys, joined, where = lookup_sql(table.lookup, row)
     on = ".".join(quote_name(preparer, p) for p in split_name(table.table))
-    joined = f" CROSS JOIN {fromclause.image(lookup.joined, row)}" if lookup.joined else ""
-    where = f" WHERE ({fromclause.image(lookup.where, row)}\n)" if lookup.where else ""
-    return f"SELECT {keys} FROM {on} {row}{joined}{where} LIMIT 0"
+    cross = f" CROSS JOIN {joined}" if joined else ""
+    return f"SELECT {', '.join(keys)} FROM {on} {row}{cross}{f' WHERE {where}' if where else ''} LIMIT 0"
+
+
+def lookup_sql(lookup: Lookup, row: str) -> tuple[list[str], str, str]:
+    """The lookup's key expressions, its FROM and its WHERE ('' when absent) for the row image `row`. Each
+    is the user's SQL ended by a newline, so a trailing `-- comment` cannot swallow what follows it (the
+    trigger bodies are one line)."""
+    keys = [f"({fromclause.image(k, row)}\n)" for k in lookup.key]
+    joined = f"{fromclause.image(lookup.joined, row)}\n" if lookup.joined else ""
+    where = f"({fromclause.image(lookup.where, row)}\n)" if lookup.where else ""
+    return keys, joined, where
 
 
 def check_mode(backend: str, mode: str) -> None:
@@ -279,11 +288,8 @@ class _Renderer:
         lookup = table.lookup
         if lookup is None:
             return [f"{row}.{self.q(c)}" for c in table.key], ""
-        values = [f"({fromclause.image(k, row)})" for k in lookup.key]
-        tail = f" FROM {fromclause.image(lookup.joined, row)}" if lookup.joined else ""
-        if lookup.where:
-            tail += f" WHERE ({fromclause.image(lookup.where, row)})"
-        return values, tail
+        values, joined, where = lookup_sql(lookup, row)
+        return values, (f" FROM {joined}" if joined else "") + (f" WHERE {where}" if where else "")
 
     def block(self, rule: str, mark: Mark, table: Watched, schema: str | None, mode: str = "capture") -> str:
         """The mark as a statement of a procedural body (MySQL, PL/pgSQL)."""
